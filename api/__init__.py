@@ -1,0 +1,1 @@
+"""HTTP layer (FastAPI): parses requests, calls ``geo``, formats answers. Nothing more."""

@@ -1,0 +1,64 @@
+"""Where errors become responses: one place for the whole service."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import json_response
+from geo.errors import GeoError, InvalidParameter
+
+log = logging.getLogger("cmm_geo")
+
+#: Paths answering by the OGC API rules (400 for a bad parameter) rather than 422.
+OGC_PREFIXES = ("/collections", "/conformance")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors and stray exceptions to JSON bodies."""
+
+    @app.exception_handler(GeoError)
+    async def geo_error(request: Request, exc: GeoError):
+        status = exc.status
+        if isinstance(exc, InvalidParameter) and status == 400:
+            if not request.url.path.startswith(OGC_PREFIXES):
+                status = 422
+        return json_response(exc.to_dict(), status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")]
+            problems.append({"parameter": ".".join(loc) or "request", "message": e.get("msg")})
+        first = problems[0] if problems else {"parameter": "request", "message": "invalid"}
+        status = 400 if request.url.path.startswith(OGC_PREFIXES) else 422
+        return json_response(
+            {
+                "code": "InvalidParameterValue",
+                "description": f"{first['parameter']}: {first['message']}",
+                "parameter": first["parameter"],
+                "details": problems,
+            },
+            status_code=status,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return json_response(
+            {"code": code, "description": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # pragma: no cover - last resort
+        log.exception("unhandled error on %s", request.url.path)
+        return json_response(
+            {"code": "ServerError", "description": "internal error; it has been logged"},
+            status_code=500,
+        )

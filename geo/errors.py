@@ -1,0 +1,94 @@
+"""Error tree of the domain layer.
+
+Each error carries the HTTP status and a short machine code; the API maps them to
+responses in one place (``api.errors``), the CLI prints them. Nothing here imports
+a web framework.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class GeoError(Exception):
+    """Base class: a problem the user can act on."""
+
+    status: int = 400
+    code: str = "InvalidParameterValue"
+
+    def __init__(self, message: str, *, details: Any = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON body of the error."""
+        body: dict[str, Any] = {"code": self.code, "description": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        body.update(self.extra)
+        return body
+
+
+class InvalidParameter(GeoError):
+    """A request parameter is missing or malformed (HTTP 400)."""
+
+    status = 400
+    code = "InvalidParameterValue"
+
+    def __init__(self, parameter: str, message: str, **extra: Any) -> None:
+        super().__init__(f"{parameter}: {message}", parameter=parameter, **extra)
+        self.parameter = parameter
+
+
+class UnprocessableParameter(InvalidParameter):
+    """Like InvalidParameter but answered as 422 (validation of query parameters)."""
+
+    status = 422
+
+
+class NotFound(GeoError):
+    """The thing asked for does not exist (HTTP 404)."""
+
+    status = 404
+    code = "NotFound"
+
+
+class Unauthorized(GeoError):
+    """No or an unknown bearer token (HTTP 401)."""
+
+    status = 401
+    code = "Unauthorized"
+
+
+class Forbidden(GeoError):
+    """The token is valid but may not do this (HTTP 403)."""
+
+    status = 403
+    code = "Forbidden"
+
+
+class Conflict(GeoError):
+    """The write conflicts with stored data (HTTP 409)."""
+
+    status = 409
+    code = "Conflict"
+
+
+class PayloadTooLarge(GeoError):
+    """An upload exceeds a configured limit (HTTP 413)."""
+
+    status = 413
+    code = "PayloadTooLarge"
+
+
+class ValidationFailed(GeoError):
+    """Input data failed validation; ``details`` lists every problem with where it is (422)."""
+
+    status = 422
+    code = "ValidationFailed"
+
+
+class DataError(Exception):
+    """The committed or reference data is inconsistent (a bug in the data, not the request)."""

@@ -1,0 +1,340 @@
+"""Find my zone: a comune, its zona omogenea and union, by code, name or point.
+
+Rules, documented for users:
+
+* **Codes**: a 6-digit ISTAT code (``015146``; leading zeros may be omitted) or a
+  cadastral code (``F205``), any case.
+* **Names**: case, accents, apostrophes (’ ' or none) and repeated spaces are ignored;
+  a miss answers 404 with suggestions ranked by similarity.
+* **Points**: a point belongs to the comune whose closed polygon covers it. A point on
+  a border shared by two comuni (or in a sliver where generalised outlines overlap)
+  goes to the one with the **lowest ISTAT code**, the same in single and batch lookups.
+  A point outside every comune answers 404 with the nearest comune and its distance
+  in metres (EPSG:32632).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+
+from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transformer_xy
+from geo.errors import InvalidParameter, NotFound
+from geo.territory import Territory, get_territory
+
+_ISTAT_RE = re.compile(r"^\d{4,6}$")
+_CADASTRAL_RE = re.compile(r"^[A-Za-z]\d{3}$")
+
+#: Bounds (lon/lat) of plausible input: northern Italy and surroundings.
+_PLAUSIBLE_LON = (-10.0, 30.0)
+_PLAUSIBLE_LAT = (30.0, 60.0)
+
+
+def find_comune(q: str, territory: Territory | None = None) -> dict[str, Any]:
+    """A comune by ISTAT code, cadastral code or name; NotFound with suggestions on a miss."""
+    t = territory or get_territory()
+    text = (q or "").strip()
+    if not text:
+        raise InvalidParameter("q", "give a comune's name, ISTAT code or cadastral code")
+    code: str | None = None
+    matched_by = "name"
+    if _ISTAT_RE.match(text):
+        code = text.zfill(6)
+        matched_by = "istat_code"
+        if code not in t.comuni:
+            raise NotFound(
+                f"no comune of the Città metropolitana di Milano has ISTAT code {code}",
+                parameter="q",
+                suggestions=[],
+            )
+    elif _CADASTRAL_RE.match(text) and text.upper() in t.by_cadastral:
+        code = t.by_cadastral[text.upper()]
+        matched_by = "cadastral_code"
+    else:
+        code = t.name_index.get(text)
+    if code is None:
+        suggestions = [
+            {"istat_code": s["value"], "name": s["name"], "score": s["score"]}
+            for s in t.name_index.suggest(text)
+        ]
+        hint = f"; did you mean {suggestions[0]['name']}?" if suggestions else ""
+        raise NotFound(
+            f"no comune named {text!r} in the Città metropolitana di Milano{hint}",
+            parameter="q",
+            suggestions=suggestions,
+        )
+    return {"query": text, "matched_by": matched_by, "comune": t.comune_record(code)}
+
+
+@dataclass(frozen=True)
+class PointInput:
+    """A point as given: coordinates and the CRS URI they are in (axis order of that CRS)."""
+
+    x: float
+    y: float
+    crs: str = CRS84
+
+
+def to_lonlat(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """Convert coordinates given in ``crs``'s own axis order to lon/lat arrays.
+
+    EPSG:4326 takes (lat, lon) as the EPSG definition says; CRS84 (lon, lat); projected
+    CRSs (easting, northing). The caller's x/y are the first/second axis.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if crs == CRS84:
+        return x, y
+    if crs == epsg_uri(4326):
+        return y, x
+    tx = transformer_xy(crs, CRS84)
+    lon, lat = tx.transform(x, y)
+    return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
+
+
+def _check_finite(lon: np.ndarray, lat: np.ndarray, crs: str) -> None:
+    bad = ~(np.isfinite(lon) & np.isfinite(lat))
+    bad |= (lon < _PLAUSIBLE_LON[0]) | (lon > _PLAUSIBLE_LON[1])
+    bad |= (lat < _PLAUSIBLE_LAT[0]) | (lat > _PLAUSIBLE_LAT[1])
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidParameter(
+            "coordinates",
+            f"point {i + 1} is not a valid location in {short_name(crs)} "
+            "(check the CRS and the axis order: EPSG:4326 is lat,lon; CRS84 is lon,lat)",
+            index=i,
+        )
+
+
+def locate_indices(t: Territory, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Index into ``t.comuni_list`` of the comune covering each point, -1 when outside.
+
+    Vectorised: points sorted by longitude, each comune's bounding box cut out with
+    ``searchsorted``, then ``shapely.contains_xy`` on the prepared polygon; points left
+    over (on a border) are settled with ``intersects_xy``. Lowest code wins ties,
+    because comuni are ordered by code and the first hit is kept.
+    """
+    n = len(lon)
+    result = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return result
+    order = np.argsort(lon, kind="stable")
+    xs, ys = lon[order], lat[order]
+    bounds = shapely.bounds(t.geometries)
+    found = np.full(n, -1, dtype=np.int64)  # in sorted order
+    for predicate in (shapely.contains_xy, shapely.intersects_xy):
+        for i, (x0, y0, x1, y1) in enumerate(bounds):
+            lo = int(np.searchsorted(xs, x0, side="left"))
+            hi = int(np.searchsorted(xs, x1, side="right"))
+            if hi <= lo:
+                continue
+            seg = slice(lo, hi)
+            cand = (found[seg] < 0) & (ys[seg] >= y0) & (ys[seg] <= y1)
+            idx = np.flatnonzero(cand) + lo
+            if idx.size == 0:
+                continue
+            inside = predicate(t.geometries[i], xs[idx], ys[idx])
+            found[idx[inside]] = i
+        if (found >= 0).all():
+            break
+    result[order] = found
+    return result
+
+
+def nearest(t: Territory, lon: float, lat: float) -> tuple[str, float]:
+    """The nearest comune to a point outside the territory and its distance in metres."""
+    tx = transformer_xy(CRS84, epsg_uri(METRIC_EPSG))
+    mx, my = tx.transform(lon, lat)
+    p = shapely.Point(mx, my)
+    i = int(t.metric_tree.nearest(p))
+    return t.codes[i], float(shapely.distance(t.metric_geometries[i], p))
+
+
+def locate_point(
+    x: float, y: float, crs: str | None = None, territory: Territory | None = None
+) -> dict[str, Any]:
+    """The comune (with zone, union, neighbours) at a point given in ``crs``."""
+    t = territory or get_territory()
+    uri = parse_crs(crs)
+    lon, lat = to_lonlat(np.array([x]), np.array([y]), uri)
+    _check_finite(lon, lat, uri)
+    hits = t.tree.query(shapely.Point(float(lon[0]), float(lat[0])), predicate="intersects")
+    point = {"x": x, "y": y, "crs": short_name(uri), "lon": float(lon[0]), "lat": float(lat[0])}
+    if hits.size == 0:
+        code, dist = nearest(t, float(lon[0]), float(lat[0]))
+        raise NotFound(
+            f"the point ({x}, {y}) in {short_name(uri)} is outside the Città metropolitana "
+            f"di Milano; the nearest comune is {t.comuni[code].name}, {dist:,.0f} m away",
+            point=point,
+            nearest={**t.comune_summary(code), "distance_m": round(dist, 1)},
+        )
+    code = t.codes[int(hits.min())]
+    return {"point": point, "comune": t.comune_record(code)}
+
+
+def locate_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    crs: str | None = None,
+    territory: Territory | None = None,
+    ids: list[Any] | None = None,
+) -> dict[str, Any]:
+    """Locate many points at once; each row gets its comune, zone and union (or nulls).
+
+    Points outside the territory get ``istat_code: null`` and the nearest comune with
+    its distance, so a batch never fails because of one stray point.
+    """
+    t = territory or get_territory()
+    uri = parse_crs(crs)
+    lon, lat = to_lonlat(np.asarray(x), np.asarray(y), uri)
+    _check_finite(lon, lat, uri)
+    idx = locate_indices(t, lon, lat)
+    rows: list[dict[str, Any]] = []
+    zone_name = {z.id: z.name for z in t.zones.values()}
+    outside = np.flatnonzero(idx < 0)
+    near: dict[int, tuple[str, float]] = {}
+    if outside.size:
+        tx = transformer_xy(CRS84, epsg_uri(METRIC_EPSG))
+        mx, my = tx.transform(lon[outside], lat[outside])
+        pts = shapely.points(mx, my)
+        ni = t.metric_tree.nearest(pts)
+        dist = shapely.distance(t.metric_geometries[ni], pts)
+        for k, j, d in zip(outside, ni, dist, strict=True):
+            near[int(k)] = (t.codes[int(j)], float(d))
+    comuni = t.comuni_list
+    for k in range(len(idx)):
+        i = int(idx[k])
+        row: dict[str, Any] = {"id": ids[k] if ids is not None else k + 1}
+        if i >= 0:
+            c = comuni[i]
+            u = t.unione_of(c)
+            row.update(
+                istat_code=c.istat_code,
+                name=c.name,
+                zona_omogenea=c.zona_id,
+                zona_name=zone_name[c.zona_id],
+                unione=u.id if u else None,
+                unione_name=u.name if u else None,
+            )
+        else:
+            code, d = near[k]
+            row.update(
+                istat_code=None,
+                name=None,
+                zona_omogenea=None,
+                zona_name=None,
+                unione=None,
+                unione_name=None,
+                nearest_istat_code=code,
+                nearest_name=t.comuni[code].name,
+                distance_m=round(d, 1),
+            )
+        rows.append(row)
+    return {
+        "crs": short_name(uri),
+        "count": len(rows),
+        "matched": int((idx >= 0).sum()),
+        "outside": int(outside.size),
+        "results": rows,
+    }
+
+
+_X_NAMES = ("lon", "longitude", "lng", "x", "easting")
+_Y_NAMES = ("lat", "latitude", "y", "northing")
+_ID_NAMES = ("id", "fid", "name", "code")
+
+
+def read_points(content: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
+    """Parse a batch of points from CSV or GeoJSON bytes.
+
+    CSV: a header with ``lon``/``lat`` (or ``x``/``y``), optional ``id``; ``,`` or ``;``.
+    GeoJSON: a FeatureCollection of Points (``id`` or ``properties.id`` kept); a legacy
+    ``crs`` member is honoured. Returns x, y, ids and the CRS found in the file (or None).
+    Errors name the row or feature.
+    """
+    if fmt == "geojson":
+        return _read_points_geojson(content)
+    if fmt == "csv":
+        return _read_points_csv(content)
+    raise InvalidParameter("format", f"unsupported batch format {fmt!r}; use csv or geojson")
+
+
+def _read_points_csv(content: bytes) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
+    import csv
+    import io
+
+    text = content.decode("utf-8-sig", errors="strict")
+    sample = text[:2048]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise InvalidParameter("file", "the CSV is empty") from None
+    xcol = next((header.index(n) for n in _X_NAMES if n in header), None)
+    ycol = next((header.index(n) for n in _Y_NAMES if n in header), None)
+    if xcol is None or ycol is None:
+        raise InvalidParameter(
+            "file", f"the CSV header needs lon,lat (or x,y) columns; found {header}"
+        )
+    idcol = next((header.index(n) for n in _ID_NAMES if n in header), None)
+    xs: list[float] = []
+    ys: list[float] = []
+    ids: list[Any] = []
+    for rowno, row in enumerate(reader, start=2):
+        if not row or all(not c.strip() for c in row):
+            continue
+        try:
+            xs.append(float(row[xcol].replace(",", ".") if delimiter == ";" else row[xcol]))
+            ys.append(float(row[ycol].replace(",", ".") if delimiter == ";" else row[ycol]))
+        except (ValueError, IndexError):
+            raise InvalidParameter(
+                "file", f"row {rowno}: {header[xcol]}/{header[ycol]} are not numbers: {row}",
+                row=rowno,
+            ) from None
+        ids.append(row[idcol] if idcol is not None and idcol < len(row) else rowno - 1)
+    if not xs:
+        raise InvalidParameter("file", "the CSV has a header but no points")
+    return np.array(xs), np.array(ys), ids, None
+
+
+def _read_points_geojson(content: bytes) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
+    import orjson
+
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter("file", f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise InvalidParameter("file", "expected a GeoJSON FeatureCollection of Points")
+    crs = None
+    legacy = doc.get("crs")
+    if isinstance(legacy, dict):
+        crs = (legacy.get("properties") or {}).get("name")
+    xs: list[float] = []
+    ys: list[float] = []
+    ids: list[Any] = []
+    for i, f in enumerate(doc.get("features") or [], start=1):
+        g = (f or {}).get("geometry") or {}
+        coords = g.get("coordinates")
+        if g.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2:
+            raise InvalidParameter(
+                "file", f"feature {i}: expected a Point geometry, got {g.get('type')!r}",
+                feature=i,
+            )
+        try:
+            xs.append(float(coords[0]))
+            ys.append(float(coords[1]))
+        except (TypeError, ValueError):
+            raise InvalidParameter(
+                "file", f"feature {i}: coordinates are not numbers", feature=i
+            ) from None
+        props = f.get("properties") or {}
+        ids.append(f.get("id", props.get("id", i)))
+    if not xs:
+        raise InvalidParameter("file", "the FeatureCollection has no features")
+    return np.array(xs), np.array(ys), ids, crs

@@ -1,0 +1,56 @@
+"""Service settings, read from environment variables prefixed ``CMM_GEO_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All settings; each field ``x`` is read from ``CMM_GEO_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="CMM_GEO_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path.home() / ".local" / "share" / "cmm-geo",
+        description="Where the service writes (embedded database, uploads, caches).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL + PostGIS database; "
+        "the embedded database under data_dir when unset.",
+    )
+    admin_token: str | None = Field(default=None, description="Bearer token of the administrator.")
+    base_url: str | None = Field(
+        default=None, description="Public base URL used in links (derived from requests if unset)."
+    )
+    cors_origins: str = Field(default="*", description="Comma-separated CORS origins ('' = off).")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tiles_url: str = Field(
+        default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Base-map tile URL template for the maps; 'none' for no base map (offline).",
+    )
+    max_upload_mb: float = 50.0
+    max_features: int = 200_000
+    max_zip_entries: int = 100
+    max_unzipped_mb: float = 500.0
+
+    @property
+    def embedded_database_url(self) -> str:
+        """URL of the embedded SQLite database file under ``data_dir``."""
+        return f"sqlite:///{(self.data_dir / 'cmm_geo.sqlite').as_posix()}"
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database in use: PostGIS when configured, else the embedded file."""
+        return self.database_url or self.embedded_database_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()
