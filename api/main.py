@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(territory.router)
     app.include_router(lookup.router)
+    # Routers of further capabilities: one line each, below this marker.
 
     @app.get("/", tags=["service"], summary="What this service is")
     def root():

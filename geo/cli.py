@@ -108,5 +108,8 @@ def serve(
     )
 
 
+# Command groups of further capabilities (typer sub-apps): one add_typer line each, below.
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

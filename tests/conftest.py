@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Tests never touch a real store: the data dir is a fresh temporary folder, set before
+# any test module imports the app (settings are read at import time).
+os.environ["CMM_GEO_DATA_DIR"] = tempfile.mkdtemp(prefix="cmm-geo-test-")
+os.environ.pop("CMM_GEO_DATABASE_URL", None)
+os.environ.setdefault("CMM_GEO_ADMIN_TOKEN", "test-admin-token")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -28,25 +35,14 @@ def territory():
     return get_territory()
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_data_dir(tmp_path_factory):
-    """Point CMM_GEO_DATA_DIR at a temporary folder so tests never touch a real store."""
-    path = tmp_path_factory.mktemp("cmm-geo-data")
-    old = os.environ.get("CMM_GEO_DATA_DIR")
-    os.environ["CMM_GEO_DATA_DIR"] = str(path)
-    from geo.settings import get_settings
-
-    get_settings.cache_clear()
-    yield path
-    if old is None:
-        os.environ.pop("CMM_GEO_DATA_DIR", None)
-    else:
-        os.environ["CMM_GEO_DATA_DIR"] = old
-    get_settings.cache_clear()
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The temporary CMM_GEO_DATA_DIR of this test session."""
+    return Path(os.environ["CMM_GEO_DATA_DIR"])
 
 
 @pytest.fixture(scope="session")
-def client(_isolated_data_dir):
+def client():
     """An in-process HTTP client of the app."""
     from fastapi.testclient import TestClient
 
