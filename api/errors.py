@@ -23,9 +23,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GeoError)
     async def geo_error(request: Request, exc: GeoError):
         status = exc.status
-        if isinstance(exc, InvalidParameter) and status == 400:
-            if not request.url.path.startswith(OGC_PREFIXES):
-                status = 422
+        ogc = request.url.path.startswith(OGC_PREFIXES)
+        if isinstance(exc, InvalidParameter) and status == 400 and not ogc:
+            status = 422
         return json_response(exc.to_dict(), status_code=status)
 
     @app.exception_handler(RequestValidationError)

@@ -23,11 +23,13 @@ err = Console(stderr=True)
 
 def fail(exc: GeoError) -> None:
     """Print a domain error (with its details) and exit non-zero."""
-    err.print(f"[bold red]error[/]: {exc.message}")
+    err.print(f"[bold red]error[/]: {exc.message}", soft_wrap=True, highlight=False)
     body = exc.to_dict()
-    for key in ("suggestions", "nearest", "details"):
+    for s in body.get("suggestions") or []:
+        err.print(f"  did you mean: {s['name']} ({s['istat_code']})", soft_wrap=True)
+    for key in ("nearest", "details"):
         if body.get(key):
-            err.print(f"{key}: {orjson.dumps(body[key]).decode()}")
+            err.print(f"{key}: {orjson.dumps(body[key]).decode()}", soft_wrap=True)
     raise typer.Exit(code=2 if exc.status < 500 else 1)
 
 

@@ -151,7 +151,7 @@ def nearest(t: Territory, lon: float, lat: float) -> tuple[str, float]:
     mx, my = tx.transform(lon, lat)
     p = shapely.Point(mx, my)
     i = int(t.metric_tree.nearest(p))
-    return t.codes[i], float(shapely.distance(t.metric_geometries[i], p))
+    return str(t.codes[i]), float(shapely.distance(t.metric_geometries[i], p))
 
 
 def locate_point(
@@ -172,7 +172,7 @@ def locate_point(
             point=point,
             nearest={**t.comune_summary(code), "distance_m": round(dist, 1)},
         )
-    code = t.codes[int(hits.min())]
+    code = str(t.codes[int(hits.min())])
     return {"point": point, "comune": t.comune_record(code)}
 
 
@@ -204,7 +204,7 @@ def locate_batch(
         ni = t.metric_tree.nearest(pts)
         dist = shapely.distance(t.metric_geometries[ni], pts)
         for k, j, d in zip(outside, ni, dist, strict=True):
-            near[int(k)] = (t.codes[int(j)], float(d))
+            near[int(k)] = (str(t.codes[int(j)]), float(d))
     comuni = t.comuni_list
     for k in range(len(idx)):
         i = int(idx[k])

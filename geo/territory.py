@@ -136,7 +136,7 @@ class Territory:
         result: dict[str, list[str]] = {c.istat_code: [] for c in self.comuni_list}
         for i, j, s in zip(left, right, shared, strict=True):
             if s >= NEIGHBOUR_MIN_SHARED_M:
-                a, b = self.codes[i], self.codes[j]
+                a, b = str(self.codes[i]), str(self.codes[j])
                 result[a].append(b)
                 result[b].append(a)
         return {k: tuple(sorted(v)) for k, v in result.items()}
@@ -178,7 +178,9 @@ class Territory:
                 "confidence": c.zona_confidence,
                 "source": c.zona_source,
             },
-            "unione": None if u is None else {"id": u.id, "name": u.name, "short_name": u.short_name},
+            "unione": None
+            if u is None
+            else {"id": u.id, "name": u.name, "short_name": u.short_name},
         }
         if with_neighbours:
             rec["neighbours"] = [self.comune_summary(n) for n in self.neighbours[code]]

@@ -33,9 +33,8 @@ def get_lookup(
     y: Annotated[float | None, Query()] = None,
     crs: Annotated[str | None, Query(description="CRS of x/y")] = None,
 ):
-    given = [n for n, v in (("q", q), ("lon", lon), ("lat", lat), ("x", x), ("y", y)) if v is not None]
     if q is not None:
-        if len(given) > 1:
+        if any(v is not None for v in (lon, lat, x, y)):
             raise InvalidParameter("q", "give either q or a point, not both")
         return json_response(lookup.find_comune(q))
     if lon is not None or lat is not None:
