@@ -138,6 +138,7 @@ def test_batch_rejects_garbage_coordinates():
 def test_read_points_csv_and_geojson():
     x, y, ids, crs = lookup.read_points(b"id;lon;lat\na;9,19;45,46\nb;9.04;45.53\n", "csv")
     assert ids == ["a", "b"] and x.tolist() == [9.19, 9.04] and crs is None
+    assert y.tolist() == [45.46, 45.53]
     gj = (
         b'{"type":"FeatureCollection","crs":{"type":"name","properties":{"name":"EPSG:32632"}},'
         b'"features":[{"type":"Feature","id":7,"properties":{},'
