@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Routers of further capabilities: one line each, below this marker.
 
     @app.get("/", tags=["service"], summary="What this service is")
-    def root():
+    async def root():
         return {
             "title": app.title,
             "description": app.description,

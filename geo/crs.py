@@ -28,6 +28,7 @@ def epsg_uri(code: int) -> str:
 SUPPORTED_URIS: tuple[str, ...] = (CRS84, *(epsg_uri(c) for c in SUPPORTED_EPSG))
 
 
+@lru_cache(maxsize=256)
 def parse_crs(value: str | None, parameter: str = "crs") -> str:
     """Normalise a CRS given as URI, ``EPSG:n``, ``n`` or ``CRS84`` to its OGC URI.
 

@@ -26,6 +26,7 @@ from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transfo
 from geo.errors import InvalidParameter, NotFound
 from geo.territory import Territory, get_territory
 
+_EPSG4326 = epsg_uri(4326)
 _ISTAT_RE = re.compile(r"^\d{4,6}$")
 _CADASTRAL_RE = re.compile(r"^[A-Za-z]\d{3}$")
 
@@ -160,12 +161,20 @@ def locate_point(
     """The comune (with zone, union, neighbours) at a point given in ``crs``."""
     t = territory or get_territory()
     uri = parse_crs(crs)
-    lon, lat = to_lonlat(np.array([x]), np.array([y]), uri)
-    _check_finite(lon, lat, uri)
-    hits = t.tree.query(shapely.Point(float(lon[0]), float(lat[0])), predicate="intersects")
-    point = {"x": x, "y": y, "crs": short_name(uri), "lon": float(lon[0]), "lat": float(lat[0])}
+    if uri == CRS84:
+        lo, la = float(x), float(y)
+    elif uri == _EPSG4326:
+        lo, la = float(y), float(x)
+    else:
+        lo, la = transformer_xy(uri, CRS84).transform(x, y)
+    if not (
+        _PLAUSIBLE_LON[0] <= lo <= _PLAUSIBLE_LON[1] and _PLAUSIBLE_LAT[0] <= la <= _PLAUSIBLE_LAT[1]
+    ):  # NaN fails every comparison
+        _check_finite(np.array([lo]), np.array([la]), uri)
+    hits = t.tree.query(shapely.Point(lo, la), predicate="intersects")
+    point = {"x": x, "y": y, "crs": short_name(uri), "lon": lo, "lat": la}
     if hits.size == 0:
-        code, dist = nearest(t, float(lon[0]), float(lat[0]))
+        code, dist = nearest(t, lo, la)
         raise NotFound(
             f"the point ({x}, {y}) in {short_name(uri)} is outside the Città metropolitana "
             f"di Milano; the nearest comune is {t.comuni[code].name}, {dist:,.0f} m away",

@@ -105,6 +105,7 @@ class Territory:
         shapely.prepare(self.geometries)
         self.tree = shapely.STRtree(self.geometries)
         self.by_cadastral = {c.cadastral_code.upper(): c.istat_code for c in comuni}
+        self._records: dict[tuple[str, bool], dict[str, Any]] = {}
 
     @cached_property
     def metric_geometries(self) -> np.ndarray:
@@ -162,7 +163,18 @@ class Territory:
         return {"istat_code": c.istat_code, "name": c.name}
 
     def comune_record(self, code: str, *, with_neighbours: bool = True) -> dict[str, Any]:
-        """Full JSON answer about a comune: its facts, zone, union and neighbours."""
+        """Full JSON answer about a comune: its facts, zone, union and neighbours.
+
+        The territory is immutable, so records are built once; callers get a fresh
+        shallow copy they may extend.
+        """
+        key = (code, with_neighbours)
+        rec = self._records.get(key)
+        if rec is None:
+            rec = self._records[key] = self._build_record(code, with_neighbours)
+        return dict(rec)
+
+    def _build_record(self, code: str, with_neighbours: bool) -> dict[str, Any]:
         c = self.comuni[code]
         z = self.zones[c.zona_id]
         u = self.unione_of(c)

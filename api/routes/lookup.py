@@ -25,7 +25,7 @@ MAX_BATCH_BYTES = 50 * 1024 * 1024
         "ISTAT code."
     ),
 )
-def get_lookup(
+async def get_lookup(
     q: Annotated[str | None, Query(description="Name, ISTAT code or cadastral code")] = None,
     lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
     lat: Annotated[float | None, Query(ge=-90, le=90)] = None,

@@ -14,14 +14,14 @@ IstatCode = Path(..., pattern=r"^\d{6}$", description="6-digit ISTAT code, e.g. 
 
 
 @router.get("/comuni", summary="The 133 comuni with their zone and union")
-def list_comuni():
+async def list_comuni():
     t = get_territory()
     items = [t.comune_record(c.istat_code, with_neighbours=False) for c in t.comuni_list]
     return json_response({"count": len(items), "comuni": items})
 
 
 @router.get("/comuni/{istat_code}", summary="One comune, with zone, union and neighbours")
-def get_comune(istat_code: str = IstatCode):
+async def get_comune(istat_code: str = IstatCode):
     t = get_territory()
     if istat_code not in t.comuni:
         raise NotFound(f"no comune with ISTAT code {istat_code}", parameter="istat_code")
@@ -29,14 +29,14 @@ def get_comune(istat_code: str = IstatCode):
 
 
 @router.get("/zone-omogenee", summary="The 7 zone omogenee and Milano")
-def list_zones():
+async def list_zones():
     t = get_territory()
     items = [t.group_record(z) for z in t.zones.values()]
     return json_response({"count": len(items), "zone_omogenee": items})
 
 
 @router.get("/zone-omogenee/{zona_id}", summary="One zona omogenea")
-def get_zone(zona_id: str):
+async def get_zone(zona_id: str):
     t = get_territory()
     if zona_id not in t.zones:
         raise NotFound(
@@ -46,14 +46,14 @@ def get_zone(zona_id: str):
 
 
 @router.get("/unioni", summary="The unions of comuni")
-def list_unions():
+async def list_unions():
     t = get_territory()
     items = [t.group_record(u) for u in t.unions.values()]
     return json_response({"count": len(items), "unioni": items})
 
 
 @router.get("/unioni/{unione_id}", summary="One union of comuni")
-def get_union(unione_id: str):
+async def get_union(unione_id: str):
     t = get_territory()
     if unione_id not in t.unions:
         raise NotFound(
