@@ -98,7 +98,9 @@ def main() -> None:
     t0 = time.perf_counter()
     lookup.locate_batch(x[:100_000], y[:100_000])
     dt = time.perf_counter() - t0
-    rows.append(("in-process: locate_batch with answers, 100,000 points", f"{1e5 / dt:,.0f} points/s"))
+    rows.append(
+        ("in-process: locate_batch with answers, 100,000 points", f"{1e5 / dt:,.0f} points/s")
+    )
     print(f"  ({(idx >= 0).mean():.0%} of the random points fall inside the territory)")
 
     if shutil.which("wrk") is None:
@@ -122,7 +124,9 @@ def main() -> None:
                     res.raise_for_status()
                     n += 1
                 dt = time.perf_counter() - t0
-            rows.append(("HTTP, 1 worker: POST /lookup 10,000-point CSV", f"{n * 1e4 / dt:,.0f} points/s"))
+            rows.append(
+                ("HTTP, 1 worker: POST /lookup 10,000-point CSV", f"{n * 1e4 / dt:,.0f} points/s")
+            )
 
     width = max(len(a) for a, _ in rows)
     lines = [

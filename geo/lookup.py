@@ -167,9 +167,9 @@ def locate_point(
         lo, la = float(y), float(x)
     else:
         lo, la = transformer_xy(uri, CRS84).transform(x, y)
-    if not (
-        _PLAUSIBLE_LON[0] <= lo <= _PLAUSIBLE_LON[1] and _PLAUSIBLE_LAT[0] <= la <= _PLAUSIBLE_LAT[1]
-    ):  # NaN fails every comparison
+    plausible = _PLAUSIBLE_LON[0] <= lo <= _PLAUSIBLE_LON[1]
+    plausible &= _PLAUSIBLE_LAT[0] <= la <= _PLAUSIBLE_LAT[1]
+    if not plausible:  # NaN fails every comparison
         _check_finite(np.array([lo]), np.array([la]), uri)
     hits = t.tree.query(shapely.Point(lo, la), predicate="intersects")
     point = {"x": x, "y": y, "crs": short_name(uri), "lon": lo, "lat": la}
