@@ -154,6 +154,9 @@ else
     log "Python deps installed"
 fi
 
+# ----- 2b. map assets (Leaflet from the npm registry, served by the app) -------------------
+bash "$ROOT/scripts/fetch_assets.sh"
+
 # ----- 3. PostGIS test database --------------------------------------------------------------
 if [[ -n "${CMM_GEO_TEST_DATABASE_URL:-}" ]]; then
     log "using the given CMM_GEO_TEST_DATABASE_URL (no throwaway cluster)"
