@@ -1,0 +1,145 @@
+"""Interventions: OGC API – Features Part 4 writes, file imports, aggregates.
+
+Reads (``GET /collections/interventions/items``…) are served by the generic OGC routes
+through the provider registered here (``geo.interventions_collection``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+
+from api.responses import csv_response, json_response
+from geo import interventions as iv
+from geo.auth import authenticate
+from geo.errors import InvalidParameter, PayloadTooLarge
+from geo.interventions_collection import COLLECTION_ID, register
+from geo.settings import get_settings
+from geo.stats import GROUPINGS, intervention_stats
+
+register()
+
+router = APIRouter(tags=["interventions"])
+ITEMS = f"/collections/{COLLECTION_ID}/items"
+Authorization = Annotated[
+    str | None, Header(description="Bearer token: admin, or editor of a comune")
+]
+GEOJSON = "application/geo+json"
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    limit = get_settings().max_upload_mb * 1024 * 1024
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"body larger than {get_settings().max_upload_mb} MB")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter("body", f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", "expected a GeoJSON Feature object")
+    return body
+
+
+def _crs_ok(content_crs: str | None) -> None:
+    if content_crs and content_crs.strip("<> ") not in (
+        "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+    ):
+        raise InvalidParameter("Content-Crs", "only CRS84 geometries can be written")
+
+
+def _feature_response(feature: dict[str, Any], status: int, **headers: str) -> Response:
+    return json_response(feature, status_code=status, headers=headers, media_type=GEOJSON)
+
+
+@router.post(ITEMS, status_code=201, summary="Create an intervention (GeoJSON Feature)")
+async def create_item(
+    request: Request,
+    authorization: Authorization = None,
+    content_crs: Annotated[str | None, Header()] = None,
+):
+    principal = authenticate(authorization)
+    _crs_ok(content_crs)
+    feature = iv.create_feature(await _body(request), principal=principal)
+    return _feature_response(feature, 201, Location=f"{ITEMS}/{feature['id']}")
+
+
+@router.put(ITEMS + "/{feature_id}", summary="Replace an intervention")
+async def replace_item(
+    feature_id: str,
+    request: Request,
+    authorization: Authorization = None,
+    content_crs: Annotated[str | None, Header()] = None,
+):
+    principal = authenticate(authorization)
+    _crs_ok(content_crs)
+    feature = iv.replace_feature(feature_id, await _body(request), principal=principal)
+    return _feature_response(feature, 200)
+
+
+@router.patch(ITEMS + "/{feature_id}", summary="Update parts of an intervention (merge patch)")
+async def patch_item(
+    feature_id: str,
+    request: Request,
+    authorization: Authorization = None,
+    content_crs: Annotated[str | None, Header()] = None,
+):
+    principal = authenticate(authorization)
+    _crs_ok(content_crs)
+    feature = iv.patch_feature(feature_id, await _body(request), principal=principal)
+    return _feature_response(feature, 200)
+
+
+@router.delete(ITEMS + "/{feature_id}", status_code=204, summary="Delete an intervention")
+def delete_item(feature_id: str, authorization: Authorization = None):
+    principal = authenticate(authorization)
+    iv.delete(feature_id, principal=principal)
+    return Response(status_code=204)
+
+
+@router.post("/imports/interventions", summary="Import interventions (CSV, GeoJSON, GPKG)")
+def import_file(
+    file: Annotated[UploadFile, File(description="CSV, GeoJSON or GeoPackage")],
+    authorization: Authorization = None,
+    crs: Annotated[str | None, Form(description="CRS of x/y, WKT or a CRS-less layer")] = None,
+    source: Annotated[str, Form(description="source of rows that do not say")] = "import",
+    dry_run: Annotated[bool, Form(description="validate only")] = False,
+):
+    """All-or-nothing upsert by id; 422 lists every error with its row number."""
+    from geo.interventions_io import read_file
+
+    principal = authenticate(authorization)
+    settings = get_settings()
+    name = Path(file.filename or "upload.csv").name
+    updir = settings.data_dir / "uploads"
+    updir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=updir) as tmp:
+        path = Path(tmp) / name
+        with path.open("wb") as out:
+            shutil.copyfileobj(file.file, out)
+        if path.stat().st_size > settings.max_upload_mb * 1024 * 1024:
+            raise PayloadTooLarge(f"file larger than {settings.max_upload_mb} MB")
+        prepared = iv.prepare(read_file(path, crs=crs, filename=name), source=source)
+    prepared.raise_for_errors()
+    if dry_run:
+        return json_response({"dry_run": True, "valid": len(prepared.records)})
+    report = iv.upsert(prepared, principal=principal)
+    return json_response(report.to_dict(ids=len(prepared.records) <= 1000))
+
+
+@router.get("/stats/interventions", summary="Interventions aggregated by comune, zona, …")
+def stats(
+    by: Annotated[str, Query(description=" | ".join(GROUPINGS))] = "comune",
+    f: Annotated[str, Query(description="json or csv")] = "json",
+):
+    result = intervention_stats(by)
+    if f == "csv":
+        return csv_response(result["groups"], f"interventions_by_{by}.csv")
+    if f != "json":
+        raise InvalidParameter("f", "use json or csv")
+    return json_response(result)

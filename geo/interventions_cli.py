@@ -1,0 +1,151 @@
+"""CLI groups: ``cmm-geo import interventions FILE``, ``cmm-geo tokens …``, ``cmm-geo db …``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from geo.errors import GeoError
+
+console = Console()
+err = Console(stderr=True)
+
+import_app = typer.Typer(help="Import data into the store.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Editor tokens (per comune) for writes.", no_args_is_help=True)
+db_app = typer.Typer(help="The store: migrations and status.", no_args_is_help=True)
+
+
+def _fail(exc: GeoError, limit: int = 50) -> None:
+    err.print(f"[bold red]error[/]: {exc.message}")
+    details = exc.details or []
+    if isinstance(details, list):
+        for d in details[:limit]:
+            err.print(f"  row {d.get('row', '—')} {d.get('field', '')}: {d.get('message', d)}")
+        if len(details) > limit:
+            err.print(f"  … and {len(details) - limit} more")
+    raise typer.Exit(code=2)
+
+
+@import_app.command("interventions")
+def import_interventions(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV, GeoJSON, GPKG")],
+    crs: Annotated[str | None, typer.Option(help="CRS of x/y, WKT or a CRS-less layer")] = None,
+    source: Annotated[str, typer.Option(help="source of rows that do not say")] = "import",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+    json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Validate FILE and upsert its interventions by id, all-or-nothing."""
+    from geo import interventions as iv
+    from geo.interventions_io import read_file
+
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("reading", total=None)
+            table = read_file(file, crs=crs)
+            n = len(table.frame)
+            progress.update(task, description="validating", total=n)
+            prepared = iv.prepare(table, source=source)
+            prepared.raise_for_errors()
+            progress.update(task, completed=n)
+            if dry_run:
+                console.print(f"{n:,} rows valid (dry run: nothing written)")
+                return
+            write = progress.add_task("writing", total=n)
+            report = iv.upsert(prepared, progress=lambda k: progress.advance(write, k))
+    except GeoError as exc:
+        _fail(exc)
+        return
+    if json:
+        sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
+        return
+    console.print(
+        f"[green]imported[/] {file.name}: {len(report.new):,} new, "
+        f"{len(report.updated):,} updated, {len(report.unchanged):,} unchanged"
+    )
+
+
+@tokens_app.command("create")
+def tokens_create(
+    comune: Annotated[str, typer.Option(help="Comune: name, ISTAT or cadastral code")],
+    label: Annotated[str | None, typer.Option(help="Who holds it")] = None,
+) -> None:
+    """Create an editor token for a comune; the token is printed once, keep it."""
+    from geo.auth import create_token
+
+    try:
+        created = create_token(comune, label)
+    except GeoError as exc:
+        _fail(exc)
+        return
+    err.print(
+        f"editor token [bold]{created.id}[/] for {created.comune_name} ({created.comune}); "
+        "shown once, only its hash is stored:"
+    )
+    sys.stdout.write(created.token + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (ids, comuni, labels; never the secrets)."""
+    from geo.auth import list_tokens
+
+    table = Table("id", "comune", "label", "created", "revoked")
+    for t in list_tokens():
+        table.add_row(
+            t["id"],
+            f"{t['comune_name']} ({t['comune']})",
+            t["label"] or "",
+            str(t["created_at"])[:19],
+            str(t["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id (see tokens list)")]):
+    """Revoke a token by id."""
+    from geo.auth import revoke_token
+
+    try:
+        revoke_token(token_id)
+    except GeoError as exc:
+        _fail(exc)
+        return
+    console.print(f"revoked {token_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the store to the newest schema (done automatically on first use, too)."""
+    from geo.interventions import get_store
+    from geo.store import current_revision
+
+    engine = get_store()
+    url = engine.url.render_as_string(hide_password=True)
+    console.print(f"{url} at {current_revision(engine)}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Which database is used and its schema revision."""
+    from geo.settings import get_settings
+    from geo.store import create_store_engine, current_revision, head_revision
+
+    url = get_settings().effective_database_url
+    engine = create_store_engine(url)
+    console.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    console.print(f"revision: {current_revision(engine)} (newest: {head_revision()})")

@@ -1,0 +1,187 @@
+"""The store on both backends: embedded SQLite file and PostgreSQL + PostGIS.
+
+Every test here runs twice (``store_backend`` is parametrised): same schema, same
+behaviour. PostGIS needs CMM_GEO_TEST_DATABASE_URL (scripts/test.sh starts a throwaway
+cluster); a fresh schema per session keeps runs apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+import sqlalchemy as sa
+
+from geo import interventions as iv
+from geo.interventions_io import read_csv
+from geo.store import (
+    create_store_engine,
+    current_revision,
+    get_meta,
+    head_revision,
+    migrate,
+    revision,
+    transaction,
+)
+
+
+def _count(engine, table: str = "interventions") -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_migrated_to_head(store_engine):
+    assert current_revision(store_engine) == head_revision()
+    from alembic.script import ScriptDirectory
+
+    from geo.store import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(None))
+    chain = [r.revision for r in script.walk_revisions()]
+    assert chain[-1] == "0001_interventions"  # the base; later migrations build on it
+    assert len(script.get_heads()) == 1  # one linear history
+    names = set(sa.inspect(store_engine).get_table_names())
+    assert {"interventions", "intervention_comuni", "api_tokens", "store_meta"} <= names
+    index_cols = {
+        tuple(ix["column_names"]) for ix in sa.inspect(store_engine).get_indexes("interventions")
+    }
+    assert ("minx", "miny", "maxx", "maxy") in index_cols
+
+
+def test_migrate_is_idempotent(store_engine):
+    migrate(store_engine)
+    migrate(store_engine)
+    assert current_revision(store_engine) == head_revision()
+
+
+def test_seeded_once(store_engine):
+    assert _count(store_engine) == 104
+    with store_engine.connect() as conn:
+        assert get_meta(conn, iv.SEED_KEY) is not None
+    assert iv.seed(store_engine) is None  # second start: nothing to do
+    assert _count(store_engine) == 104
+
+
+def test_links_table_matches_comuni(store_engine):
+    with store_engine.connect() as conn:
+        links = conn.execute(
+            sa.text("SELECT intervention_id, istat_code FROM intervention_comuni")
+        ).all()
+        rows = conn.execute(sa.text("SELECT id, comuni FROM interventions")).all()
+    by_id: dict[str, set[str]] = {}
+    for rid, code in links:
+        by_id.setdefault(rid, set()).add(code)
+    for row in rows:
+        comuni = (
+            row.comuni if isinstance(row.comuni, list) else __import__("json").loads(row.comuni)
+        )
+        assert by_id[row.id] == set(comuni)
+
+
+def test_transaction_rolls_back(store_engine):
+    before = _count(store_engine)
+    with pytest.raises(RuntimeError), transaction(store_engine) as conn:
+        conn.execute(sa.text("DELETE FROM intervention_comuni"))
+        conn.execute(sa.text("DELETE FROM interventions"))
+        raise RuntimeError("boom")
+    assert _count(store_engine) == before == 104
+
+
+def test_broken_row_leaves_store_unchanged(store_engine):
+    rev_before = revision(store_engine, iv.TOPIC)[0]
+    csv = (
+        b"id,title,programme,comuni,lat,lon,amount_eur\n"
+        b"doc-001,Changed title,PUI SPUGNA,Cormano,,,100\n"
+        b"new-1,New one,PINQUA,Rho,,,200\n"
+        b"new-2,Broken,PINQUA,Rho,,,twelve\n"
+    )
+    prepared = iv.prepare(read_csv(csv))
+    assert [(e["row"], e["field"]) for e in prepared.errors] == [(3, "amount_eur")]
+    with pytest.raises(iv.ValidationFailed):
+        iv.upsert(prepared, engine=store_engine)
+    assert _count(store_engine) == 104
+    assert revision(store_engine, iv.TOPIC)[0] == rev_before
+    assert iv.get_feature("doc-001", store_engine)["properties"]["title"] != "Changed title"
+
+
+def test_upsert_reports_and_is_idempotent(store_engine):
+    csv = (
+        b"id,title,programme,comuni,lat,lon,amount_eur\n"
+        b"st-1,Store test one,PINQUA,Rho,,,1000\n"
+        b"st-2,Store test two,Forestazione,Milano,45.47,9.19,\n"
+    )
+    first = iv.upsert(iv.prepare(read_csv(csv)), engine=store_engine)
+    assert (sorted(first.new), first.updated, first.unchanged) == (["st-1", "st-2"], [], [])
+    again = iv.upsert(iv.prepare(read_csv(csv)), engine=store_engine)
+    assert (again.new, again.updated, sorted(again.unchanged)) == ([], [], ["st-1", "st-2"])
+    changed = csv.replace(b"1000", b"2000")
+    third = iv.upsert(iv.prepare(read_csv(changed)), engine=store_engine)
+    assert (third.new, third.updated) == ([], ["st-1"])
+    assert iv.get_feature("st-1", store_engine)["properties"]["amount_eur"] == 2000
+    for rid in ("st-1", "st-2"):
+        iv.delete(rid, engine=store_engine)
+    assert _count(store_engine) == 104
+    assert iv.get_feature("st-1", store_engine) is None
+
+
+def test_data_survive_a_new_engine(store_backend, store_engine):
+    url, schema = store_backend
+    csv = b"id,title,programme,comuni\nsurvivor,Survives restarts,CPI,Legnano\n"
+    iv.upsert(iv.prepare(read_csv(csv)), engine=store_engine)
+    fresh = create_store_engine(url, schema=schema)  # as a restarted process would
+    try:
+        migrate(fresh)
+        assert iv.seed(fresh) is None  # not seeded twice
+        feat = iv.get_feature("survivor", fresh)
+        assert feat is not None
+        assert feat["properties"]["comuni_names"] == ["Legnano"]
+        assert _count(fresh) == 105
+    finally:
+        iv.delete("survivor", engine=fresh)
+        fresh.dispose()
+
+
+def test_geometry_round_trip_and_bbox(store_engine):
+    snap = iv.snapshot(store_engine)
+    with store_engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT id, geometry_wkb, minx, miny, maxx, maxy FROM interventions")
+        ).all()
+    for r in rows:
+        g = shapely.from_wkb(bytes(r.geometry_wkb))
+        assert shapely.equals(g, snap.geometries[snap.by_id[r.id]])
+        assert np.allclose(shapely.bounds(g), [r.minx, r.miny, r.maxx, r.maxy])
+
+
+def test_postgis_geom_column_agrees_with_shapely(store_backend, store_engine):
+    url, _ = store_backend
+    if not url.startswith("postgresql"):
+        # SQLite has no geometry column: the same question is answered by shapely alone.
+        assert "geom" not in {
+            c["name"] for c in sa.inspect(store_engine).get_columns("interventions")
+        }
+        return
+    box = (9.10, 45.40, 9.25, 45.52)  # central Milano
+    with store_engine.connect() as conn:
+        srid = conn.execute(sa.text("SELECT DISTINCT ST_SRID(geom) FROM interventions")).all()
+        ids = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id FROM interventions "
+                    "WHERE ST_Intersects(geom, ST_MakeEnvelope(:a, :b, :c, :d, 4326))"
+                ),
+                dict(zip("abcd", box, strict=True)),
+            )
+        }
+        gist = conn.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_interventions_geom'")
+        ).scalar_one()
+    assert srid == [(4326,)]
+    assert "gist" in gist.lower()
+    snap = iv.snapshot(store_engine)
+    expected = {
+        snap.ids[i] for i in np.flatnonzero(shapely.intersects(snap.geometries, shapely.box(*box)))
+    }
+    assert ids == expected
+    assert len(ids) > 10
