@@ -74,6 +74,11 @@ class CollectionProvider(ABC):
     #: Name of the datetime property, if the collection has time.
     datetime_property: str | None = None
     attribution: str | None = None
+    #: Query parameters accepted as property filters (``properties_eq``) besides the
+    #: queryables, e.g. aliases or ranges; any other unknown parameter is a 400.
+    extra_parameters: tuple[str, ...] = ()
+    #: CRS URIs the collection is offered in (first = default); None: every supported CRS.
+    crs: list[str] | None = None
 
     @abstractmethod
     def version(self) -> str:

@@ -1,0 +1,209 @@
+"""A response cache for OGC GETs in front of FastAPI routing (pure ASGI).
+
+Responses of the OGC resources are stored as pre-encoded (and pre-gzipped) bytes keyed
+by (data version, host, path, query, negotiated format). A hit is answered without
+entering FastAPI: conditional requests (If-None-Match / If-Modified-Since → 304), gzip
+and CORS headers are handled here, so a hit costs a dictionary lookup and one send.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from geo.ogc import negotiate
+
+#: Headers recomputed per request rather than stored.
+_VOLATILE = {
+    b"content-length",
+    b"content-encoding",
+    b"vary",
+    b"access-control-allow-origin",
+    b"access-control-allow-credentials",
+    b"access-control-expose-headers",
+}
+_STRIP_REQUEST = {b"accept-encoding", b"if-none-match", b"if-modified-since"}
+GZIP_MIN_BYTES = 1024
+
+
+@dataclass
+class Entry:
+    """One cached 200 response."""
+
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    gzipped: bytes | None
+    etag: bytes
+    last_modified: bytes
+
+
+class ResponseCache:
+    """LRU of entries bounded by count and total bytes."""
+
+    def __init__(self, max_entries: int = 2048, max_bytes: int = 256 * 2**20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._data: OrderedDict[tuple, Entry] = OrderedDict()
+
+    def get(self, key: tuple) -> Entry | None:
+        """The entry of ``key`` (marked as recently used), or None."""
+        e = self._data.get(key)
+        if e is not None:
+            self._data.move_to_end(key)
+        return e
+
+    def put(self, key: tuple, e: Entry) -> None:
+        """Store an entry, evicting the least recently used ones."""
+        cost = len(e.body) + len(e.gzipped or b"")
+        if cost > self.max_bytes // 4:
+            return
+        old = self._data.pop(key, None)
+        if old is not None:
+            self.size -= len(old.body) + len(old.gzipped or b"")
+        self._data[key] = e
+        self.size += cost
+        while len(self._data) > self.max_entries or self.size > self.max_bytes:
+            _, ev = self._data.popitem(last=False)
+            self.size -= len(ev.body) + len(ev.gzipped or b"")
+
+    def clear(self) -> None:
+        """Drop everything."""
+        self._data.clear()
+        self.size = 0
+
+
+def _etag_matches(header: bytes, etag: bytes) -> bool:
+    if header.strip() == b"*":
+        return True
+    for tag in header.split(b","):
+        t = tag.strip()
+        if t.startswith(b"W/"):
+            t = t[2:]
+        if t == etag:
+            return True
+    return False
+
+
+def _not_modified_since(header: bytes, last_modified: bytes) -> bool:
+    try:
+        return parsedate_to_datetime(last_modified.decode()) <= parsedate_to_datetime(
+            header.decode()
+        )
+    except (TypeError, ValueError, IndexError):
+        return False
+
+
+class OgcCacheMiddleware:
+    """Serve OGC GET/HEAD responses from :class:`ResponseCache`; fill it on misses.
+
+    ``version_of(path)`` returns the data version a path depends on, or None for paths
+    that are not cached. ``cors_origins`` mirrors the CORS settings for cached answers.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        version_of: Callable[[str], str | None],
+        cors_origins: str = "*",
+        cache: ResponseCache | None = None,
+    ) -> None:
+        self.app = app
+        self.version_of = version_of
+        origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
+        self.cors_any = "*" in origins
+        self.cors_origins = {o.encode() for o in origins}
+        self.cache = cache or ResponseCache()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        version = self.version_of(path)
+        if version is None:
+            await self.app(scope, receive, send)
+            return
+        req_headers = dict(scope["headers"])
+        query: bytes = scope["query_string"]
+        has_f = query.startswith(b"f=") or b"&f=" in query
+        fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
+        key = (version, req_headers.get(b"host"), scope.get("scheme"), path, query, fmt)
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = await self._fill(scope, receive, send, key)
+            if entry is None:
+                return
+        await self._answer(scope, send, req_headers, entry)
+
+    async def _fill(self, scope: Scope, receive: Receive, send: Send, key: tuple) -> Entry | None:
+        """Run the app with a plain GET; cache a 200 with an ETag, else pass it through."""
+        inner = dict(scope)
+        inner["method"] = "GET"
+        inner["headers"] = [(k, v) for k, v in scope["headers"] if k not in _STRIP_REQUEST]
+        messages: list[Message] = []
+
+        async def capture(message: Message) -> None:
+            messages.append(message)
+
+        await self.app(inner, receive, capture)
+        start = messages[0] if messages else None
+        headers = list(start.get("headers", [])) if start else []
+        etag = next((v for k, v in headers if k == b"etag"), None)
+        if start is None or start["status"] != 200 or etag is None:
+            for m in messages:
+                if scope["method"] == "HEAD" and m["type"] == "http.response.body":
+                    m = {"type": "http.response.body", "body": b""}
+                await send(m)
+            return None
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        kept = [(k, v) for k, v in headers if k not in _VOLATILE]
+        entry = Entry(
+            headers=kept,
+            body=body,
+            gzipped=gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
+            etag=etag,
+            last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
+        )
+        self.cache.put(key, entry)
+        return entry
+
+    async def _answer(
+        self, scope: Scope, send: Send, req_headers: dict[bytes, bytes], e: Entry
+    ) -> None:
+        extra: list[tuple[bytes, bytes]] = [(b"vary", b"Accept, Accept-Encoding, Origin")]
+        origin = req_headers.get(b"origin")
+        if origin is not None and (self.cors_any or origin in self.cors_origins):
+            extra.append((b"access-control-allow-origin", b"*" if self.cors_any else origin))
+            extra.append((b"access-control-expose-headers", b"ETag, Location, Content-Crs, Link"))
+        inm = req_headers.get(b"if-none-match")
+        ims = req_headers.get(b"if-modified-since")
+        if (inm is not None and _etag_matches(inm, e.etag)) or (
+            inm is None and ims is not None and _not_modified_since(ims, e.last_modified)
+        ):
+            keep = [
+                (k, v)
+                for k, v in e.headers
+                if k in (b"etag", b"last-modified", b"cache-control", b"content-crs")
+            ]
+            await send({"type": "http.response.start", "status": 304, "headers": keep + extra})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = e.body
+        if e.gzipped is not None and b"gzip" in req_headers.get(b"accept-encoding", b""):
+            body = e.gzipped
+            extra.append((b"content-encoding", b"gzip"))
+        extra.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": e.headers + extra})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+
+def _s(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None

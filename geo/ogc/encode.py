@@ -1,0 +1,82 @@
+"""Geometry for the web: reprojection, axis order, rounding, simplification, GeoJSON bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geo.crs import CRS84, METRIC_EPSG, epsg_uri, is_lat_lon, to_pyproj, transformer
+
+#: Decimals kept in output coordinates: ~0.1 m in degrees, 1 cm in metres.
+DECIMALS_DEGREES = 6
+DECIMALS_METRES = 2
+
+
+def decimals_for(crs: str) -> int:
+    """Rounding of a CRS's coordinates."""
+    return DECIMALS_DEGREES if crs == CRS84 or to_pyproj(crs).is_geographic else DECIMALS_METRES
+
+
+def _reproject(geoms: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Reproject from ``src`` (x/y as stored) to ``dst`` in ``dst``'s own axis order."""
+    if src == dst:
+        return geoms
+    tx = transformer(src, dst)
+    swap_in = is_lat_lon(src)
+
+    def _f(xy: np.ndarray) -> np.ndarray:
+        a, b = (xy[:, 1], xy[:, 0]) if swap_in else (xy[:, 0], xy[:, 1])
+        x, y = tx.transform(a, b)
+        return np.column_stack([x, y])
+
+    return shapely.transform(geoms, _f)
+
+
+def as_geometry(value: Any) -> BaseGeometry | None:
+    """A shapely geometry from a shapely object or a GeoJSON mapping."""
+    if value is None or isinstance(value, BaseGeometry):
+        return value
+    return shapely.geometry.shape(value)
+
+
+def encode_geometries(
+    geometries: Sequence[Any], crs: str = CRS84, simplify_m: float | None = None
+) -> list[orjson.Fragment | None]:
+    """CRS84 geometries → GeoJSON fragments in ``crs`` (its axis order), rounded.
+
+    ``simplify_m`` is a Douglas-Peucker tolerance in metres applied in EPSG:32632
+    (topology preserved), for maps that do not need survey precision.
+    """
+    geoms = np.array([as_geometry(g) for g in geometries], dtype=object)
+    present = ~shapely.is_missing(geoms)
+    out: list[orjson.Fragment | None] = [None] * len(geoms)
+    if not present.any():
+        return out
+    work = geoms[present]
+    src = CRS84
+    if simplify_m:
+        metric = epsg_uri(METRIC_EPSG)
+        work = shapely.simplify(_reproject(work, CRS84, metric), simplify_m, preserve_topology=True)
+        src = metric
+    work = _reproject(work, src, crs)
+    nd = decimals_for(crs)
+    work = shapely.transform(work, lambda xy: np.round(xy, nd))
+    texts = shapely.to_geojson(work)
+    for i, text in zip(np.flatnonzero(present), texts, strict=True):
+        out[int(i)] = orjson.Fragment(text)
+    return out
+
+
+def bbox_in(bounds: Sequence[float], crs: str) -> list[float]:
+    """A CRS84 bbox expressed in ``crs`` (its axis order), rounded."""
+    if crs == CRS84:
+        return [round(float(v), DECIMALS_DEGREES) for v in bounds]
+    tx = transformer(CRS84, crs)
+    vals = tx.transform_bounds(*bounds, densify_pts=21)
+    nd = decimals_for(crs)
+    return [round(float(v), nd) for v in vals]

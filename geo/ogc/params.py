@@ -1,0 +1,181 @@
+"""Parsing of OGC API – Features query parameters, without a web framework.
+
+Each function takes the raw string of one parameter and returns a typed value or
+raises :class:`geo.errors.InvalidParameter` naming the parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from geo.crs import CRS84, parse_crs, transformer
+from geo.errors import InvalidParameter
+
+#: Default and maximum page size of /items.
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 10_000
+
+#: Parameters of /collections/{id}/items besides the queryables (property filters).
+ITEMS_PARAMETERS = frozenset(
+    {
+        "f",
+        "limit",
+        "offset",
+        "bbox",
+        "bbox-crs",
+        "datetime",
+        "crs",
+        "filter",
+        "filter-lang",
+        "filter-crs",
+        "sortby",
+        "properties",
+        "skipGeometry",
+        "simplify",
+    }
+)
+#: Parameters of /collections/{id}/items/{featureId}.
+ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "simplify"})
+#: Parameters of the other OGC resources.
+META_PARAMETERS = frozenset({"f"})
+
+
+def check_parameters(names: Iterable[str], allowed: Iterable[str]) -> None:
+    """Reject query parameters that are neither standard nor queryables (OGC: 400)."""
+    allowed_set = set(allowed)
+    for name in names:
+        if name not in allowed_set:
+            raise InvalidParameter(
+                name, "unknown query parameter; allowed: " + ", ".join(sorted(allowed_set))
+            )
+
+
+def parse_bbox(
+    value: str | None, bbox_crs: str = CRS84
+) -> tuple[float, float, float, float] | None:
+    """``minx,miny,maxx,maxy`` (or 6 numbers) in ``bbox_crs`` axis order → CRS84 bounds."""
+    if value is None or value == "":
+        return None
+    try:
+        nums = [float(v) for v in value.split(",")]
+    except ValueError:
+        raise InvalidParameter("bbox", f"{value!r} is not a list of numbers") from None
+    if len(nums) == 6:
+        nums = [nums[0], nums[1], nums[3], nums[4]]
+    if len(nums) != 4 or any(n != n or n in (float("inf"), float("-inf")) for n in nums):
+        raise InvalidParameter("bbox", "give 4 (or 6) finite numbers: minx,miny,maxx,maxy")
+    a, b, c, d = nums
+    if a > c or b > d:
+        raise InvalidParameter("bbox", "the lower corner must come before the upper corner")
+    if bbox_crs == CRS84:
+        if not (-180 <= a <= 180 and -180 <= c <= 180 and -90 <= b <= 90 and -90 <= d <= 90):
+            raise InvalidParameter("bbox", "CRS84 coordinates out of range (lon, lat)")
+        return (a, b, c, d)
+    try:
+        x0, y0, x1, y1 = transformer(bbox_crs, CRS84).transform_bounds(a, b, c, d, densify_pts=21)
+    except Exception as exc:  # pyproj raises on impossible bounds
+        raise InvalidParameter("bbox", f"cannot convert from bbox-crs: {exc}") from None
+    if any(v != v or v in (float("inf"), float("-inf")) for v in (x0, y0, x1, y1)):
+        raise InvalidParameter("bbox", "outside the area of use of bbox-crs")
+    return (x0, y0, x1, y1)
+
+
+def parse_crs_param(value: str | None, parameter: str) -> str:
+    """``crs``/``bbox-crs``/``filter-crs``: a supported CRS as its OGC URI (CRS84 default)."""
+    return parse_crs(value, parameter)
+
+
+def _instant(text: str, end: bool) -> datetime | None:
+    if text in ("", ".."):
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidParameter("datetime", f"{text!r} is not an RFC 3339 date-time") from None
+    if len(text) == 10 and end:  # a whole day
+        t = t.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None] | None:
+    """An instant or an interval ``start/end`` (``..`` open) → (start, end) in UTC."""
+    if value is None or value == "":
+        return None
+    if "/" in value:
+        start_s, _, end_s = value.partition("/")
+        start, end = _instant(start_s, False), _instant(end_s, True)
+        if start and end and start > end:
+            raise InvalidParameter("datetime", "the interval ends before it starts")
+        return (start, end)
+    t = _instant(value, False)
+    if t is None:
+        raise InvalidParameter("datetime", "give an instant or an interval")
+    return (t, _instant(value, True) if len(value) == 10 else t)
+
+
+def parse_sortby(value: str | None, sortables: Iterable[str]) -> list[tuple[str, bool]]:
+    """``+name,-population`` (or ``population DESC``) → [(property, ascending)]."""
+    if not value:
+        return []
+    known = set(sortables)
+    out: list[tuple[str, bool]] = []
+    for part in value.split(","):
+        term = part.strip()
+        ascending = True
+        if term.startswith(("+", "-")):
+            ascending, term = term[0] == "+", term[1:].strip()
+        elif " " in term or ":" in term:
+            term, _, direction = term.replace(":", " ").partition(" ")
+            d = direction.strip().upper()
+            if d not in ("A", "ASC", "D", "DESC"):
+                raise InvalidParameter(
+                    "sortby", f"unknown direction {direction!r}; use ASC or DESC"
+                )
+            ascending = d.startswith("A")
+        if term not in known:
+            raise InvalidParameter(
+                "sortby", f"cannot sort by {term!r}; sortables: " + ", ".join(sorted(known))
+            )
+        out.append((term, ascending))
+    return out
+
+
+def parse_properties(value: str | None, names: Iterable[str]) -> list[str] | None:
+    """``name,population`` → the listed properties (must exist)."""
+    if value is None:
+        return None
+    known = set(names)
+    out = [p.strip() for p in value.split(",") if p.strip()]
+    unknown = [p for p in out if p not in known]
+    if unknown:
+        raise InvalidParameter(
+            "properties",
+            f"unknown {', '.join(map(repr, unknown))}; available: " + ", ".join(sorted(known)),
+        )
+    return out
+
+
+def parse_bool(value: str | None, parameter: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no)."""
+    if value is None or value == "":
+        return False
+    v = value.strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise InvalidParameter(parameter, f"{value!r} is not a boolean (true or false)")
+
+
+def parse_simplify(value: float | str | None) -> float | None:
+    """Simplification tolerance in metres (≥ 0, at most 10 km); 0 or none = exact."""
+    if value is None or value == "":
+        return None
+    try:
+        tol = float(value)
+    except ValueError:
+        raise InvalidParameter("simplify", f"{value!r} is not a number of metres") from None
+    if not (0 <= tol <= 10_000):
+        raise InvalidParameter("simplify", "give a tolerance in metres between 0 and 10000")
+    return tol or None

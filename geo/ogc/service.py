@@ -1,0 +1,617 @@
+"""OGC API – Features resources, framework-free: each handler returns an :class:`OgcResponse`.
+
+The API layer parses parameters into the types below, calls one handler and sends the
+bytes. ETags are hashes of the body (strong validators), Last-Modified comes from the
+collections' data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from geo.collections import CollectionProvider, FeatureQuery, Registry, registry_version
+from geo.crs import CRS84, SUPPORTED_URIS
+from geo.errors import NotFound
+from geo.ogc.conformance import CONFORMANCE
+from geo.ogc.encode import bbox_in, encode_geometries
+
+JSON = "application/json"
+GEOJSON = "application/geo+json"
+SCHEMA_JSON = "application/schema+json"
+HTML = "text/html"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+#: Cache-Control of every OGC GET: clients revalidate with the ETag after a minute.
+CACHE_CONTROL = "public, max-age=60, must-revalidate"
+#: Where the self-hosted Leaflet assets are served (api.routes.maps mounts them).
+LEAFLET_BASE = "/static/vendor/leaflet"
+TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+REL_CONFORMANCE = "http://www.opengis.net/def/rel/ogc/1.0/conformance"
+REL_DATA = "http://www.opengis.net/def/rel/ogc/1.0/data"
+
+
+def negotiate(f: str | None, accept: str | None) -> str:
+    """``json`` or ``html``: the ``f`` parameter wins, else the Accept header."""
+    if f:
+        return f.lower()
+    if not accept:
+        return "json"
+    best, best_q = "json", -1.0
+    for i, part in enumerate(accept.split(",")):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        media = media.strip().lower()
+        kind = (
+            "html"
+            if media in ("text/html", "application/xhtml+xml")
+            else "json"
+            if ("json" in media or media in ("*/*", "application/*"))
+            else None
+        )
+        if kind and (q > best_q or (q == best_q and i == 0)):
+            best, best_q = kind, q
+    return best
+
+
+@dataclass
+class OgcRequest:
+    """What the handlers need of a request: absolute base URL, path, query, format."""
+
+    base_url: str
+    path: str
+    query: list[tuple[str, str]] = field(default_factory=list)
+    fmt: str = "json"
+
+    def url(self, path: str | None = None, **changes: Any) -> str:
+        """Absolute URL of ``path`` (default: this one) with the query changed."""
+        target = self.base_url + (path if path is not None else self.path)
+        if path is not None and not changes:
+            return target
+        params = dict(self.query) if path is None else {}
+        for k, v in changes.items():
+            key = k.replace("_", "-") if k in ("bbox_crs", "filter_lang", "filter_crs") else k
+            if v is None:
+                params.pop(key, None)
+            else:
+                params[key] = str(v)
+        return target + ("?" + urlencode(params) if params else "")
+
+
+@dataclass
+class OgcResponse:
+    """Bytes to send, with their media type and headers (ETag, Last-Modified, …)."""
+
+    body: bytes
+    media_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+
+
+@dataclass
+class ItemsRequest:
+    """A parsed /items request: the provider query plus output options."""
+
+    query: FeatureQuery
+    crs: str = CRS84
+    bbox_crs: str = CRS84
+    simplify: float | None = None
+
+
+def http_date(t: datetime) -> str:
+    """RFC 9110 date."""
+    return format_datetime(t.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+@lru_cache(maxsize=1)
+def _templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=select_autoescape(["html"]),
+    )
+
+
+def _inline_json(value: Any) -> str:
+    """JSON safe inside a <script> element."""
+    return orjson.dumps(value).decode().replace("</", "<\\/")
+
+
+class OgcService:
+    """The OGC API – Features resources of a registry."""
+
+    def __init__(
+        self,
+        reg: Registry,
+        *,
+        title: str,
+        description: str = "",
+        tiles_url: str = "none",
+        attribution: str = "",
+        leaflet_base: str = LEAFLET_BASE,
+    ) -> None:
+        self.leaflet_base = leaflet_base
+        self.registry = reg
+        self.title = title
+        self.description = description
+        self.tiles_url = tiles_url
+        self.attribution = attribution
+
+    # --- helpers -------------------------------------------------------------------
+
+    def provider(self, collection_id: str) -> CollectionProvider:
+        """The provider of a collection, or NotFound listing the known ones."""
+        p = self.registry.get(collection_id)
+        if p is None:
+            raise NotFound(
+                f"no collection {collection_id!r}; known: {', '.join(self.registry.ids())}",
+                parameter="collectionId",
+            )
+        return p
+
+    def _last_modified(self) -> datetime:
+        dates = [p.last_modified() for p in self.registry]
+        return max(dates) if dates else datetime(2024, 1, 1, tzinfo=UTC)
+
+    def respond(
+        self,
+        req: OgcRequest,
+        payload: Any,
+        media_type: str,
+        last_modified: datetime | None = None,
+        html: tuple[str, dict[str, Any]] | None = None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> OgcResponse:
+        """Encode ``payload`` (or render ``html`` when asked for HTML) with cache headers."""
+        if req.fmt == "html" and html is not None:
+            body = self._render(*html)
+            media_type = HTML + "; charset=utf-8"
+        else:
+            body = orjson.dumps(payload)
+        last_modified = last_modified or self._last_modified()
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {
+            "ETag": etag,
+            "Last-Modified": http_date(last_modified),
+            "Cache-Control": CACHE_CONTROL,
+            "Vary": "Accept, Accept-Encoding",
+            **(extra_headers or {}),
+        }
+        return OgcResponse(body=body, media_type=media_type, headers=headers)
+
+    def _render(self, template: str, context: dict[str, Any]) -> bytes:
+        ctx = {
+            "service_title": self.title,
+            "tiles_url": self.tiles_url,
+            "leaflet_base": self.leaflet_base,
+            "breadcrumbs": [],
+            "links": [],
+            "map": None,
+            "collections": None,
+            "classes": None,
+            "facts": None,
+            "features": None,
+            "description": "",
+            "attribution": self.attribution,
+            **context,
+        }
+        return _templates().get_template(template).render(**ctx).encode()
+
+    def _alternates(self, req: OgcRequest, json_type: str, title: str) -> list[dict[str, str]]:
+        fmt = req.fmt if req.fmt in ("json", "html") else "json"
+        links = [
+            {
+                "rel": "self",
+                "type": json_type if fmt == "json" else HTML,
+                "title": "This document",
+                "href": req.url(f=fmt),
+            },
+            {
+                "rel": "alternate",
+                "type": HTML if fmt == "json" else json_type,
+                "title": f"{title} as {'HTML' if fmt == 'json' else 'JSON'}",
+                "href": req.url(f="html" if fmt == "json" else "json"),
+            },
+        ]
+        return links
+
+    def _crumbs(self, req: OgcRequest, *extra: tuple[str, str]) -> list[dict[str, str]]:
+        items = [{"title": "Home", "href": req.url("/") + "?f=html"}]
+        items += [{"title": t, "href": req.url(p) + "?f=html"} for t, p in extra]
+        return items
+
+    # --- resources ---------------------------------------------------------------------
+
+    def landing(self, req: OgcRequest) -> OgcResponse:
+        """``/``: what the service is and where its resources are."""
+        links = [
+            *self._alternates(req, JSON, "Landing page"),
+            {
+                "rel": "service-desc",
+                "type": OPENAPI_JSON,
+                "title": "OpenAPI 3.0 definition",
+                "href": req.url("/api"),
+            },
+            {
+                "rel": "service-doc",
+                "type": HTML,
+                "title": "API documentation",
+                "href": req.url("/api") + "?f=html",
+            },
+            {
+                "rel": "conformance",
+                "type": JSON,
+                "title": "Conformance classes",
+                "href": req.url("/conformance"),
+            },
+            {
+                "rel": REL_CONFORMANCE,
+                "type": JSON,
+                "title": "Conformance classes",
+                "href": req.url("/conformance"),
+            },
+            {"rel": "data", "type": JSON, "title": "Collections", "href": req.url("/collections")},
+            {
+                "rel": REL_DATA,
+                "type": JSON,
+                "title": "Collections",
+                "href": req.url("/collections"),
+            },
+        ]
+        payload = {
+            "title": self.title,
+            "description": self.description,
+            "attribution": self.attribution,
+            "links": links,
+        }
+        html = (
+            "page.html",
+            {
+                "title": self.title,
+                "description": self.description,
+                "links": links[1:],
+                "collections": self._collection_rows(req),
+            },
+        )
+        return self.respond(req, payload, JSON, self._last_modified(), html)
+
+    def conformance(self, req: OgcRequest) -> OgcResponse:
+        """``/conformance``: exactly the classes implemented."""
+        payload = {"conformsTo": list(CONFORMANCE)}
+        html = (
+            "page.html",
+            {
+                "title": "Conformance",
+                "classes": CONFORMANCE,
+                "breadcrumbs": self._crumbs(req),
+                "links": self._alternates(req, JSON, "Conformance")[1:],
+            },
+        )
+        return self.respond(req, payload, JSON, self._last_modified(), html)
+
+    def _collection_rows(self, req: OgcRequest) -> list[dict[str, str]]:
+        return [
+            {
+                "title": p.title,
+                "description": p.description,
+                "href": req.url(f"/collections/{p.id}") + "?f=html",
+                "items": req.url(f"/collections/{p.id}/items") + "?f=html",
+            }
+            for p in self.registry
+        ]
+
+    def collection_document(self, req: OgcRequest, p: CollectionProvider) -> dict[str, Any]:
+        """The JSON description of one collection."""
+        base = f"/collections/{p.id}"
+        extent: dict[str, Any] = {
+            "spatial": {"bbox": [bbox_in(p.extent(), CRS84)], "crs": CRS84},
+        }
+        temporal = p.temporal_extent()
+        if temporal is not None:
+            extent["temporal"] = {
+                "interval": [[t.isoformat() if t else None for t in temporal]],
+                "trs": TRS,
+            }
+        doc: dict[str, Any] = {
+            "id": p.id,
+            "title": p.title,
+            "description": p.description,
+            "keywords": list(p.keywords),
+            "itemType": p.item_type,
+            "extent": extent,
+            "crs": list(p.crs or SUPPORTED_URIS),
+            "storageCrs": p.storage_crs,
+            "links": [
+                {
+                    "rel": "self",
+                    "type": JSON,
+                    "title": p.title,
+                    "href": req.url(base) + "?f=json",
+                },
+                {
+                    "rel": "alternate",
+                    "type": HTML,
+                    "title": f"{p.title} as HTML",
+                    "href": req.url(base) + "?f=html",
+                },
+                {
+                    "rel": "items",
+                    "type": GEOJSON,
+                    "title": f"{p.title} (GeoJSON)",
+                    "href": req.url(base + "/items") + "?f=json",
+                },
+                {
+                    "rel": "items",
+                    "type": HTML,
+                    "title": f"{p.title} (HTML)",
+                    "href": req.url(base + "/items") + "?f=html",
+                },
+                {
+                    "rel": REL_QUERYABLES,
+                    "type": SCHEMA_JSON,
+                    "title": "Queryables",
+                    "href": req.url(base + "/queryables") + "?f=json",
+                },
+            ],
+        }
+        if p.attribution:
+            doc["attribution"] = p.attribution
+        return doc
+
+    def collections(self, req: OgcRequest) -> OgcResponse:
+        """``/collections``: every registered collection."""
+        docs = [self.collection_document(req, p) for p in self.registry]
+        payload = {
+            "links": self._alternates(req, JSON, "Collections"),
+            "collections": docs,
+            "crs": list(SUPPORTED_URIS),
+        }
+        html = (
+            "page.html",
+            {
+                "title": "Collections",
+                "collections": self._collection_rows(req),
+                "breadcrumbs": self._crumbs(req),
+                "links": payload["links"][1:],
+            },
+        )
+        return self.respond(req, payload, JSON, self._last_modified(), html)
+
+    def collection(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}``: extent, CRSs, links; in HTML with a map of its items."""
+        p = self.provider(collection_id)
+        doc = self.collection_document(req, p)
+        ext = doc["extent"]["spatial"]["bbox"][0]
+        html = (
+            "page.html",
+            {
+                "title": p.title,
+                "description": p.description,
+                "breadcrumbs": self._crumbs(req, ("Collections", "/collections")),
+                "links": doc["links"][2:],
+                "facts": [
+                    ("id", p.id),
+                    ("extent (CRS84)", ", ".join(map(str, ext))),
+                    ("storage CRS", p.storage_crs),
+                    ("CRS", " ".join(doc["crs"])),
+                ],
+                "map": {
+                    "url": req.url(f"/collections/{p.id}/items") + "?f=json&limit=1000&simplify=20",
+                    "inline": "null",
+                },
+                "attribution": p.attribution or "",
+            },
+        )
+        return self.respond(req, doc, JSON, p.last_modified(), html)
+
+    def queryables(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/queryables``: a JSON Schema of the filterable properties."""
+        p = self.provider(collection_id)
+        props: dict[str, Any] = {
+            "geometry": {
+                "title": "Geometry",
+                "format": "geometry-any",
+                "x-ogc-role": "primary-geometry",
+            }
+        }
+        for q in p.queryables():
+            schema: dict[str, Any] = {"title": q.title or q.name}
+            if q.type == "datetime":
+                schema.update(type="string", format="date-time")
+            else:
+                schema["type"] = q.type
+            if q.enum:
+                schema["enum"] = list(q.enum)
+            props[q.name] = schema
+        payload = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": req.url(f"/collections/{p.id}/queryables"),
+            "type": "object",
+            "title": p.title,
+            "properties": props,
+            "additionalProperties": False,
+        }
+        html = (
+            "page.html",
+            {
+                "title": f"Queryables of {p.title}",
+                "breadcrumbs": self._crumbs(
+                    req, ("Collections", "/collections"), (p.title, f"/collections/{p.id}")
+                ),
+                "facts": [(k, v.get("type", v.get("format"))) for k, v in props.items()],
+                "links": self._alternates(req, SCHEMA_JSON, "Queryables")[1:],
+            },
+        )
+        return self.respond(req, payload, SCHEMA_JSON, p.last_modified(), html)
+
+    def _features(
+        self,
+        req: OgcRequest,
+        p: CollectionProvider,
+        features: list[dict[str, Any]],
+        crs: str,
+        simplify: float | None,
+    ) -> list[dict[str, Any]]:
+        geoms = encode_geometries([f.get("geometry") for f in features], crs, simplify)
+        return [
+            {
+                "type": "Feature",
+                "id": f.get("id"),
+                "geometry": g,
+                "properties": f.get("properties") or {},
+                "links": [
+                    {
+                        "rel": "self",
+                        "type": GEOJSON,
+                        "href": req.url(f"/collections/{p.id}/items/{f.get('id')}"),
+                    }
+                ],
+            }
+            for f, g in zip(features, geoms, strict=True)
+        ]
+
+    def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:
+        """``/collections/{id}/items``: one page of features with paging links."""
+        p = self.provider(collection_id)
+        q = ir.query
+        result = p.query(q)
+        feats = self._features(req, p, result.features, ir.crs, ir.simplify)
+        links = self._alternates(req, GEOJSON, "Items")
+        links.append(
+            {
+                "rel": "collection",
+                "type": JSON,
+                "title": p.title,
+                "href": req.url(f"/collections/{p.id}"),
+            }
+        )
+        fmt = req.fmt
+        nxt = prv = None
+        if q.offset + len(feats) < result.number_matched:
+            nxt = req.url(offset=q.offset + q.limit, limit=q.limit, f=fmt)
+            links.append({"rel": "next", "type": GEOJSON if fmt == "json" else HTML, "href": nxt})
+        if q.offset > 0:
+            prv = req.url(offset=max(0, q.offset - q.limit) or None, limit=q.limit, f=fmt)
+            links.append({"rel": "prev", "type": GEOJSON if fmt == "json" else HTML, "href": prv})
+        payload = {
+            "type": "FeatureCollection",
+            "features": feats,
+            "numberMatched": result.number_matched,
+            "numberReturned": len(feats),
+            "timeStamp": datetime.now(UTC)
+            .replace(microsecond=0)
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "links": links,
+        }
+        headers = {"Content-Crs": f"<{ir.crs}>"}
+        html = None
+        if fmt == "html":
+            map_fc = None
+            if ir.crs == CRS84:
+                map_fc = {"type": "FeatureCollection", "features": feats}
+            columns: list[str] = []
+            for f in result.features:
+                columns.extend(k for k in (f.get("properties") or {}) if k not in columns)
+            html = (
+                "page.html",
+                {
+                    "title": f"{p.title}: features",
+                    "breadcrumbs": self._crumbs(
+                        req, ("Collections", "/collections"), (p.title, f"/collections/{p.id}")
+                    ),
+                    "links": links[1:2],
+                    "features": [
+                        {
+                            "id": f.get("id"),
+                            "href": req.url(f"/collections/{p.id}/items/{f.get('id')}") + "?f=html",
+                            "properties": f.get("properties") or {},
+                        }
+                        for f in result.features
+                    ],
+                    "columns": columns,
+                    "number_matched": result.number_matched,
+                    "number_returned": len(feats),
+                    "next": nxt,
+                    "prev": prv,
+                    "map": {"url": None, "inline": _inline_json(map_fc)},
+                    "attribution": p.attribution or "",
+                },
+            )
+        return self.respond(req, payload, GEOJSON, p.last_modified(), html, headers)
+
+    def item(
+        self,
+        req: OgcRequest,
+        collection_id: str,
+        feature_id: str,
+        crs: str = CRS84,
+        simplify: float | None = None,
+        properties: list[str] | None = None,
+        skip_geometry: bool = False,
+    ) -> OgcResponse:
+        """``/collections/{id}/items/{featureId}``: one feature."""
+        p = self.provider(collection_id)
+        f = p.get(feature_id)
+        if f is None:
+            raise NotFound(
+                f"no feature {feature_id!r} in collection {collection_id!r}",
+                parameter="featureId",
+            )
+        props = f.get("properties") or {}
+        if properties is not None:
+            props = {k: props[k] for k in properties if k in props}
+        f = {**f, "properties": props, "geometry": None if skip_geometry else f.get("geometry")}
+        feat = self._features(req, p, [f], crs, simplify)[0]
+        feat["links"] = [
+            *self._alternates(req, GEOJSON, "Feature"),
+            {
+                "rel": "collection",
+                "type": JSON,
+                "title": p.title,
+                "href": req.url(f"/collections/{p.id}"),
+            },
+        ]
+        headers = {"Content-Crs": f"<{crs}>"}
+        html = None
+        if req.fmt == "html":
+            inline = {"type": "FeatureCollection", "features": [feat]} if crs == CRS84 else None
+            html = (
+                "page.html",
+                {
+                    "title": str(props.get("name") or feature_id),
+                    "breadcrumbs": self._crumbs(
+                        req,
+                        ("Collections", "/collections"),
+                        (p.title, f"/collections/{p.id}"),
+                        ("Items", f"/collections/{p.id}/items"),
+                    ),
+                    "facts": [("id", feature_id), *props.items()],
+                    "links": feat["links"][1:],
+                    "map": {"url": None, "inline": _inline_json(inline)},
+                    "attribution": p.attribution or "",
+                },
+            )
+        return self.respond(req, feat, GEOJSON, p.last_modified(), html, headers)
+
+    def version(self, collection_id: str | None = None) -> str:
+        """Data version of one collection (or of all), for response caches."""
+        if collection_id is not None:
+            p = self.registry.get(collection_id)
+            return p.version() if p is not None else "missing"
+        return registry_version(self.registry)
