@@ -15,6 +15,12 @@ log = logging.getLogger("cmm_geo")
 
 #: Paths answering by the OGC API rules (400 for a bad parameter) rather than 422.
 OGC_PREFIXES = ("/collections", "/conformance")
+#: OGC resources matched exactly (the landing page and the API definition).
+OGC_PATHS = ("/", "/api")
+
+
+def _is_ogc(path: str) -> bool:
+    return path.startswith(OGC_PREFIXES) or path in OGC_PATHS
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -23,10 +29,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GeoError)
     async def geo_error(request: Request, exc: GeoError):
         status = exc.status
-        ogc = request.url.path.startswith(OGC_PREFIXES)
+        ogc = _is_ogc(request.url.path)
         if isinstance(exc, InvalidParameter) and status == 400 and not ogc:
             status = 422
-        return json_response(exc.to_dict(), status_code=status)
+        headers = getattr(exc, "headers", None)  # e.g. WWW-Authenticate on 401
+        return json_response(exc.to_dict(), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -35,7 +42,7 @@ def install_error_handlers(app: FastAPI) -> None:
             loc = [str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")]
             problems.append({"parameter": ".".join(loc) or "request", "message": e.get("msg")})
         first = problems[0] if problems else {"parameter": "request", "message": "invalid"}
-        status = 400 if request.url.path.startswith(OGC_PREFIXES) else 422
+        status = 400 if _is_ogc(request.url.path) else 422
         return json_response(
             {
                 "code": "InvalidParameterValue",

@@ -44,6 +44,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(territory.router)
     app.include_router(lookup.router)
     # Routers of further capabilities: one line each, below this marker.
+    from api.routes import interventions as iv_routes  # interventions, imports, stats
+    from api.routes import plan as plan_routes  # plan catalogue as JSON
+
+    app.include_router(iv_routes.router)
+    app.include_router(plan_routes.router)
+    from api.routes import maps as map_routes  # maps: pages, prints, vendored Leaflet
+
+    app.include_router(map_routes.router)
+    app.mount(map_routes.VENDOR_URL, map_routes.vendor_files(), name="vendor")
+    from api.routes import ogc as ogc_routes  # OGC API – Features + response cache
+
+    ogc_routes.install(app, settings)
+    from api.routes import layers as layer_routes  # green-network layers (issue 5)
+
+    app.include_router(layer_routes.router)
 
     @app.get("/", tags=["service"], summary="What this service is")
     async def root():

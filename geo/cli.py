@@ -111,6 +111,14 @@ def serve(
 
 
 # Command groups of further capabilities (typer sub-apps): one add_typer line each, below.
+from geo.interventions_cli import db_app, import_app, tokens_app  # noqa: E402
+
+app.add_typer(import_app, name="import")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_app, name="db")
+from geo.layers_cli import layers_app  # noqa: E402
+
+app.add_typer(layers_app, name="layers")
 
 
 if __name__ == "__main__":  # pragma: no cover

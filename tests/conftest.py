@@ -50,3 +50,64 @@ def client():
 
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def map_assets() -> Path:
+    """The vendored map assets (api/static/vendor), installed by scripts/fetch_assets.sh
+    when missing (it reads the npm registry once)."""
+    import subprocess
+
+    vendor = ROOT / "api" / "static" / "vendor"
+    if not (vendor / "leaflet" / "leaflet.js").is_file():
+        subprocess.run(["bash", str(ROOT / "scripts" / "fetch_assets.sh")], check=True)
+    return vendor
+
+
+# --- store fixtures (issue 4): both backends ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> str:
+    """CMM_GEO_TEST_DATABASE_URL; fails (never skips) when unset: CI always sets it."""
+    url = os.environ.get("CMM_GEO_TEST_DATABASE_URL")
+    if not url:
+        pytest.fail(
+            "CMM_GEO_TEST_DATABASE_URL is not set: run the tests with `bash scripts/test.sh`, "
+            "or `source scripts/pg_throwaway.sh && pg_throwaway_start` first"
+        )
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgis_schema(postgis_url: str):
+    """A fresh PostgreSQL schema for this test session, dropped at the end."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    yield schema
+    engine = sa.create_engine(postgis_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgis"])
+def store_backend(request, tmp_path_factory) -> tuple[str, str | None]:
+    """(url, schema) of a fresh store: an SQLite file, or a PostGIS schema."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("store") / "cmm_geo.sqlite"
+        return f"sqlite:///{path.as_posix()}", None
+    return request.getfixturevalue("postgis_url"), request.getfixturevalue("postgis_schema")
+
+
+@pytest.fixture(scope="session")
+def store_engine(store_backend):
+    """A migrated, seeded engine on each backend (the 104 documented interventions)."""
+    from geo.interventions import get_store
+    from geo.store import get_engine
+
+    url, schema = store_backend
+    return get_store(get_engine(url, schema=schema))
