@@ -8,7 +8,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 from api.errors import install_error_handlers
 from api.responses import JSONResponse
-from api.routes import lookup, territory
+from api.routes import interventions, layers, lookup, maps, ogc, plan, territory
 from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
 
@@ -41,40 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(GZipMiddleware, minimum_size=1024)
 
+    # One router per capability; the OGC routes also put the response cache in front.
     app.include_router(territory.router)
     app.include_router(lookup.router)
-    # Routers of further capabilities: one line each, below this marker.
-    from api.routes import interventions as iv_routes  # interventions, imports, stats
-    from api.routes import plan as plan_routes  # plan catalogue as JSON
-
-    app.include_router(iv_routes.router)
-    app.include_router(plan_routes.router)
-    from api.routes import maps as map_routes  # maps: pages, prints, vendored Leaflet
-
-    app.include_router(map_routes.router)
-    app.mount(map_routes.VENDOR_URL, map_routes.vendor_files(), name="vendor")
-    from api.routes import ogc as ogc_routes  # OGC API – Features + response cache
-
-    ogc_routes.install(app, settings)
-    from api.routes import layers as layer_routes  # green-network layers (issue 5)
-
-    app.include_router(layer_routes.router)
-
-    @app.get("/", tags=["service"], summary="What this service is")
-    async def root():
-        return {
-            "title": app.title,
-            "description": app.description,
-            "attribution": BOUNDARIES_ATTRIBUTION,
-            "links": [
-                {"rel": "service-doc", "href": "/docs"},
-                {"rel": "service-desc", "href": "/openapi.json"},
-                {"rel": "data", "href": "/comuni"},
-                {"rel": "data", "href": "/zone-omogenee"},
-                {"rel": "data", "href": "/unioni"},
-                {"rel": "lookup", "href": "/lookup?q=Milano"},
-            ],
-        }
+    app.include_router(interventions.router)
+    app.include_router(plan.router)
+    app.include_router(layers.router)
+    app.include_router(maps.router)
+    app.mount(maps.VENDOR_URL, maps.vendor_files(), name="vendor")
+    ogc.install(app, settings)  # "/" is the OGC landing page
 
     return app
 

@@ -14,6 +14,11 @@ def test_root_answers(client):
     r = client.get("/")
     assert r.status_code == 200
     assert "CC BY 4.0" in r.text
+    links = r.json()["links"]
+    paths = {link["href"].split("testserver", 1)[1] for link in links}
+    assert {"/maps", "/collections", "/conformance", "/lookup?q=Milano"} <= paths
+    for path in paths:
+        assert client.get(path).status_code == 200, path
 
 
 def test_comuni_list_and_one(client):

@@ -92,6 +92,12 @@ def test_layer_lifecycle_and_collection(client, tmp_path):
     assert again.json()["id"] == "navigli-2"  # ids are unique, never overwritten
     coll = client.get(f"/collections/{lid}").json()
     assert coll["extent"]["spatial"]["bbox"][0] == pytest.approx(r.json()["bbox"], abs=1e-6)
+    # Its own CRS list: CRS84 first, then the CRS it was uploaded in (Gauss-Boaga).
+    assert coll["crs"][:2] == [
+        "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
+        "http://www.opengis.net/def/crs/EPSG/0/3003",
+    ]
+    assert client.get("/collections/comuni").json()["crs"][1].endswith("/EPSG/0/4326")
     assert client.get(f"/collections/{lid}/items/1").status_code == 200
     # Rename: admin only; the id (and URLs) stay.
     no = client.patch(f"/layers/{lid}", json={"name": "Navigli"})

@@ -73,6 +73,18 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     return doc
 
 
+#: The service's other resources, linked from the landing page: (rel, type, title, path).
+SERVICE_LINKS: tuple[tuple[str, str, str, str], ...] = (
+    ("related", "text/html", "Maps of the territory, interventions and layers", "/maps"),
+    ("related", "application/json", "Find my zone (comune, zone, union)", "/lookup?q=Milano"),
+    ("related", "application/json", "Comuni with zone, union and neighbours", "/comuni"),
+    ("related", "application/json", "The strategic plan: missions, objectives, drivers", "/plan"),
+    ("related", "application/json", "Interventions per zone", "/stats/interventions?by=zona"),
+    ("related", "application/json", "Uploaded green-network layers", "/layers"),
+    ("related", "text/html", "Interactive API documentation", "/docs"),
+)
+
+
 def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcService]:
     """The OGC router and its service (registers the territory collections if absent)."""
     settings = settings or get_settings()
@@ -86,6 +98,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         "EPSG:4326, 32632, 3003, 7791, 3857; CQL2 filters).",
         tiles_url=settings.tiles_url,
         attribution=BOUNDARIES_ATTRIBUTION,
+        service_links=SERVICE_LINKS,
     )
     router = APIRouter(tags=TAGS, default_response_class=Response)
     meta = [Depends(meta_parameters)]

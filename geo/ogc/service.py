@@ -144,7 +144,10 @@ class OgcService:
         tiles_url: str = "none",
         attribution: str = "",
         leaflet_base: str = LEAFLET_BASE,
+        service_links: tuple[tuple[str, str, str, str], ...] = (),
     ) -> None:
+        #: Further resources of the service on the landing page: (rel, type, title, path).
+        self.service_links = service_links
         self.leaflet_base = leaflet_base
         self.registry = reg
         self.title = title
@@ -272,6 +275,10 @@ class OgcService:
                 "title": "Collections",
                 "href": req.url("/collections"),
             },
+        ]
+        links += [
+            {"rel": rel, "type": mtype, "title": title, "href": req.url(path)}
+            for rel, mtype, title, path in self.service_links
         ]
         payload = {
             "title": self.title,
