@@ -26,7 +26,7 @@ Format = Annotated[
 ]
 
 
-def ogc_request(request: Request, f: Format = None) -> OgcRequest:
+async def ogc_request(request: Request, f: Format = None) -> OgcRequest:
     """The framework-free view of the request (absolute base URL, query, format)."""
     settings = request.app.state.settings
     base = (settings.base_url or str(request.base_url)).rstrip("/")
@@ -38,12 +38,12 @@ def ogc_request(request: Request, f: Format = None) -> OgcRequest:
     )
 
 
-def meta_parameters(request: Request) -> None:
+async def meta_parameters(request: Request) -> None:
     """Only ``f`` is accepted on the metadata resources."""
     P.check_parameters(request.query_params.keys(), P.META_PARAMETERS)
 
 
-def collection(
+async def collection(
     collection_id: Annotated[
         str, Path(alias="collectionId", description="Collection id, e.g. comuni")
     ],
@@ -61,7 +61,7 @@ def collection(
 Collection = Annotated[CollectionProvider, Depends(collection)]
 
 
-def crs(
+async def crs(
     value: Annotated[
         str | None, Query(alias="crs", description="CRS of the output geometries. " + _CRS_HELP)
     ] = None,
@@ -70,7 +70,7 @@ def crs(
     return P.parse_crs_param(value, "crs")
 
 
-def bbox_crs(
+async def bbox_crs(
     value: Annotated[
         str | None, Query(alias="bbox-crs", description="CRS of `bbox`. " + _CRS_HELP)
     ] = None,
@@ -79,7 +79,7 @@ def bbox_crs(
     return P.parse_crs_param(value, "bbox-crs")
 
 
-def bbox(
+async def bbox(
     value: Annotated[
         str | None,
         Query(
@@ -94,7 +94,7 @@ def bbox(
     return P.parse_bbox(value, in_crs)
 
 
-def datetime_range(
+async def datetime_range(
     value: Annotated[
         str | None,
         Query(alias="datetime", description="Instant or interval (RFC 3339, `..` open)."),
@@ -104,7 +104,7 @@ def datetime_range(
     return P.parse_datetime(value)
 
 
-def cql_filter(
+async def cql_filter(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -130,7 +130,7 @@ def cql_filter(
     return parse_filter(value, lang, filter_crs, names)
 
 
-def sortby(
+async def sortby(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -141,7 +141,7 @@ def sortby(
     return P.parse_sortby(value, [q.name for q in provider.queryables()])
 
 
-def properties(
+async def properties(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -152,7 +152,7 @@ def properties(
     return P.parse_properties(value, [q.name for q in provider.queryables()])
 
 
-def property_filters(request: Request, provider: Collection) -> dict[str, str]:
+async def property_filters(request: Request, provider: Collection) -> dict[str, str]:
     """``?queryable=value`` filters; any other unknown parameter is a 400 (OGC)."""
     names = {q.name for q in provider.queryables()} | set(provider.extra_parameters)
     keys = list(request.query_params.keys())

@@ -110,7 +110,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getLandingPage",
     )
-    def landing(req: Req) -> Response:
+    async def landing(req: Req) -> Response:
         return _send(service.landing(req))
 
     @router.get(
@@ -120,7 +120,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getConformanceDeclaration",
     )
-    def conformance(req: Req) -> Response:
+    async def conformance(req: Req) -> Response:
         return _send(service.conformance(req))
 
     @router.get(
@@ -130,7 +130,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={200: {"description": "OK", "content": {OPENAPI_JSON: {}}}},
         operation_id="getAPIDefinition",
     )
-    def api_definition(request: Request, req: Req) -> Response:
+    async def api_definition(request: Request, req: Req) -> Response:
         if req.fmt == "html":
             return RedirectResponse("/docs", status_code=303)
         return _send(service.respond(req, openapi_document(request.app), OPENAPI_JSON))
@@ -142,7 +142,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getCollections",
     )
-    def collections(req: Req) -> Response:
+    async def collections(req: Req) -> Response:
         return _send(service.collections(req))
 
     @router.get(
@@ -152,7 +152,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(JSON), **_ERRORS},
         operation_id="describeCollection",
     )
-    def collection(req: Req, provider: Collection) -> Response:
+    async def collection(req: Req, provider: Collection) -> Response:
         return _send(service.collection(req, provider.id))
 
     @router.get(
@@ -162,7 +162,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(SCHEMA_JSON), **_ERRORS},
         operation_id="getQueryables",
     )
-    def queryables(req: Req, provider: Collection) -> Response:
+    async def queryables(req: Req, provider: Collection) -> Response:
         return _send(service.queryables(req, provider.id))
 
     @router.get(
@@ -174,7 +174,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(GEOJSON), **_ERRORS},
         operation_id="getFeatures",
     )
-    def items(
+    async def items(
         req: Req,
         provider: Collection,
         bbox_: Annotated[tuple[float, float, float, float] | None, Depends(bbox)],
@@ -209,7 +209,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(GEOJSON), **_ERRORS},
         operation_id="getFeature",
     )
-    def item(
+    async def item(
         request: Request,
         req: Req,
         provider: Collection,
