@@ -1,4 +1,5 @@
-"""CLI groups: ``cmm-geo import interventions FILE``, ``cmm-geo tokens …``, ``cmm-geo db …``."""
+"""CLI groups: ``cmm-geo import interventions FILE``, ``cmm-geo import pnrr FILE [LOC]``,
+``cmm-geo tokens …``, ``cmm-geo db …``."""
 
 from __future__ import annotations
 
@@ -76,6 +77,76 @@ def import_interventions(
         f"[green]imported[/] {file.name}: {len(report.new):,} new, "
         f"{len(report.updated):,} updated, {len(report.unchanged):,} unchanged"
     )
+
+
+@import_app.command("pnrr")
+def import_pnrr(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Italia Domani CSV (or joined)")
+    ],
+    localisation: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="Localisation CSV, joined by CUP"),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+    json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Import PNRR projects (Italia Domani open data) as interventions, by CUP, all-or-nothing."""
+    from geo import interventions as iv
+    from geo import pnrr
+
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("reading and mapping rows", total=None)
+            pt = pnrr.read_pnrr(file, localisation)
+            n = len(pt.table.frame)
+            progress.update(task, description="validating projects", total=n, completed=0)
+            prepared = pnrr.prepare_pnrr(pt)
+            prepared.raise_for_errors()
+            progress.update(task, completed=n)
+            report = pnrr.PnrrReport(pt, None)
+            if not dry_run:
+                write = progress.add_task("writing projects", total=n)
+                done = iv.upsert(prepared, progress=lambda k: progress.advance(write, k))
+                report = pnrr.PnrrReport(pt, done)
+    except GeoError as exc:
+        _fail(exc)
+        return
+    out = report.to_dict()
+    if json:
+        sys.stdout.write(orjson.dumps(out).decode() + "\n")
+        return
+    head = "[yellow]dry run[/] (nothing written)" if dry_run else "[green]imported[/]"
+    console.print(
+        f"{head} {file.name}{' + ' + localisation.name if localisation else ''}: "
+        f"{out['rows']:,} rows → {out['imported_rows']:,} imported "
+        f"({out['merged_rows']:,} merged duplicates), {out['skipped_rows']:,} skipped; "
+        f"{out['projects']:,} projects"
+        + (
+            ""
+            if dry_run
+            else f": {out['new']:,} new, {out['updated']:,} updated, {out['unchanged']:,} unchanged"
+        )
+    )
+    for g in out["skipped"]["by_reason"]:
+        ex = g["examples"][0]
+        console.print(
+            f"  skipped {g['count']:,} × {g['reason']} (e.g. row {ex['row']} {ex['cup']}: "
+            f"{ex['detail']})"
+        )
+    for g in out["warnings"]["by_field"]:
+        ex = g["examples"][0]
+        console.print(
+            f"  [yellow]warning[/] {g['count']:,} CUP(s) with differing {g['field']} "
+            f"(e.g. {ex['cup']}: kept {ex['kept']!r} of {ex['values']})"
+        )
 
 
 @tokens_app.command("create")

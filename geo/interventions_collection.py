@@ -75,6 +75,11 @@ def _queryables() -> list[Queryable]:
         Queryable("reliability", s, "A official/two sources, B one, C inferred", ("A", "B", "C")),
         Queryable("source", s, "Where the row comes from (documented, api, import, pnrr, …)"),
         Queryable("precision", s, "exact, or comune (placed at the comune)", ("exact", "comune")),
+        Queryable("component", s, "PNRR component code (e.g. M1C1)"),
+        Queryable("submeasure", s, "PNRR sub-measure code (e.g. M1C1I1.02.00)"),
+        Queryable("implementing_body", s, "PNRR implementing body (soggetto attuatore)"),
+        Queryable("pnrr_amount_eur", "number", "PNRR share of the funding in EUR"),
+        Queryable("as_of", s, "Extraction date of the PNRR open data (YYYY-MM-DD)"),
         *(Queryable(alias, s, f"alias of {name}") for alias, name in ALIASES.items()),
     ]
 
@@ -88,9 +93,10 @@ class InterventionsProvider(CollectionProvider):
         "Localised interventions of the Piano strategico (PNRR PUI SPUGNA, CAMBIO, MICA, "
         "COME IN, PINQUA, school buildings, forestation, employment centres, Bando "
         "Periferie, Idroscalo, Biciplan) with programme, missions, Drivers, comuni, amount, "
-        "status, CUP, source and reliability. Amounts are as each source states them (PNRR "
-        "share or total): do not add them up as one measure. precision=comune: placed at "
-        "the representative point of its comune(s)."
+        "status, CUP, source and reliability, and the PNRR projects of the national open data "
+        "(source=pnrr: component, sub-measure, implementing body, PNRR share). Amounts are "
+        "as each source states them (PNRR share or total): do not add them up as one "
+        "measure. precision=comune: placed at the representative point of its comune(s)."
     )
     keywords = ("PNRR", "Piano strategico", "interventi", "Città metropolitana di Milano")
 

@@ -6,6 +6,10 @@ the stated amounts) and, for territorial groups, ``population`` and
 missions) counts — with its whole amount — in each of them: amounts are not split, so
 group totals overlap. Amounts are what each source states (sometimes the PNRR share,
 sometimes the total): they are not one measure, and sums are indicative only.
+
+Filters: ``source`` (``documented``, ``pnrr``, …) and ``mission`` (``M1``…) select the
+interventions counted; ``amount="pnrr"`` sums the PNRR share (``pnrr_amount_eur``, known
+for PNRR open-data rows) instead of ``amount_eur`` (the total as the source states it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from geo.plan import PlanCatalogue
 from geo.territory import get_territory
 
 GROUPINGS = ("comune", "zona", "unione", "programme", "mission")
+AMOUNTS = ("total", "pnrr")
 
 NOTE = (
     "Amounts are as each source states them (sometimes the PNRR share, sometimes the "
@@ -29,11 +34,26 @@ NOTE = (
 )
 
 
-def intervention_stats(by: str, engine: Engine | None = None) -> dict[str, Any]:
-    """Aggregates grouped ``by`` one of GROUPINGS: ``{by, note, groups: [...]}``."""
+def intervention_stats(
+    by: str,
+    engine: Engine | None = None,
+    *,
+    source: str | None = None,
+    mission: str | None = None,
+    amount: str = "total",
+) -> dict[str, Any]:
+    """Aggregates grouped ``by`` one of GROUPINGS: ``{by, note, groups: [...]}``.
+
+    ``source``/``mission`` filter the interventions; ``amount`` is ``total`` or ``pnrr``.
+    """
     if by not in GROUPINGS:
         raise InvalidParameter("by", f"use one of {', '.join(GROUPINGS)}")
+    if amount not in AMOUNTS:
+        raise InvalidParameter("amount", f"use one of {', '.join(AMOUNTS)}")
     snap = snapshot(engine)
+    src = source.strip().lower() if source else None
+    mis = mission.strip().upper() if mission else None
+    amounts = snap.pnrr_amount if amount == "pnrr" else snap.amount
     t = get_territory()
     keys_of = {
         "comune": lambda p: p["comuni"],
@@ -43,13 +63,17 @@ def intervention_stats(by: str, engine: Engine | None = None) -> dict[str, Any]:
         "mission": lambda p: p["missions"],
     }[by]
     acc: dict[str, dict[str, Any]] = {}
-    for p, amount in zip(snap.properties, snap.amount, strict=True):
+    n_selected = 0
+    for p, value in zip(snap.properties, amounts, strict=True):
+        if (src and p["source"] != src) or (mis and mis not in p["missions"]):
+            continue
+        n_selected += 1
         for key in keys_of(p):
             g = acc.setdefault(key, {"count": 0, "count_with_amount": 0, "amount_eur": 0.0})
             g["count"] += 1
-            if amount == amount:  # not NaN
+            if value == value:  # not NaN
                 g["count_with_amount"] += 1
-                g["amount_eur"] += float(amount)
+                g["amount_eur"] += float(value)
     groups: list[dict[str, Any]] = []
     if by == "comune":
         for c in t.comuni_list:
@@ -78,7 +102,9 @@ def intervention_stats(by: str, engine: Engine | None = None) -> dict[str, Any]:
     return {
         "by": by,
         "note": NOTE,
-        "n_interventions": len(snap),
+        "filters": {"source": src, "mission": mis},
+        "amount": amount,
+        "n_interventions": n_selected,
         "revision": snap.revision,
         "groups": groups,
     }

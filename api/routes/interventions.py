@@ -132,12 +132,39 @@ def import_file(
     return json_response(report.to_dict(ids=len(prepared.records) <= 1000))
 
 
+@router.post("/imports/pnrr", summary="Import PNRR projects (Italia Domani open data CSV)")
+def import_pnrr_files(
+    file: Annotated[UploadFile, File(description="Projects CSV, or the joined file")],
+    authorization: Authorization = None,
+    localisation: Annotated[
+        UploadFile | None, File(description="Localisation CSV (joined to file by CUP)")
+    ] = None,
+    dry_run: Annotated[bool, Form(description="read and validate only")] = False,
+):
+    """All-or-nothing upsert by CUP; the report counts rows new/updated/unchanged/skipped."""
+    from geo.pnrr import import_pnrr
+
+    principal = authenticate(authorization)
+    limit = int(get_settings().max_upload_mb * 1024 * 1024)
+    data = []
+    for up in (file, localisation):
+        raw = up.file.read(limit + 1) if up is not None else None
+        if raw is not None and len(raw) > limit:
+            raise PayloadTooLarge(f"file larger than {get_settings().max_upload_mb} MB")
+        data.append(raw)
+    report = import_pnrr(data[0], data[1], principal=principal, dry_run=dry_run)
+    return json_response(report.to_dict(ids=report.pnrr.table.frame.shape[0] <= 1000))
+
+
 @router.get("/stats/interventions", summary="Interventions aggregated by comune, zona, …")
 def stats(
     by: Annotated[str, Query(description=" | ".join(GROUPINGS))] = "comune",
     f: Annotated[str, Query(description="json or csv")] = "json",
+    source: Annotated[str | None, Query(description="documented, pnrr, …")] = None,
+    mission: Annotated[str | None, Query(description="M1 … M6")] = None,
+    amount: Annotated[str, Query(description="total (amount_eur) or pnrr")] = "total",
 ):
-    result = intervention_stats(by)
+    result = intervention_stats(by, source=source, mission=mission, amount=amount)
     if f == "csv":
         return csv_response(result["groups"], f"interventions_by_{by}.csv")
     if f != "json":

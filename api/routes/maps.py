@@ -321,6 +321,7 @@ def interventions_page(
     comune: str | None = Query(None),
     zona: str | None = Query(None),
     unione: str | None = Query(None),
+    source: str | None = Query(None, description="documented, pnrr, …"),
     colour_by: str = Query("programme", pattern="^(programme|mission)$"),
 ):
     if not maps.interventions_available():
@@ -329,7 +330,7 @@ def interventions_page(
         k: v
         for k, v in {
             "programme": programme, "mission": mission, "driver": driver, "status": status,
-            "comune": comune, "zona": zona, "unione": unione,
+            "comune": comune, "zona": zona, "unione": unione, "source": source,
         }.items()
         if v not in (None, "")
     }  # fmt: skip
