@@ -175,7 +175,10 @@ def test_postgis_geom_column_agrees_with_shapely(store_backend, store_engine):
             )
         }
         gist = conn.execute(
-            sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_interventions_geom'")
+            sa.text(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_interventions_geom' "
+                "AND schemaname = current_schema()"
+            )
         ).scalar_one()
     assert srid == [(4326,)]
     assert "gist" in gist.lower()
