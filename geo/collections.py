@@ -11,6 +11,7 @@ interventions and uploaded layers register themselves the same way.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -107,6 +108,60 @@ class CollectionProvider(ABC):
     @abstractmethod
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by id, or None."""
+
+
+class SnapshotProvider(CollectionProvider):
+    """A provider served from a :class:`MemoryProvider` rebuilt whenever its source changes.
+
+    Subclasses implement ``_source()`` (a cheap stamp of the source's state, and the
+    source itself) and ``_build(source)``; every query is answered by the in-memory
+    provider of the current stamp. The stored interventions and layers work this way.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inner: MemoryProvider | None = None
+        self._stamp: Any = None
+
+    @abstractmethod
+    def _source(self) -> tuple[Any, Any]:
+        """(stamp, source): the stamp changes whenever the data does."""
+
+    @abstractmethod
+    def _build(self, source: Any) -> MemoryProvider:
+        """The in-memory provider of ``source``."""
+
+    def _current(self) -> MemoryProvider:
+        stamp, source = self._source()
+        with self._lock:
+            if self._inner is None or self._stamp != stamp:
+                self._inner = self._build(source)
+                self._stamp = stamp
+            return self._inner
+
+    def version(self) -> str:
+        """Changes with every change of the source."""
+        return self._current().version()
+
+    def last_modified(self) -> datetime:
+        """When the source last changed."""
+        return self._current().last_modified()
+
+    def queryables(self) -> list[Queryable]:
+        """The queryables of the current data."""
+        return self._current().queryables()
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """Bounds of the current data (CRS84)."""
+        return self._current().extent()
+
+    def query(self, q: FeatureQuery) -> QueryResult:
+        """Features matching ``q``."""
+        return self._current().query(q)
+
+    def get(self, feature_id: str) -> dict[str, Any] | None:
+        """One feature by id."""
+        return self._current().get(feature_id)
 
 
 class Registry:

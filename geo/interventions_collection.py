@@ -17,20 +17,18 @@ every worker process serves the current data.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from geo.collections import (
-    CollectionProvider,
     FeatureQuery,
     MemoryProvider,
     Queryable,
     QueryResult,
     Registry,
+    SnapshotProvider,
     registry,
 )
 from geo.errors import InvalidParameter
@@ -84,7 +82,7 @@ def _queryables() -> list[Queryable]:
     ]
 
 
-class InterventionsProvider(CollectionProvider):
+class InterventionsProvider(SnapshotProvider):
     """Interventions from the store; an in-memory index rebuilt on every data change."""
 
     id = COLLECTION_ID
@@ -101,46 +99,34 @@ class InterventionsProvider(CollectionProvider):
     keywords = ("PNRR", "Piano strategico", "interventi", "Città metropolitana di Milano")
 
     def __init__(self, engine=None) -> None:
+        super().__init__()
         self._engine = engine
-        self._lock = threading.Lock()
-        self._inner: MemoryProvider | None = None
-        self._rev: int | None = None
-        self._snap = None
 
-    def _current(self) -> MemoryProvider:
+    def _source(self):
         from geo.interventions import snapshot
 
         snap = snapshot(self._engine)
-        with self._lock:
-            if self._inner is None or self._rev != snap.revision:
-                feats = [
-                    {"id": fid, "properties": snap.properties[i], "geometry": snap.geometries[i]}
-                    for i, fid in enumerate(snap.ids)
-                ]
-                self._inner = MemoryProvider(
-                    COLLECTION_ID,
-                    self.title,
-                    feats,
-                    version=f"r{snap.revision}-{get_territory().version}",
-                    last_modified=snap.last_modified,
-                    description=self.description,
-                    keywords=self.keywords,
-                    queryables=_queryables(),
-                )
-                for alias, name in ALIASES.items():  # so filters may use the singular too
-                    if name in self._inner.table.columns:
-                        self._inner.table.columns[alias] = self._inner.table.columns[name]
-                self._rev = snap.revision
-                self._snap = snap
-            return self._inner
+        return snap.revision, snap
 
-    def version(self) -> str:
-        """Changes with every write to the interventions."""
-        return self._current().version()
-
-    def last_modified(self) -> datetime:
-        """When the interventions last changed."""
-        return self._current().last_modified()
+    def _build(self, snap) -> MemoryProvider:
+        feats = [
+            {"id": fid, "properties": snap.properties[i], "geometry": snap.geometries[i]}
+            for i, fid in enumerate(snap.ids)
+        ]
+        inner = MemoryProvider(
+            COLLECTION_ID,
+            self.title,
+            feats,
+            version=f"r{snap.revision}-{get_territory().version}",
+            last_modified=snap.last_modified,
+            description=self.description,
+            keywords=self.keywords,
+            queryables=_queryables(),
+        )
+        for alias, name in ALIASES.items():  # so filters may use the singular too
+            if name in inner.table.columns:
+                inner.table.columns[alias] = inner.table.columns[name]
+        return inner
 
     def queryables(self) -> list[Queryable]:
         """Filterable properties (see the module docstring)."""
@@ -167,10 +153,6 @@ class InterventionsProvider(CollectionProvider):
             features=[inner.feature(int(i), q.properties, q.skip_geometry) for i in page],
             number_matched=len(idx),
         )
-
-    def get(self, feature_id: str) -> dict[str, Any] | None:
-        """One intervention by id."""
-        return self._current().get(feature_id)
 
     def _special_filters(
         self, inner: MemoryProvider, eq: dict[str, str]

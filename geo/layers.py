@@ -26,12 +26,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from geo.collections import (
-    CollectionProvider,
-    FeatureQuery,
     MemoryProvider,
     Queryable,
-    QueryResult,
     Registry,
+    SnapshotProvider,
     registry,
 )
 from geo.crs import CRS84, SUPPORTED_URIS, epsg_uri
@@ -346,76 +344,46 @@ def crs_list(source_crs: str) -> list[str]:
     return uris + [u for u in SUPPORTED_URIS if u not in uris]
 
 
-class LayerProvider(CollectionProvider):
+class LayerProvider(SnapshotProvider):
     """One stored layer as an OGC collection, rebuilt from the store when it changes."""
 
     def __init__(self, layer_id: str, engine: Engine | None = None) -> None:
+        super().__init__()
         self.id = layer_id
         self._engine = engine
-        self._lock = threading.Lock()
-        self._inner: MemoryProvider | None = None
-        self._stamp: str | None = None
-        self._refresh()
+        self._current()
 
-    def _refresh(self) -> MemoryProvider:
+    def _source(self) -> tuple[str, StoredLayer]:
         layer = load_layer(self.id, engine=self._engine)
+        return layer.record["updated"] + layer.record["created"], layer
+
+    def _build(self, layer: StoredLayer) -> MemoryProvider:
         rec = layer.record
-        stamp = rec["updated"] + rec["created"]
-        with self._lock:
-            if self._inner is None or self._stamp != stamp:
-                feats = [
-                    {"id": int(fid), "properties": p, "geometry": g}
-                    for fid, p, g in zip(
-                        layer.fids, layer.properties, layer.geometries, strict=True
-                    )
-                ]
-                queryables = [Queryable(f["name"], _ogc_type(f["type"])) for f in rec["fields"]]
-                self.title = rec["name"]
-                self.description = (
-                    f"Uploaded {rec['geometry_type']} layer ({rec['feature_count']} features); "
-                    f"uploaded in {rec['source_crs']}, stored and served in CRS84. "
-                    f"Metrics per comune/zona/unione: /layers/{self.id}/metrics"
-                )
-                self.keywords = ("green network", "layer", rec["geometry_type"])
-                #: CRSs this layer is offered in (the upload's own CRS listed second).
-                self.crs = crs_list(rec["source_crs"])
-                self.source_crs = rec["source_crs"]
-                self._inner = MemoryProvider(
-                    self.id,
-                    rec["name"],
-                    feats,
-                    version=f"{self.id}-{stamp}",
-                    last_modified=datetime.fromisoformat(rec["updated"].replace("Z", "+00:00")),
-                    description=self.description,
-                    keywords=self.keywords,
-                    queryables=queryables or None,
-                )
-                self._stamp = stamp
-            return self._inner
-
-    def version(self) -> str:
-        """Changes with every write to the layer."""
-        return self._refresh().version()
-
-    def last_modified(self) -> datetime:
-        """When the layer last changed."""
-        return self._refresh().last_modified()
-
-    def queryables(self) -> list[Queryable]:
-        """The layer's fields."""
-        return self._refresh().queryables()
-
-    def extent(self) -> tuple[float, float, float, float]:
-        """The layer's bbox (CRS84)."""
-        return self._refresh().extent()
-
-    def query(self, q: FeatureQuery) -> QueryResult:
-        """Features of the layer matching ``q``."""
-        return self._refresh().query(q)
-
-    def get(self, feature_id: str) -> dict[str, Any] | None:
-        """One feature by its number in the layer."""
-        return self._refresh().get(feature_id)
+        feats = [
+            {"id": int(fid), "properties": p, "geometry": g}
+            for fid, p, g in zip(layer.fids, layer.properties, layer.geometries, strict=True)
+        ]
+        queryables = [Queryable(f["name"], _ogc_type(f["type"])) for f in rec["fields"]]
+        self.title = rec["name"]
+        self.description = (
+            f"Uploaded {rec['geometry_type']} layer ({rec['feature_count']} features); "
+            f"uploaded in {rec['source_crs']}, stored and served in CRS84. "
+            f"Metrics per comune/zona/unione: /layers/{self.id}/metrics"
+        )
+        self.keywords = ("green network", "layer", rec["geometry_type"])
+        #: CRSs this layer is offered in (the upload's own CRS listed second).
+        self.crs = crs_list(rec["source_crs"])
+        self.source_crs = rec["source_crs"]
+        return MemoryProvider(
+            self.id,
+            rec["name"],
+            feats,
+            version=f"{self.id}-{rec['updated']}{rec['created']}",
+            last_modified=datetime.fromisoformat(rec["updated"].replace("Z", "+00:00")),
+            description=self.description,
+            keywords=self.keywords,
+            queryables=queryables or None,
+        )
 
 
 def _ogc_type(t: str) -> str:
