@@ -7,30 +7,16 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from geo.errors import GeoError
+from geo.terminal import console, err, fail
 
 app = typer.Typer(
     help="Open web GIS of the Città metropolitana di Milano.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
-err = Console(stderr=True)
-
-
-def fail(exc: GeoError) -> None:
-    """Print a domain error (with its details) and exit non-zero."""
-    err.print(f"[bold red]error[/]: {exc.message}", soft_wrap=True, highlight=False)
-    body = exc.to_dict()
-    for s in body.get("suggestions") or []:
-        err.print(f"  did you mean: {s['name']} ({s['istat_code']})", soft_wrap=True)
-    for key in ("nearest", "details"):
-        if body.get(key):
-            err.print(f"{key}: {orjson.dumps(body[key]).decode()}", soft_wrap=True)
-    raise typer.Exit(code=2 if exc.status < 500 else 1)
 
 
 @app.command("build-data")

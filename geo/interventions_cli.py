@@ -9,29 +9,14 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from geo.errors import GeoError
-
-console = Console()
-err = Console(stderr=True)
+from geo.terminal import console, err, fail, progress
 
 import_app = typer.Typer(help="Import data into the store.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Editor tokens (per comune) for writes.", no_args_is_help=True)
 db_app = typer.Typer(help="The store: migrations and status.", no_args_is_help=True)
-
-
-def _fail(exc: GeoError, limit: int = 50) -> None:
-    err.print(f"[bold red]error[/]: {exc.message}")
-    details = exc.details or []
-    if isinstance(details, list):
-        for d in details[:limit]:
-            err.print(f"  row {d.get('row', '—')} {d.get('field', '')}: {d.get('message', d)}")
-        if len(details) > limit:
-            err.print(f"  … and {len(details) - limit} more")
-    raise typer.Exit(code=2)
 
 
 @import_app.command("interventions")
@@ -47,28 +32,21 @@ def import_interventions(
     from geo.interventions_io import read_file
 
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("reading", total=None)
+        with progress() as bar:
+            task = bar.add_task("reading", total=None)
             table = read_file(file, crs=crs)
             n = len(table.frame)
-            progress.update(task, description="validating", total=n)
+            bar.update(task, description="validating", total=n)
             prepared = iv.prepare(table, source=source)
             prepared.raise_for_errors()
-            progress.update(task, completed=n)
+            bar.update(task, completed=n)
             if dry_run:
                 console.print(f"{n:,} rows valid (dry run: nothing written)")
                 return
-            write = progress.add_task("writing", total=n)
-            report = iv.upsert(prepared, progress=lambda k: progress.advance(write, k))
+            write = bar.add_task("writing", total=n)
+            report = iv.upsert(prepared, progress=lambda k: bar.advance(write, k))
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if json:
         sys.stdout.write(orjson.dumps(report.to_dict()).decode() + "\n")
@@ -96,28 +74,21 @@ def import_pnrr(
     from geo import pnrr
 
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("reading and mapping rows", total=None)
+        with progress() as bar:
+            task = bar.add_task("reading and mapping rows", total=None)
             pt = pnrr.read_pnrr(file, localisation)
             n = len(pt.table.frame)
-            progress.update(task, description="validating projects", total=n, completed=0)
+            bar.update(task, description="validating projects", total=n, completed=0)
             prepared = pnrr.prepare_pnrr(pt)
             prepared.raise_for_errors()
-            progress.update(task, completed=n)
+            bar.update(task, completed=n)
             report = pnrr.PnrrReport(pt, None)
             if not dry_run:
-                write = progress.add_task("writing projects", total=n)
-                done = iv.upsert(prepared, progress=lambda k: progress.advance(write, k))
+                write = bar.add_task("writing projects", total=n)
+                done = iv.upsert(prepared, progress=lambda k: bar.advance(write, k))
                 report = pnrr.PnrrReport(pt, done)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     out = report.to_dict()
     if json:
@@ -160,7 +131,7 @@ def tokens_create(
     try:
         created = create_token(comune, label)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     err.print(
         f"editor token [bold]{created.id}[/] for {created.comune_name} ({created.comune}); "
@@ -194,7 +165,7 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id (see to
     try:
         revoke_token(token_id)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console.print(f"revoked {token_id}")
 

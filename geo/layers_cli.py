@@ -8,22 +8,12 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from geo.errors import GeoError
-
-console = Console()
-err = Console(stderr=True)
+from geo.terminal import console, fail
 
 layers_app = typer.Typer(help="Green-network layers: upload, list, delete.", no_args_is_help=True)
-
-
-def _fail(exc: GeoError) -> None:
-    err.print(f"[bold red]error[/]: {exc.message}")
-    if exc.details:
-        err.print(f"details: {orjson.dumps(exc.details).decode()}")
-    raise typer.Exit(code=2 if exc.status < 500 else 1)
 
 
 @layers_app.command("add")
@@ -43,7 +33,7 @@ def add(
     try:
         rec = add_layer(read_path(file, crs=crs, layer=layer), name)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if json:
         sys.stdout.write(orjson.dumps(rec, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -82,7 +72,7 @@ def rm(layer_id: Annotated[str, typer.Argument(help="Layer id")]) -> None:
     try:
         delete_layer(layer_id)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"deleted {layer_id}")
 
 
@@ -98,6 +88,6 @@ def metrics(
     try:
         result = layer_metrics(layer_id, by, within_m)
     except GeoError as exc:
-        _fail(exc)
+        fail(exc)
         return
     sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
