@@ -185,6 +185,33 @@ def locate_point(
     return {"point": point, "comune": t.comune_record(code)}
 
 
+_OUTSIDE: dict[str, Any] = dict.fromkeys(
+    ("istat_code", "name", "zona_omogenea", "zona_name", "unione", "unione_name")
+)
+_ROWS: dict[str, list[dict[str, Any]]] = {}
+
+
+def _answer_rows(t: Territory) -> list[dict[str, Any]]:
+    """Per comune (in territory order), the fields of a batch answer; built once."""
+    rows = _ROWS.get(t.version)
+    if rows is None:
+        rows = []
+        for c in t.comuni_list:
+            u = t.unione_of(c)
+            rows.append(
+                {
+                    "istat_code": c.istat_code,
+                    "name": c.name,
+                    "zona_omogenea": c.zona_id,
+                    "zona_name": t.zones[c.zona_id].name,
+                    "unione": u.id if u else None,
+                    "unione_name": u.name if u else None,
+                }
+            )
+        _ROWS[t.version] = rows
+    return rows
+
+
 def locate_batch(
     x: np.ndarray,
     y: np.ndarray,
@@ -203,7 +230,6 @@ def locate_batch(
     _check_finite(lon, lat, uri)
     idx = locate_indices(t, lon, lat)
     rows: list[dict[str, Any]] = []
-    zone_name = {z.id: z.name for z in t.zones.values()}
     outside = np.flatnonzero(idx < 0)
     near: dict[int, tuple[str, float]] = {}
     if outside.size:
@@ -214,35 +240,22 @@ def locate_batch(
         dist = shapely.distance(t.metric_geometries[ni], pts)
         for k, j, d in zip(outside, ni, dist, strict=True):
             near[int(k)] = (str(t.codes[int(j)]), float(d))
-    comuni = t.comuni_list
-    for k in range(len(idx)):
-        i = int(idx[k])
-        row: dict[str, Any] = {"id": ids[k] if ids is not None else k + 1}
+    inside = _answer_rows(t)
+    ids_ = ids if ids is not None else range(1, len(idx) + 1)
+    for k, (i, rid) in enumerate(zip(idx.tolist(), ids_, strict=True)):
         if i >= 0:
-            c = comuni[i]
-            u = t.unione_of(c)
-            row.update(
-                istat_code=c.istat_code,
-                name=c.name,
-                zona_omogenea=c.zona_id,
-                zona_name=zone_name[c.zona_id],
-                unione=u.id if u else None,
-                unione_name=u.name if u else None,
-            )
+            rows.append({"id": rid, **inside[i]})
         else:
             code, d = near[k]
-            row.update(
-                istat_code=None,
-                name=None,
-                zona_omogenea=None,
-                zona_name=None,
-                unione=None,
-                unione_name=None,
-                nearest_istat_code=code,
-                nearest_name=t.comuni[code].name,
-                distance_m=round(d, 1),
+            rows.append(
+                {
+                    "id": rid,
+                    **_OUTSIDE,
+                    "nearest_istat_code": code,
+                    "nearest_name": t.comuni[code].name,
+                    "distance_m": round(d, 1),
+                }
             )
-        rows.append(row)
     return {
         "crs": short_name(uri),
         "count": len(rows),
