@@ -69,6 +69,14 @@ async def create_item(
     return _feature_response(feature, 201, Location=f"{ITEMS}/{feature['id']}")
 
 
+async def _update(write, feature_id, request, authorization, content_crs) -> Response:
+    """Authenticate, check the CRS, apply ``write`` (replace or merge patch), answer 200."""
+    principal = authenticate(authorization)
+    _crs_ok(content_crs)
+    feature = write(feature_id, await _body(request), principal=principal)
+    return _feature_response(feature, 200)
+
+
 @router.put(ITEMS + "/{feature_id}", summary="Replace an intervention")
 async def replace_item(
     feature_id: str,
@@ -76,10 +84,7 @@ async def replace_item(
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
 ):
-    principal = authenticate(authorization)
-    _crs_ok(content_crs)
-    feature = iv.replace_feature(feature_id, await _body(request), principal=principal)
-    return _feature_response(feature, 200)
+    return await _update(iv.replace_feature, feature_id, request, authorization, content_crs)
 
 
 @router.patch(ITEMS + "/{feature_id}", summary="Update parts of an intervention (merge patch)")
@@ -89,10 +94,7 @@ async def patch_item(
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
 ):
-    principal = authenticate(authorization)
-    _crs_ok(content_crs)
-    feature = iv.patch_feature(feature_id, await _body(request), principal=principal)
-    return _feature_response(feature, 200)
+    return await _update(iv.patch_feature, feature_id, request, authorization, content_crs)
 
 
 @router.delete(ITEMS + "/{feature_id}", status_code=204, summary="Delete an intervention")
