@@ -11,12 +11,12 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
 
-from geo.collections import CollectionProvider, registry
-from geo.cql import GEOMETRY_PROPERTY, CqlFilter, parse_filter
 from geo.crs import SUPPORTED_URIS
 from geo.errors import NotFound
 from geo.ogc import OgcRequest, negotiate
 from geo.ogc import params as P
+from geo.ogc.cql import GEOMETRY_PROPERTY, CqlFilter, parse_filter
+from geo.ogc.registry import CollectionProvider, registry
 
 _CRS_HELP = "One of: CRS84 (default), " + ", ".join(u for u in SUPPORTED_URIS[1:])
 

@@ -23,7 +23,7 @@ import shapely
 import typer
 
 from geo import interventions as iv
-from geo.interventions_io import read_file
+from geo.interventions.reading import read_file
 from geo.plan import PlanCatalogue
 from geo.store import create_store_engine, migrate
 from geo.territory import get_territory

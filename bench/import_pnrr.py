@@ -24,7 +24,7 @@ import pandas as pd
 import typer
 
 from geo import interventions as iv
-from geo import pnrr
+from geo.interventions import pnrr
 from geo.store import create_store_engine, migrate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,8 +24,7 @@ import numpy as np
 import shapely
 
 from bench._server import serve
-from geo import lookup
-from geo.territory import get_territory
+from geo.territory import get_territory, lookup
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lookup.md"
 

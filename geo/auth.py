@@ -21,10 +21,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from geo.errors import NotFound, Unauthorized
-from geo.interventions import ADMIN, Principal
-from geo.lookup import find_comune
 from geo.settings import get_settings
 from geo.store import get_engine, metadata, utcnow
+from geo.territory.lookup import find_comune
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who writes: the administrator, or the editor of one comune."""
+
+    role: str  # "admin" | "editor"
+    comune: str | None = None
+    token_id: str | None = None
+
+    def may_write(self, comuni: list[str]) -> bool:
+        """Editors may only write interventions located in their own comune."""
+        return self.role == "admin" or (bool(comuni) and set(comuni) == {self.comune})
+
+
+ADMIN = Principal("admin")
+
 
 TOKEN_PREFIX = "cmmgeo_"
 

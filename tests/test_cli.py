@@ -44,8 +44,8 @@ def test_console_script_installed():
 
 
 def test_build_data_is_reproducible(tmp_path):
-    from geo.boundaries import COMUNI_FILE, build_comuni
     from geo.territory import BOUNDARIES_FILE
+    from geo.territory.boundaries import COMUNI_FILE, build_comuni
 
     path = build_comuni(tmp_path)
     assert path == tmp_path / COMUNI_FILE

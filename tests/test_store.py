@@ -13,7 +13,7 @@ import shapely
 import sqlalchemy as sa
 
 from geo import interventions as iv
-from geo.interventions_io import read_csv
+from geo.interventions.reading import read_csv
 from geo.store import (
     create_store_engine,
     current_revision,

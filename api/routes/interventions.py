@@ -1,7 +1,7 @@
 """Interventions: OGC API – Features Part 4 writes, file imports, aggregates.
 
 Reads (``GET /collections/interventions/items``…) are served by the generic OGC routes
-through the provider registered here (``geo.interventions_collection``).
+through the provider registered here (``geo.interventions.collection``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from api.responses import csv_response, json_response
 from geo import interventions as iv
 from geo.auth import authenticate
 from geo.errors import InvalidParameter, PayloadTooLarge
-from geo.interventions_collection import COLLECTION_ID, register
+from geo.interventions.collection import COLLECTION_ID, register
+from geo.interventions.stats import GROUPINGS, intervention_stats
 from geo.settings import get_settings
-from geo.stats import GROUPINGS, intervention_stats
 
 register()
 
@@ -113,7 +113,7 @@ def import_file(
     dry_run: Annotated[bool, Form(description="validate only")] = False,
 ):
     """All-or-nothing upsert by id; 422 lists every error with its row number."""
-    from geo.interventions_io import read_file
+    from geo.interventions.reading import read_file
 
     principal = authenticate(authorization)
     settings = get_settings()
@@ -144,7 +144,7 @@ def import_pnrr_files(
     dry_run: Annotated[bool, Form(description="read and validate only")] = False,
 ):
     """All-or-nothing upsert by CUP; the report counts rows new/updated/unchanged/skipped."""
-    from geo.pnrr import import_pnrr
+    from geo.interventions.pnrr import import_pnrr
 
     principal = authenticate(authorization)
     limit = int(get_settings().max_upload_mb * 1024 * 1024)

@@ -15,9 +15,9 @@ from api.responses import csv_response, json_response
 from geo import layers as lay
 from geo.auth import authenticate
 from geo.errors import Forbidden, InvalidParameter, PayloadTooLarge
-from geo.green_network import membership
-from geo.layers_io import MB, read_upload
-from geo.overlay import csv_rows
+from geo.layers.membership import membership
+from geo.layers.overlay import csv_rows
+from geo.layers.reading import MB, read_upload
 
 lay.sync_registry()
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.responses import csv_response, json_response
-from geo import lookup
 from geo.errors import InvalidParameter, PayloadTooLarge
+from geo.territory import lookup
 
 router = APIRouter(tags=["lookup"])
 

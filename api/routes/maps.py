@@ -1,6 +1,6 @@
 """Map pages (Folium/Leaflet, offline) and printable PNG/PDF maps.
 
-Thin layer: parse the path and query, call :mod:`geo.maps` / :mod:`geo.printing`, cache
+Thin layer: parse the path and query, call :mod:`geo.maps` / :mod:`geo.maps.printing`, cache
 the rendered bytes per data version and answer with an ETag (304 on If-None-Match).
 """
 
@@ -18,8 +18,9 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
-from geo import maps, printing
+from geo import maps
 from geo.errors import InvalidParameter, NotFound
+from geo.maps import printing
 from geo.territory import get_territory
 
 router = APIRouter(tags=["maps"])

@@ -30,12 +30,12 @@ from api.ogc_params import (
 )
 from api.openapi30 import to_openapi30
 from geo import BOUNDARIES_ATTRIBUTION
-from geo.collections import FeatureQuery, registry
 from geo.ogc import ItemsRequest, OgcRequest, OgcResponse, OgcService
 from geo.ogc import params as P
-from geo.ogc.service import GEOJSON, HTML, JSON, OPENAPI_JSON, SCHEMA_JSON
+from geo.ogc.http import GEOJSON, HTML, JSON, OPENAPI_JSON, SCHEMA_JSON
+from geo.ogc.registry import FeatureQuery, registry
 from geo.settings import Settings, get_settings
-from geo.territory_collections import register_territory
+from geo.territory.collections import register_territory
 
 Req = Annotated[OgcRequest, Depends(ogc_request)]
 TAGS = ["OGC API – Features"]

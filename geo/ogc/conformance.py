@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geo.cql import CQL2_CONFORMANCE
+from geo.ogc.cql import CQL2_CONFORMANCE
 
 _F1 = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
 _F2 = "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/"
@@ -20,9 +20,9 @@ OAS30 = _F1 + "oas30"
 CRS = _F2 + "crs"
 #: Part 3: /queryables (geo.ogc.service).
 QUERYABLES = _F3 + "queryables"
-#: Part 3: ``?property=value`` filters (geo.collections.MemoryProvider).
+#: Part 3: ``?property=value`` filters (geo.ogc.registry.MemoryProvider).
 QUERYABLES_QUERY_PARAMETERS = _F3 + "queryables-query-parameters"
-#: Part 3: filter, filter-lang, filter-crs (geo.cql).
+#: Part 3: filter, filter-lang, filter-crs (geo.ogc.cql).
 FILTER = _F3 + "filter"
 FEATURES_FILTER = _F3 + "features-filter"
 

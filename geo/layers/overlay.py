@@ -1,0 +1,281 @@
+"""Overlay metrics of a layer per comune, zona omogenea or union, in EPSG:32632.
+
+* **polygon** layers are dissolved first (``union_all``), so overlapping features are
+  not counted twice; per unit: the covered area in km² and its share of the unit's area
+  (both measured in EPSG:32632 on the same unit geometry, so the share is at most 1);
+* **line** layers are dissolved too (overlapping stretches count once); per unit: the
+  length in km inside it;
+* **point** layers: per unit, the number of points (parts of MultiPoints count one each);
+  a point on a border shared by two units goes to the first in the unit order;
+* **interventions** (optional): per unit, those located in the unit that lie inside the
+  layer or within ``within_m`` metres of it. An intervention is located by its comune
+  code when it has one, else by a point on its surface.
+
+Everything is vectorised with shapely 2: the dissolved layer is split into parts, an
+STRtree gives the (part, unit) pairs that intersect, and one ``intersection`` over the
+pair arrays measures them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+from sqlalchemy.engine import Engine
+
+from geo.errors import InvalidParameter
+from geo.interventions.store import snapshot
+from geo.layers.checks import LINE, POINT, POLYGON
+from geo.layers.store import load_layer
+from geo.store import get_engine
+from geo.territory import Territory, get_territory, to_metric
+
+#: Units metrics can be computed by.
+BY = ("comune", "zona", "unione")
+#: Largest ``within_m`` accepted (metres).
+MAX_WITHIN_M = 50_000.0
+
+
+@dataclass(frozen=True)
+class Units:
+    """Comuni, zones or unions in EPSG:32632, with an STRtree."""
+
+    by: str
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    geometries: np.ndarray
+    tree: shapely.STRtree
+    areas_m2: np.ndarray
+
+
+@dataclass
+class Interventions:
+    """Interventions to relate to a layer: ids, CRS84 geometries, optional comune codes."""
+
+    ids: Sequence[str]
+    geometries: np.ndarray
+    comuni: Sequence[str | None] | None = None
+
+
+def check_by(by: str) -> str:
+    """``by`` validated (InvalidParameter otherwise)."""
+    if by not in BY:
+        raise InvalidParameter("by", f"unknown unit {by!r}; use one of {', '.join(BY)}")
+    return by
+
+
+def check_within(within_m: float | None) -> float:
+    """``within_m`` validated: 0 ≤ within_m ≤ MAX_WITHIN_M metres."""
+    if within_m is None:
+        return 0.0
+    w = float(within_m)
+    if not np.isfinite(w) or w < 0 or w > MAX_WITHIN_M:
+        raise InvalidParameter(
+            "within_m", f"must be a distance in metres between 0 and {MAX_WITHIN_M:g}"
+        )
+    return w
+
+
+_CACHE: weakref.WeakKeyDictionary[Territory, dict[str, Units]] = weakref.WeakKeyDictionary()
+
+
+def units(by: str, territory: Territory | None = None) -> Units:
+    """The metric units of a kind (cached per territory)."""
+    t = territory or get_territory()
+    cached = _CACHE.setdefault(t, {})
+    if check_by(by) not in cached:
+        cached[by] = _build_units(by, t)
+    return cached[by]
+
+
+def _build_units(by: str, t: Territory) -> Units:
+    if by == "comune":
+        ids = tuple(c.istat_code for c in t.comuni_list)
+        names = tuple(c.name for c in t.comuni_list)
+        geoms = t.metric_geometries
+    else:
+        groups = list((t.zones if by == "zona" else t.unions).values())
+        ids = tuple(g.id for g in groups)
+        names = tuple(g.name for g in groups)
+        geoms = to_metric(np.array([g.geometry for g in groups], dtype=object))
+        shapely.prepare(geoms)
+    return Units(by, ids, names, geoms, shapely.STRtree(geoms), shapely.area(geoms))
+
+
+def dissolve(metric_geometries: np.ndarray, family: str) -> Any:
+    """The layer as one geometry (union of all features; points: a MultiPoint of all)."""
+    geoms = np.asarray(metric_geometries, dtype=object)
+    if family == POINT:
+        return shapely.multipoints(shapely.get_parts(geoms))
+    return shapely.union_all(geoms)
+
+
+def _measure(family: str, dissolved: Any, u: Units) -> np.ndarray:
+    """Per unit: m² covered, m of line, or number of points."""
+    parts = shapely.get_parts(dissolved)
+    out = np.zeros(len(u.ids), dtype=float)
+    if parts.size == 0:
+        return out
+    part_idx, unit_idx = u.tree.query(parts, predicate="intersects")
+    if part_idx.size == 0:
+        return out
+    if family == POINT:
+        # One unit per point: the first that holds it.
+        _, first = np.unique(part_idx, return_index=True)
+        np.add.at(out, unit_idx[first], 1)
+        return out
+    pieces = shapely.intersection(parts[part_idx], u.geometries[unit_idx])
+    size = shapely.area(pieces) if family == POLYGON else shapely.length(pieces)
+    np.add.at(out, unit_idx, size)
+    return out
+
+
+def _locate(iv: Interventions, u: Units, t: Territory) -> np.ndarray:
+    """Index of the unit of each intervention (-1 when outside every unit)."""
+    n = len(iv.ids)
+    where = np.full(n, -1, dtype=int)
+    pos = {uid: i for i, uid in enumerate(u.ids)}
+    todo = np.ones(n, dtype=bool)
+    if iv.comuni is not None:
+        for k, code in enumerate(iv.comuni):
+            if code and code in t.comuni:
+                c = t.comuni[code]
+                key = {"comune": code, "zona": c.zona_id, "unione": c.unione_id}[u.by]
+                where[k] = pos.get(key, -1) if key else -1
+                todo[k] = False
+    rest = np.flatnonzero(todo)
+    if rest.size:
+        geoms = np.asarray(iv.geometries, dtype=object)[rest]
+        ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        pts = to_metric(shapely.point_on_surface(geoms[ok]))
+        pi, ui = u.tree.query(pts, predicate="intersects")
+        _, first = np.unique(pi, return_index=True)
+        where[rest[np.flatnonzero(ok)[pi[first]]]] = ui[first]
+    return where
+
+
+def layer_metrics(
+    family: str,
+    metric_geometries: np.ndarray,
+    by: str = "comune",
+    *,
+    interventions: Interventions | None = None,
+    within_m: float | None = 0.0,
+    territory: Territory | None = None,
+) -> dict[str, Any]:
+    """Metrics of a layer (EPSG:32632 geometries) per unit, with totals."""
+    t = territory or get_territory()
+    u = units(by, t)
+    w = check_within(within_m)
+    if family not in (POLYGON, LINE, POINT):
+        raise InvalidParameter("geometry_type", f"unknown geometry family {family!r}")
+    dissolved = dissolve(metric_geometries, family)
+    measured = _measure(family, dissolved, u)
+
+    near_ids: list[list[str]] = [[] for _ in u.ids]
+    near_total = 0
+    if interventions is not None and len(interventions.ids):
+        geoms = to_metric(np.asarray(interventions.geometries, dtype=object))
+        shapely.prepare(dissolved)
+        near = (
+            shapely.dwithin(geoms, dissolved, w) if w > 0 else shapely.intersects(geoms, dissolved)
+        )
+        located = _locate(interventions, u, t)
+        for k in np.flatnonzero(near):
+            near_total += 1
+            if located[k] >= 0:
+                near_ids[located[k]].append(str(interventions.ids[k]))
+
+    rows: list[dict[str, Any]] = []
+    for i, uid in enumerate(u.ids):
+        row: dict[str, Any] = {"id": uid, "name": u.names[i]}
+        area_km2 = float(u.areas_m2[i]) / 1e6
+        if family == POLYGON:
+            row["area_km2"] = round(area_km2, 6)
+            row["covered_km2"] = round(float(measured[i]) / 1e6, 6)
+            row["share"] = round(min(float(measured[i] / u.areas_m2[i]), 1.0), 6)
+        elif family == LINE:
+            row["length_km"] = round(float(measured[i]) / 1e3, 6)
+        else:
+            row["count"] = int(measured[i])
+        if interventions is not None:
+            row["interventions"] = len(near_ids[i])
+            row["intervention_ids"] = sorted(near_ids[i])
+        rows.append(row)
+
+    totals: dict[str, Any] = {}
+    if family == POLYGON:
+        totals["layer_km2"] = round(float(shapely.area(dissolved)) / 1e6, 6)
+        totals["in_units_km2"] = round(float(measured.sum()) / 1e6, 6)
+    elif family == LINE:
+        totals["layer_km"] = round(float(shapely.length(dissolved)) / 1e3, 6)
+        totals["in_units_km"] = round(float(measured.sum()) / 1e3, 6)
+    else:
+        totals["layer_points"] = int(shapely.get_num_geometries(dissolved))
+        totals["in_units_points"] = int(measured.sum())
+    if interventions is not None:
+        totals["interventions"] = near_total
+    return {
+        "by": by,
+        "geometry_type": family,
+        "crs_of_measure": "EPSG:32632",
+        "within_m": w if interventions is not None else None,
+        "totals": totals,
+        "units": rows,
+    }
+
+
+def csv_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The unit rows flattened for CSV (intervention ids joined with ``;``)."""
+    out = []
+    for r in metrics["units"]:
+        row = dict(r)
+        if "intervention_ids" in row:
+            row["intervention_ids"] = ";".join(row["intervention_ids"])
+        out.append(row)
+    return out
+
+
+# ----- a stored layer with the stored interventions -----------------------------------------
+
+
+def metrics(
+    layer_id: str,
+    by: str = "comune",
+    within_m: float | None = 0.0,
+    *,
+    engine: Engine | None = None,
+) -> dict[str, Any]:
+    """Overlay metrics of a stored layer per comune, zona or unione, with interventions.
+
+    Only interventions with their own geometry (``precision = exact``) are related to the
+    layer: those placed at their comune's representative point are not where they are.
+    """
+    engine = engine or get_engine()
+    layer = load_layer(layer_id, engine=engine)
+    snap = snapshot(engine)
+    exact = [i for i, p in enumerate(snap.properties) if p.get("precision") == "exact"]
+    iv = Interventions(
+        ids=[snap.ids[i] for i in exact],
+        geometries=np.asarray(snap.geometries, dtype=object)[exact]
+        if exact
+        else np.array([], dtype=object),
+    )
+    result = layer_metrics(
+        layer.record["geometry_type"],
+        layer.metric_geometries,
+        by,
+        interventions=iv,
+        within_m=within_m,
+    )
+    result["layer"] = {k: layer.record[k] for k in ("id", "name", "geometry_type")}
+    result["interventions_considered"] = len(exact)
+    result["interventions_note"] = (
+        "only interventions with their own geometry (precision=exact) are related to the "
+        "layer; those placed at their comune are not"
+    )
+    return {"layer": result.pop("layer"), **result}

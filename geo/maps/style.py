@@ -1,0 +1,243 @@
+"""How the maps look: palettes, colours per zone and category, number formats, legend.
+
+Shared by the Folium pages (:mod:`.pages`) and the prints (:mod:`.printing`), so a zone
+has one colour everywhere.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import folium
+import numpy as np
+import shapely
+from branca.element import MacroElement
+from jinja2 import Template
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+from geo.territory import Territory, get_territory
+
+#: Decimals kept in served coordinates (5 ≈ 1 m).
+COORD_DECIMALS = 5
+
+
+OSM_ATTRIBUTION = (
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors'
+)
+
+
+#: Zoom range of the maps (the metropolitan city to a street).
+MIN_ZOOM, MAX_ZOOM = 8, 18
+#: Zoom range of the maps (the metropolitan city to a street).
+MIN_ZOOM, MAX_ZOOM = 8, 18
+#: Categorical palette of the zone omogenee (ColorBrewer Dark2 + one), in zone-id order.
+ZONE_PALETTE = (
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4",
+)  # fmt: skip
+
+
+#: Palette of categories (programmes, missions) of the interventions.
+CATEGORY_PALETTE = (
+    "#e41a1c", "#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf",
+    "#17becf", "#bcbd22", "#666666", "#1a1a80", "#80cdc1",
+)  # fmt: skip
+
+
+UNION_COLOUR = "#111111"
+
+
+#: Sequential palette of choropleths (ColorBrewer Greens, 5 classes).
+CHOROPLETH_PALETTE = ("#edf8e9", "#bae4b3", "#74c476", "#31a354", "#006d2c")
+
+
+NO_DATA_COLOUR = "#d9d9d9"
+
+
+def light_geometry(geom: BaseGeometry, decimals: int = COORD_DECIMALS) -> dict[str, Any]:
+    """GeoJSON geometry with coordinates rounded to ``decimals``."""
+    rounded = shapely.transform(geom, lambda xy: np.round(xy, decimals))
+    return mapping(rounded)
+
+
+def _bounds(geoms: Iterable[BaseGeometry]) -> list[list[float]]:
+    """Leaflet bounds [[south, west], [north, east]] of geometries."""
+    minx, miny, maxx, maxy = shapely.total_bounds(np.array(list(geoms), dtype=object))
+    return [[float(miny), float(minx)], [float(maxy), float(maxx)]]
+
+
+def _fmt_int(n: int | float) -> str:
+    """Italian thousands separator: 1.371.498."""
+    return f"{round(n):,}".replace(",", ".")
+
+
+def _amount(props: Mapping[str, Any]) -> str:
+    v = _first(props, "amount_eur", "amount", "importo", "cost_eur", "funding_eur")
+    if v is None:
+        return "—"
+    try:
+        return "€ " + _fmt_int(float(v))
+    except (TypeError, ValueError):
+        return html.escape(str(v))
+
+
+def zone_colours(t: Territory | None = None) -> dict[str, str]:
+    """Colour of each zona omogenea, by zone id (stable: zone ids in sorted order)."""
+    t = t or get_territory()
+    return {zid: ZONE_PALETTE[i % len(ZONE_PALETTE)] for i, zid in enumerate(sorted(t.zones))}
+
+
+def known_categories(colour_by: str = "programme") -> list[str]:
+    """Every programme name (or mission code) of the plan catalogue, in a stable order."""
+    try:
+        from geo.plan import PlanCatalogue
+
+        cat = PlanCatalogue.load()
+    except Exception:  # no catalogue: colours follow the labels present
+        return []
+    if colour_by == "mission":
+        return [m.code for m in cat.missions]
+    return sorted(p.name for p in cat.programmes)
+
+
+def category_colours(labels: Iterable[str], colour_by: str = "programme") -> dict[str, str]:
+    """Colours of the categories present in ``labels``; stable across maps (the catalogue's
+    order, then unknown labels sorted)."""
+    present = set(labels)
+    known = known_categories(colour_by)
+    order = known + sorted(present - set(known))
+    return {
+        lab: CATEGORY_PALETTE[i % len(CATEGORY_PALETTE)]
+        for i, lab in enumerate(order)
+        if lab in present
+    }
+
+
+def category_label(label: str, colour_by: str = "programme") -> str:
+    """Legend text of a category: a mission code gets its title."""
+    if colour_by != "mission":
+        return label
+    try:
+        from geo.plan import PlanCatalogue
+
+        title = PlanCatalogue.load().mission(label).title
+    except Exception:
+        return label
+    return f"{label} – {title[:48] + '…' if len(title) > 48 else title}"
+
+
+def choropleth_breaks(values: Sequence[float], k: int = len(CHOROPLETH_PALETTE)) -> list[float]:
+    """Quantile class breaks (k+1 ascending, distinct) of ``values``."""
+    arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return [0.0, 1.0]
+    qs = np.unique(np.quantile(arr, np.linspace(0, 1, k + 1)))
+    if qs.size == 1:  # one value: one class [v, v]
+        qs = np.array([qs[0], qs[0]])
+    return [float(q) for q in qs]
+
+
+def _class_of(v: float | None, breaks: Sequence[float]) -> int | None:
+    if v is None or not np.isfinite(v):
+        return None
+    i = int(np.searchsorted(breaks, v, side="right")) - 1
+    return max(0, min(i, len(breaks) - 2))
+
+
+class Legend(MacroElement):
+    """A legend as a Leaflet control: a title and rows of (colour, label, kind)."""
+
+    _template = Template(
+        """
+{% macro header(this, kwargs) %}
+<style>
+.cmm-legend { background: rgba(255,255,255,.92); padding: 6px 10px; font: 12px/1.4 sans-serif;
+  max-height: 45vh; overflow-y: auto; border-radius: 4px; }
+.cmm-legend h4 { margin: 0 0 4px; font-size: 13px; }
+.cmm-legend i { display: inline-block; width: 14px; height: 14px; margin-right: 6px;
+  vertical-align: -2px; }
+.cmm-legend i.line { height: 0; border-top: 3px dashed; background: none !important;
+  vertical-align: 3px; }
+.cmm-legend i.dot { border-radius: 50%; }
+path.leaflet-interactive:focus { outline: none; }
+</style>
+{% endmacro %}
+{% macro script(this, kwargs) %}
+var {{ this.get_name() }} = L.control({position: {{ this.position|tojson }}});
+{{ this.get_name() }}.onAdd = function () {
+    var div = L.DomUtil.create("div", "cmm-legend leaflet-bar");
+    div.innerHTML = {{ this.html|tojson }};
+    L.DomEvent.disableClickPropagation(div);
+    return div;
+};
+{{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+{% endmacro %}
+"""
+    )
+
+    def __init__(
+        self,
+        title: str,
+        items: Sequence[tuple[str, str, str]],
+        position: str = "bottomright",
+    ) -> None:
+        super().__init__()
+        self._name = "Legend"
+        self.position = position
+        rows = "".join(
+            f'<div><i class="{html.escape(kind)}" style="background:{html.escape(colour)};'
+            f'border-color:{html.escape(colour)}"></i>{html.escape(label)}</div>'
+            for colour, label, kind in items
+        )
+        self.html = f"<h4>{html.escape(title)}</h4>{rows}"
+
+
+class Attribution(MacroElement):
+    """Adds a text to the map's attribution control (boundaries' licence)."""
+
+    _template = Template(
+        """
+{% macro script(this, kwargs) %}
+{{ this._parent.get_name() }}.attributionControl.addAttribution({{ this.text|tojson }});
+{% endmacro %}
+"""
+    )
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self._name = "Attribution"
+        self.text = text
+
+
+class BindFeaturePopups(MacroElement):
+    """Binds each feature's ``popup`` (HTML) and ``category`` (tooltip) to its own marker.
+
+    Needed for GeoJson points inside a MarkerCluster: the cluster adds the markers, not
+    the GeoJson group, so a popup bound to the group would never open.
+    """
+
+    _template = Template(
+        """
+{% macro script(this, kwargs) %}
+{{ this.layer.get_name() }}.eachLayer(function (l) {
+    l.bindPopup(l.feature.properties.popup, {maxWidth: 320});
+    l.bindTooltip(l.feature.properties.category);
+});
+{% endmacro %}
+"""
+    )
+
+    def __init__(self, layer: folium.GeoJson) -> None:
+        super().__init__()
+        self._name = "BindFeaturePopups"
+        self.layer = layer
+
+
+def _first(props: Mapping[str, Any], *names: str) -> Any:
+    for n in names:
+        v = props.get(n)
+        if v not in (None, "", []):
+            return v
+    return None
