@@ -39,6 +39,36 @@ class Settings(BaseSettings):
     max_zip_entries: int = 100
     max_unzipped_mb: float = 500.0
 
+    # ----- limits on what a request may ask (see README "Security and limits") -----
+    max_filter_length: int = Field(
+        default=4096, description="Longest CQL2 filter accepted (characters), checked first."
+    )
+    max_filter_depth: int = Field(
+        default=20, description="Deepest nesting of a CQL2 filter (parentheses, NOT, arrays)."
+    )
+    max_filter_terms: int = Field(
+        default=64, description="Most predicates (comparisons, LIKEs…) in one CQL2 filter."
+    )
+    max_url_length: int = Field(
+        default=8192, description="Longest request target (path + query, bytes): 414 beyond."
+    )
+    request_timeout_s: float = Field(
+        default=15.0,
+        description="Time budget of one query (PostGIS statement_timeout and the in-process "
+        "deadline): 503 beyond.",
+    )
+    db_connect_timeout_s: float = Field(
+        default=3.0, description="Seconds to wait for the database to accept a connection."
+    )
+    body_timeout_s: float = Field(
+        default=60.0, description="Seconds a client may take to send a request body: 408 beyond."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-Proto/"
+        "Host/Prefix headers build links when base_url is unset ('' = trust none).",
+    )
+
     @property
     def embedded_database_url(self) -> str:
         """URL of the embedded SQLite database file under ``data_dir``."""
