@@ -90,5 +90,33 @@ class ValidationFailed(GeoError):
     code = "ValidationFailed"
 
 
+class RequestTimeout(GeoError):
+    """The client took too long to send its request body (HTTP 408)."""
+
+    status = 408
+    code = "RequestTimeout"
+
+
+class UriTooLong(GeoError):
+    """The request target exceeds ``max_url_length`` (HTTP 414)."""
+
+    status = 414
+    code = "URITooLong"
+
+
+class ServiceUnavailable(GeoError):
+    """The store is unreachable or the query ran out of its time budget (HTTP 503).
+
+    ``retry_after`` (seconds) becomes a ``Retry-After`` header.
+    """
+
+    status = 503
+    code = "ServiceUnavailable"
+
+    def __init__(self, message: str, *, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class DataError(Exception):
     """The committed or reference data is inconsistent (a bug in the data, not the request)."""
