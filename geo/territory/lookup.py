@@ -25,6 +25,7 @@ import shapely
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transformer_xy
 from geo.errors import InvalidParameter, NotFound
 from geo.territory import Territory, get_territory
+from geo.territory.batch import BatchAnswer, nearest_outside, read_csv_points
 
 _EPSG4326 = epsg_uri(4326)
 _ISTAT_RE = re.compile(r"^\d{4,6}$")
@@ -185,31 +186,25 @@ def locate_point(
     return {"point": point, "comune": t.comune_record(code)}
 
 
-_OUTSIDE: dict[str, Any] = dict.fromkeys(
-    ("istat_code", "name", "zona_omogenea", "zona_name", "unione", "unione_name")
-)
-_ROWS: dict[str, list[dict[str, Any]]] = {}
+def locate_columns(
+    x: np.ndarray,
+    y: np.ndarray,
+    crs: str | None = None,
+    territory: Territory | None = None,
+    ids: Any = None,
+) -> BatchAnswer:
+    """Locate many points at once, answered column-wise (see :mod:`geo.territory.batch`).
 
-
-def _answer_rows(t: Territory) -> list[dict[str, Any]]:
-    """Per comune (in territory order), the fields of a batch answer; built once."""
-    rows = _ROWS.get(t.version)
-    if rows is None:
-        rows = []
-        for c in t.comuni_list:
-            u = t.unione_of(c)
-            rows.append(
-                {
-                    "istat_code": c.istat_code,
-                    "name": c.name,
-                    "zona_omogenea": c.zona_id,
-                    "zona_name": t.zones[c.zona_id].name,
-                    "unione": u.id if u else None,
-                    "unione_name": u.name if u else None,
-                }
-            )
-        _ROWS[t.version] = rows
-    return rows
+    Points outside the territory get the nearest comune with its distance, so a batch
+    never fails because of one stray point.
+    """
+    t = territory or get_territory()
+    uri = parse_crs(crs)
+    lon, lat = to_lonlat(np.asarray(x), np.asarray(y), uri)
+    _check_finite(lon, lat, uri)
+    idx = locate_indices(t, lon, lat)
+    nearest_i, dist = nearest_outside(t, lon, lat, idx)
+    return BatchAnswer(t, short_name(uri), idx, nearest_i, dist, ids)
 
 
 def locate_batch(
@@ -222,52 +217,10 @@ def locate_batch(
     """Locate many points at once; each row gets its comune, zone and union (or nulls).
 
     Points outside the territory get ``istat_code: null`` and the nearest comune with
-    its distance, so a batch never fails because of one stray point.
+    its distance. Plain Python rows, for notebooks and small batches;
+    :func:`locate_columns` answers large ones column-wise.
     """
-    t = territory or get_territory()
-    uri = parse_crs(crs)
-    lon, lat = to_lonlat(np.asarray(x), np.asarray(y), uri)
-    _check_finite(lon, lat, uri)
-    idx = locate_indices(t, lon, lat)
-    rows: list[dict[str, Any]] = []
-    outside = np.flatnonzero(idx < 0)
-    near: dict[int, tuple[str, float]] = {}
-    if outside.size:
-        tx = transformer_xy(CRS84, epsg_uri(METRIC_EPSG))
-        mx, my = tx.transform(lon[outside], lat[outside])
-        pts = shapely.points(mx, my)
-        ni = t.metric_tree.nearest(pts)
-        dist = shapely.distance(t.metric_geometries[ni], pts)
-        for k, j, d in zip(outside, ni, dist, strict=True):
-            near[int(k)] = (str(t.codes[int(j)]), float(d))
-    inside = _answer_rows(t)
-    ids_ = ids if ids is not None else range(1, len(idx) + 1)
-    for k, (i, rid) in enumerate(zip(idx.tolist(), ids_, strict=True)):
-        if i >= 0:
-            rows.append({"id": rid, **inside[i]})
-        else:
-            code, d = near[k]
-            rows.append(
-                {
-                    "id": rid,
-                    **_OUTSIDE,
-                    "nearest_istat_code": code,
-                    "nearest_name": t.comuni[code].name,
-                    "distance_m": round(d, 1),
-                }
-            )
-    return {
-        "crs": short_name(uri),
-        "count": len(rows),
-        "matched": int((idx >= 0).sum()),
-        "outside": int(outside.size),
-        "results": rows,
-    }
-
-
-_X_NAMES = ("lon", "longitude", "lng", "x", "easting")
-_Y_NAMES = ("lat", "latitude", "y", "northing")
-_ID_NAMES = ("id", "fid", "name", "code")
+    return locate_columns(x, y, crs, territory, ids).to_dict()
 
 
 def read_points(content: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
@@ -286,42 +239,8 @@ def read_points(content: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray, list[
 
 
 def _read_points_csv(content: bytes) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
-    import csv
-    import io
-
-    text = content.decode("utf-8-sig", errors="strict")
-    sample = text[:2048]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise InvalidParameter("file", "the CSV is empty") from None
-    xcol = next((header.index(n) for n in _X_NAMES if n in header), None)
-    ycol = next((header.index(n) for n in _Y_NAMES if n in header), None)
-    if xcol is None or ycol is None:
-        raise InvalidParameter(
-            "file", f"the CSV header needs lon,lat (or x,y) columns; found {header}"
-        )
-    idcol = next((header.index(n) for n in _ID_NAMES if n in header), None)
-    xs: list[float] = []
-    ys: list[float] = []
-    ids: list[Any] = []
-    for rowno, row in enumerate(reader, start=2):
-        if not row or all(not c.strip() for c in row):
-            continue
-        try:
-            xs.append(float(row[xcol].replace(",", ".") if delimiter == ";" else row[xcol]))
-            ys.append(float(row[ycol].replace(",", ".") if delimiter == ";" else row[ycol]))
-        except (ValueError, IndexError):
-            raise InvalidParameter(
-                "file", f"row {rowno}: {header[xcol]}/{header[ycol]} are not numbers: {row}",
-                row=rowno,
-            ) from None
-        ids.append(row[idcol] if idcol is not None and idcol < len(row) else rowno - 1)
-    if not xs:
-        raise InvalidParameter("file", "the CSV has a header but no points")
-    return np.array(xs), np.array(ys), ids, None
+    x, y, ids = read_csv_points(content)
+    return x, y, (ids.to_pylist() if ids is not None else list(range(1, len(x) + 1))), None
 
 
 def _read_points_geojson(content: bytes) -> tuple[np.ndarray, np.ndarray, list[Any], str | None]:
