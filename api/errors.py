@@ -6,10 +6,12 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.responses import json_response
-from geo.errors import GeoError, InvalidParameter
+from geo.errors import GeoError, InvalidParameter, ServiceUnavailable
+from geo.store import unavailable
 
 log = logging.getLogger("cmm_geo")
 
@@ -34,6 +36,21 @@ def install_error_handlers(app: FastAPI) -> None:
             status = 422
         headers = getattr(exc, "headers", None)  # e.g. WWW-Authenticate on 401
         return json_response(exc.to_dict(), status_code=status, headers=headers)
+
+    @app.exception_handler(SQLAlchemyError)
+    async def store_error(request: Request, exc: SQLAlchemyError):
+        # Database down, hung or too slow → 503 + Retry-After (geo.store.unavailable decides).
+        err = unavailable(exc)
+        if err is None:
+            return await unexpected(request, exc)
+        return await geo_error(request, err)
+
+    try:  # a DB-API error that escaped SQLAlchemy's wrapping (raw psycopg use)
+        from psycopg import Error as PsycopgError
+
+        app.add_exception_handler(PsycopgError, store_error)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -64,6 +81,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # pragma: no cover - last resort
+        err = exc if isinstance(exc, ServiceUnavailable) else unavailable(exc)
+        if err is not None:  # raised outside the routes (a middleware): still a 503
+            return json_response(err.to_dict(), status_code=err.status, headers=err.headers)
         log.exception("unhandled error on %s", request.url.path)
         return json_response(
             {"code": "ServerError", "description": "internal error; it has been logged"},

@@ -6,9 +6,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
+from api import openapi_docs
 from api.errors import install_error_handlers
 from api.responses import JSONResponse
 from api.routes import interventions, layers, lookup, maps, ogc, plan, territory
+from api.security import SecurityMiddleware
 from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
 
@@ -26,7 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         default_response_class=JSONResponse,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served by api.openapi_docs with the self-hosted Swagger UI
         redoc_url=None,
     )
     app.state.settings = settings
@@ -50,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(maps.router)
     app.mount(maps.VENDOR_URL, maps.vendor_files(), name="vendor")
     ogc.install(app, settings)  # "/" is the OGC landing page
+    openapi_docs.install(app)  # real response schemas and every status code
+    # Outermost: headers on every response, 414 before routing.
+    app.add_middleware(SecurityMiddleware, settings=settings)
 
     return app
 

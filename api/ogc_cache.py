@@ -112,8 +112,11 @@ class OgcCacheMiddleware:
         version_of: Callable[[str], str | None],
         cors_origins: str = "*",
         cache: ResponseCache | None = None,
+        base_url: Callable[[Scope], str] | None = None,
     ) -> None:
         self.app = app
+        #: The links' base URL of a request (answers embed it, so it is part of the key).
+        self.base_url = base_url or (lambda scope: "")
         self.version_of = version_of
         origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
         self.cors_any = "*" in origins
@@ -133,7 +136,7 @@ class OgcCacheMiddleware:
         query: bytes = scope["query_string"]
         has_f = query.startswith(b"f=") or b"&f=" in query
         fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
-        key = (version, req_headers.get(b"host"), scope.get("scheme"), path, query, fmt)
+        key = (version, self.base_url(scope), path, query, fmt)
         entry = self.cache.get(key)
         if entry is None:
             entry = await self._fill(scope, receive, send, key)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
 
+from api.security import public_base_url
 from geo.crs import SUPPORTED_URIS
 from geo.errors import NotFound
 from geo.ogc import OgcRequest, negotiate
@@ -29,7 +30,7 @@ Format = Annotated[
 async def ogc_request(request: Request, f: Format = None) -> OgcRequest:
     """The framework-free view of the request (absolute base URL, query, format)."""
     settings = request.app.state.settings
-    base = (settings.base_url or str(request.base_url)).rstrip("/")
+    base = public_base_url(request, settings)  # never an arbitrary Host header
     return OgcRequest(
         base_url=base,
         path=request.url.path,
@@ -110,7 +111,9 @@ async def cql_filter(
         str | None,
         Query(
             alias="filter",
-            description="CQL2 filter (text or JSON), e.g. `population > 50000`.",
+            description="CQL2 filter (text or JSON), e.g. `population > 50000`. Bounded in "
+            "length, nesting depth and number of terms (settings CMM_GEO_MAX_FILTER_LENGTH, "
+            "_DEPTH, _TERMS): 400 beyond, naming the limit.",
         ),
     ] = None,
     lang: Annotated[

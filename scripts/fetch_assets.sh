@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the maps' browser assets (Leaflet, Leaflet.markercluster and their CSS/images) from
+# Install the browser assets (Leaflet, Leaflet.markercluster and their CSS/images; Swagger UI) from
 # the npm registry into api/static/vendor/, served by the app at /static/vendor/, so that every
 # map page renders with no internet. Versions are pinned in assets/package.json and
 # assets/package-lock.json (with integrity hashes); `npm ci` verifies them.
@@ -36,7 +36,7 @@ log "npm ci in assets/"
 
 tmp="$VENDOR.tmp.$$"
 rm -rf -- "$tmp"
-mkdir -p "$tmp/leaflet" "$tmp/leaflet.markercluster"
+mkdir -p "$tmp/leaflet" "$tmp/leaflet.markercluster" "$tmp/swagger-ui"
 L="$ASSETS/node_modules/leaflet"
 MC="$ASSETS/node_modules/leaflet.markercluster"
 cp "$L/dist/leaflet.js" "$L/dist/leaflet.js.map" "$L/dist/leaflet.css" "$L/LICENSE" "$tmp/leaflet/"
@@ -44,6 +44,8 @@ cp -R "$L/dist/images" "$tmp/leaflet/"
 cp "$MC/dist/leaflet.markercluster.js" "$MC/dist/leaflet.markercluster.js.map" \
     "$MC/dist/MarkerCluster.css" "$MC/dist/MarkerCluster.Default.css" "$MC/MIT-LICENCE.txt" \
     "$tmp/leaflet.markercluster/"
+SW="$ASSETS/node_modules/swagger-ui-dist"
+cp "$SW/swagger-ui-bundle.js" "$SW/swagger-ui.css" "$SW/LICENSE" "$tmp/swagger-ui/"
 echo "$want" >"$tmp/.lock-sha256"
 rm -rf -- "$VENDOR"
 mv -- "$tmp" "$VENDOR"

@@ -6,18 +6,19 @@ through the provider registered here (``geo.interventions.collection``).
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.responses import csv_response, json_response
+from api.uploads import Upload, form_body, read_body, read_form
 from geo import interventions as iv
-from geo.auth import authenticate
-from geo.errors import InvalidParameter, PayloadTooLarge
+from geo.auth import Principal, authenticate
+from geo.errors import InvalidParameter, ValidationFailed
 from geo.interventions.collection import COLLECTION_ID, register
 from geo.interventions.stats import GROUPINGS, intervention_stats
 from geo.settings import get_settings
@@ -33,10 +34,9 @@ GEOJSON = "application/geo+json"
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    limit = get_settings().max_upload_mb * 1024 * 1024
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body larger than {get_settings().max_upload_mb} MB")
+    """The JSON body, read only after authentication, within the size and time limits."""
+    s = get_settings()
+    raw = await read_body(request, limit_mb=s.max_upload_mb, timeout_s=s.body_timeout_s)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -44,6 +44,11 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidParameter("body", "expected a GeoJSON Feature object")
     return body
+
+
+async def _principal(authorization: str | None) -> Principal:
+    """Who writes; runs before any byte of the body is read (401 costs the server nothing)."""
+    return await run_in_threadpool(authenticate, authorization)
 
 
 def _crs_ok(content_crs: str | None) -> None:
@@ -63,17 +68,19 @@ async def create_item(
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
 ):
-    principal = authenticate(authorization)
+    principal = await _principal(authorization)
     _crs_ok(content_crs)
-    feature = iv.create_feature(await _body(request), principal=principal)
+    body = await _body(request)
+    feature = await run_in_threadpool(iv.create_feature, body, principal=principal)
     return _feature_response(feature, 201, Location=f"{ITEMS}/{feature['id']}")
 
 
 async def _update(write, feature_id, request, authorization, content_crs) -> Response:
     """Authenticate, check the CRS, apply ``write`` (replace or merge patch), answer 200."""
-    principal = authenticate(authorization)
+    principal = await _principal(authorization)
     _crs_ok(content_crs)
-    feature = write(feature_id, await _body(request), principal=principal)
+    body = await _body(request)
+    feature = await run_in_threadpool(write, feature_id, body, principal=principal)
     return _feature_response(feature, 200)
 
 
@@ -104,57 +111,106 @@ def delete_item(feature_id: str, authorization: Authorization = None):
     return Response(status_code=204)
 
 
-@router.post("/imports/interventions", summary="Import interventions (CSV, GeoJSON, GPKG)")
-def import_file(
-    file: Annotated[UploadFile, File(description="CSV, GeoJSON or GeoPackage")],
-    authorization: Authorization = None,
-    crs: Annotated[str | None, Form(description="CRS of x/y, WKT or a CRS-less layer")] = None,
-    source: Annotated[str, Form(description="source of rows that do not say")] = "import",
-    dry_run: Annotated[bool, Form(description="validate only")] = False,
-):
-    """All-or-nothing upsert by id; 422 lists every error with its row number."""
+_IMPORT_FORM = form_body(
+    file=("file", "CSV, GeoJSON or GeoPackage"),
+    crs=("string", "CRS of x/y, WKT or a CRS-less layer"),
+    source=("string", "source of rows that do not say (default import)"),
+    dry_run=("boolean", "validate only"),
+)
+_PNRR_FORM = form_body(
+    file=("file", "Projects CSV, or the joined file"),
+    localisation=("file?", "Localisation CSV (joined to file by CUP)"),
+    dry_run=("boolean", "read and validate only"),
+)
+
+
+def _named(prepared: Any, filename: str) -> None:
+    """422 listing every error, each with the file it is in; nothing is written."""
+    if not prepared.errors:
+        return
+    errors = [{"file": filename, **e} for e in prepared.errors]
+    rows = len({e["row"] for e in errors if e.get("row") is not None})
+    raise ValidationFailed(
+        f"{filename}: {len(errors)} error(s) in {rows} row(s); nothing was written",
+        details=errors,
+        file=filename,
+    )
+
+
+def _import(up: Upload, crs: str | None, source: str, dry_run: bool, principal: Principal):
+    """Read, validate and (unless ``dry_run``) upsert one uploaded file, all or nothing."""
     from geo.interventions.reading import read_file
 
-    principal = authenticate(authorization)
-    settings = get_settings()
-    name = Path(file.filename or "upload.csv").name
-    updir = settings.data_dir / "uploads"
+    updir = get_settings().data_dir / "uploads"
     updir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=updir) as tmp:
-        path = Path(tmp) / name
-        with path.open("wb") as out:
-            shutil.copyfileobj(file.file, out)
-        if path.stat().st_size > settings.max_upload_mb * 1024 * 1024:
-            raise PayloadTooLarge(f"file larger than {settings.max_upload_mb} MB")
-        prepared = iv.prepare(read_file(path, crs=crs, filename=name), source=source)
-    prepared.raise_for_errors()
+        # Our own name on disk: the client's (already a safe base name) only picks the reader.
+        path = Path(tmp) / ("upload" + Path(up.filename).suffix.lower()[:12])
+        path.write_bytes(up.data)
+        prepared = iv.prepare(read_file(path, crs=crs, filename=up.filename), source=source)
+    _named(prepared, up.filename)
     if dry_run:
-        return json_response({"dry_run": True, "valid": len(prepared.records)})
+        return {"dry_run": True, "valid": len(prepared.records)}
     report = iv.upsert(prepared, principal=principal)
-    return json_response(report.to_dict(ids=len(prepared.records) <= 1000))
+    return report.to_dict(ids=len(prepared.records) <= 1000)
 
 
-@router.post("/imports/pnrr", summary="Import PNRR projects (Italia Domani open data CSV)")
-def import_pnrr_files(
-    file: Annotated[UploadFile, File(description="Projects CSV, or the joined file")],
-    authorization: Authorization = None,
-    localisation: Annotated[
-        UploadFile | None, File(description="Localisation CSV (joined to file by CUP)")
-    ] = None,
-    dry_run: Annotated[bool, Form(description="read and validate only")] = False,
-):
+@router.post(
+    "/imports/interventions",
+    summary="Import interventions (CSV, GeoJSON, GPKG)",
+    openapi_extra=_IMPORT_FORM,
+)
+async def import_file(request: Request, authorization: Authorization = None):
+    """All-or-nothing upsert by id; 422 lists every error with its file, row and field."""
+    principal = await _principal(authorization)
+    s = get_settings()
+    form = await read_form(
+        request,
+        files=("file",),
+        required=("file",),
+        fields=("crs", "source", "dry_run"),
+        limit_mb=s.max_upload_mb,
+        timeout_s=s.body_timeout_s,
+    )
+    source = form.text("source") or "import"
+    result = await run_in_threadpool(
+        _import, form.files["file"], form.text("crs"), source, form.flag("dry_run"), principal
+    )
+    return json_response(result)
+
+
+@router.post(
+    "/imports/pnrr",
+    summary="Import PNRR projects (Italia Domani open data CSV)",
+    openapi_extra=_PNRR_FORM,
+)
+async def import_pnrr_files(request: Request, authorization: Authorization = None):
     """All-or-nothing upsert by CUP; the report counts rows new/updated/unchanged/skipped."""
     from geo.interventions.pnrr import import_pnrr
 
-    principal = authenticate(authorization)
-    limit = int(get_settings().max_upload_mb * 1024 * 1024)
-    data = []
-    for up in (file, localisation):
-        raw = up.file.read(limit + 1) if up is not None else None
-        if raw is not None and len(raw) > limit:
-            raise PayloadTooLarge(f"file larger than {get_settings().max_upload_mb} MB")
-        data.append(raw)
-    report = import_pnrr(data[0], data[1], principal=principal, dry_run=dry_run)
+    principal = await _principal(authorization)
+    s = get_settings()
+    form = await read_form(
+        request,
+        files=("file", "localisation"),
+        required=("file",),
+        fields=("dry_run",),
+        limit_mb=s.max_upload_mb,
+        timeout_s=s.body_timeout_s,
+    )
+    up, loc = form.files["file"], form.files.get("localisation")
+    names = up.filename + (f" + {loc.filename}" if loc is not None else "")
+    try:
+        report = await run_in_threadpool(
+            import_pnrr,
+            up.data,
+            loc.data if loc is not None else None,
+            principal=principal,
+            dry_run=form.flag("dry_run"),
+        )
+    except ValidationFailed as exc:  # say which upload it is about
+        exc.message = f"{names}: {exc.message}"
+        raise
     return json_response(report.to_dict(ids=report.pnrr.table.frame.shape[0] <= 1000))
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Body, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.responses import csv_response, json_response
+from api.uploads import form_body, read_form
 from geo import layers as lay
 from geo.auth import authenticate
-from geo.errors import Forbidden, InvalidParameter, PayloadTooLarge
+from geo.errors import Forbidden, InvalidParameter
 from geo.layers.membership import membership
 from geo.layers.overlay import csv_rows
-from geo.layers.reading import MB, read_upload
+from geo.layers.reading import read_upload
 
-lay.sync_registry()
+# The stored layers join the collections when the registry is first listed (see
+# geo.layers.collection): not here, so the service starts while the database is down.
 
 router = APIRouter(tags=["layers"])
 Authorization = Annotated[str | None, Header(description="Bearer token")]
@@ -38,43 +41,53 @@ def _out(rec: dict[str, Any]) -> dict[str, Any]:
     return {**rec, "links": _links(rec["id"])}
 
 
+def _printable(name: str | None) -> str | None:
+    """A layer name without control characters (they would end up in every listing)."""
+    if name is not None and not name.isprintable():
+        raise InvalidParameter("name", f"control characters in the name {name!r}")
+    return name
+
+
 def _admin(authorization: str | None) -> None:
     if authenticate(authorization).role != "admin":
         raise Forbidden("renaming or deleting a layer needs the admin token")
 
 
-async def _read_limited(file: UploadFile, limit_mb: float) -> bytes:
-    """The upload's bytes, refused as soon as they pass the limit."""
-    limit = int(limit_mb * MB)
-    chunks, size = [], 0
-    while chunk := await file.read(1 << 20):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"{file.filename}: larger than the upload limit of {limit_mb:g} MB "
-                "(CMM_GEO_MAX_UPLOAD_MB)",
-                parameter="file",
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+_UPLOAD_FORM = form_body(
+    file=("file", "GeoJSON, GeoPackage or zipped Shapefile"),
+    name=("string", "Name (default: from the file)"),
+    crs=("string", "CRS override, e.g. EPSG:3003"),
+    layer=("string", "Layer of a multi-layer file"),
+)
 
 
-@router.post("/layers", status_code=201, summary="Upload a layer (GeoJSON, GPKG, zipped SHP)")
-async def upload_layer(
-    request: Request,
-    file: Annotated[UploadFile, File(description="GeoJSON, GeoPackage or zipped Shapefile")],
-    name: Annotated[str | None, Form(description="Name (default: from the file)")] = None,
-    crs: Annotated[str | None, Form(description="CRS override, e.g. EPSG:3003")] = None,
-    layer: Annotated[str | None, Form(description="Layer of a multi-layer file")] = None,
-    authorization: Authorization = None,
-):
-    authenticate(authorization)
+@router.post(
+    "/layers",
+    status_code=201,
+    summary="Upload a layer (GeoJSON, GPKG, zipped SHP)",
+    openapi_extra=_UPLOAD_FORM,
+)
+async def upload_layer(request: Request, authorization: Authorization = None):
+    """Authenticate first, then read the form within the size and time limits, then store."""
+    await run_in_threadpool(authenticate, authorization)
     settings = request.app.state.settings
-    data = await _read_limited(file, settings.max_upload_mb)
-    parsed = read_upload(
-        data, file.filename or "upload", crs=crs or None, layer=layer or None, settings=settings
+    form = await read_form(
+        request,
+        files=("file",),
+        required=("file",),
+        fields=("name", "crs", "layer"),
+        limit_mb=settings.max_upload_mb,
+        timeout_s=settings.body_timeout_s,
     )
-    rec = lay.add_layer(parsed, name or None)
+    up, name = form.files["file"], _printable(form.text("name"))
+
+    def store() -> dict[str, Any]:
+        parsed = read_upload(
+            up.data, up.filename, crs=form.text("crs"), layer=form.text("layer"), settings=settings
+        )
+        return lay.add_layer(parsed, name)
+
+    rec = await run_in_threadpool(store)
     return json_response(_out(rec), status_code=201, headers={"Location": f"/layers/{rec['id']}"})
 
 
@@ -102,7 +115,7 @@ def rename_layer(
         raise InvalidParameter(
             "name", 'send {"name": "…"}' + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
-    return json_response(_out(lay.rename_layer(layer_id, body["name"])))
+    return json_response(_out(lay.rename_layer(layer_id, _printable(body["name"]))))
 
 
 @router.delete("/layers/{layer_id}", status_code=204, summary="Delete a layer (admin)")

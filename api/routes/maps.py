@@ -6,8 +6,11 @@ the rendered bytes per data version and answer with an ETag (304 on If-None-Matc
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import html
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,9 +21,11 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.staticfiles import StaticFiles
 
+from api.security import maps_policy
 from geo import maps
 from geo.errors import InvalidParameter, NotFound
 from geo.maps import printing
+from geo.maps.style import safe_url
 from geo.territory import get_territory
 
 router = APIRouter(tags=["maps"])
@@ -29,6 +34,18 @@ router = APIRouter(tags=["maps"])
 VENDOR_DIR = Path(__file__).resolve().parent.parent / "static" / "vendor"
 VENDOR_URL = "/static/vendor"
 CACHE_SIZE = 128
+#: Stands for the CSP nonce in cached pages; each response swaps in the nonce of its ETag
+#: (same length). Random per process, so page content cannot guess it.
+NONCE_MARK = secrets.token_urlsafe(16)
+_NONCE_KEY = secrets.token_bytes(32)
+
+
+def _nonce(etag: str) -> str:
+    """The CSP nonce of one representation: unguessable (keyed HMAC) and fixed per ETag, so
+    equal ETags keep equal bytes; any change to the data or query gives a new ETag and a new
+    nonce, so content stored or reflected in a page can never know its nonce in advance."""
+    digest = hmac.new(_NONCE_KEY, etag.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
 class VendorFiles(StaticFiles):
@@ -94,6 +111,10 @@ def _respond(
         return out.encode("utf-8") if isinstance(out, str) else out
 
     body = cache.get_or_build(etag, _bytes)
+    if media_type == _html_media():
+        nonce = _nonce(etag)
+        body = body.replace(NONCE_MARK.encode(), nonce.encode())
+        headers["Content-Security-Policy"] = maps_policy(request.app.state.settings, nonce)
     if media_type in printing.FORMATS.values():
         ext = "png" if media_type == "image/png" else "pdf"
         headers["Content-Disposition"] = f'inline; filename="{"-".join(map(str, key))}.{ext}"'
@@ -123,8 +144,8 @@ def _interventions_table(features: list[dict[str, Any]]) -> str:
     rows = []
     for f in features:
         p = f.get("properties") or {}
-        src = p.get("source_url") or ""
-        link = f'<a href="{_esc(src)}" rel="noopener">fonte</a>' if "://" in str(src) else ""
+        url = safe_url(p.get("source_url"))  # http(s) only: never a javascript: link
+        link = f'<a href="{_esc(url)}" rel="noopener noreferrer">fonte</a>' if url else ""
         rows.append(
             "<tr>"
             f"<td>{_esc(p.get('title', f.get('id', '')))}</td>"
@@ -199,7 +220,7 @@ def territory_page(request: Request):
     def build() -> str:
         m = maps.territory_map()
         return maps.render_page(m, title="Territorio — Città metropolitana di Milano",
-                                local_assets=VENDOR_URL)  # fmt: skip
+                                local_assets=VENDOR_URL, nonce=NONCE_MARK)  # fmt: skip
 
     return _respond(request, ("territory",), _html_media(), build)
 
@@ -260,7 +281,7 @@ def comune_page(request: Request, name: str):
             + f"</p><p><small>{_esc(maps.BOUNDARIES_ATTRIBUTION)}</small></p>"
         )
         return maps.render_page(m, title=f"{c.name} — mappa", before=before, after=after,
-                                local_assets=VENDOR_URL)  # fmt: skip
+                                local_assets=VENDOR_URL, nonce=NONCE_MARK)  # fmt: skip
 
     return _respond(request, ("comune", code), _html_media(), build)
 
@@ -304,7 +325,7 @@ def zone_page(request: Request, name: str):
             + f"</p><p><small>{_esc(maps.BOUNDARIES_ATTRIBUTION)}</small></p>"
         )
         return maps.render_page(m, title=f"Zona {zone.name} — mappa", before=before, after=after,
-                                local_assets=VENDOR_URL)  # fmt: skip
+                                local_assets=VENDOR_URL, nonce=NONCE_MARK)  # fmt: skip
 
     return _respond(request, ("zona", zid), _html_media(), build)
 
@@ -338,7 +359,7 @@ def interventions_page(
 
     def build() -> str:
         try:
-            feats = maps.fetch_interventions(filters) or []
+            feats = maps.fetch_interventions(filters, optional=False) or []
         except ValueError as exc:
             raise InvalidParameter("filter", str(exc)) from exc
         m = maps.interventions_map(feats, colour_by=colour_by)
@@ -355,6 +376,7 @@ def interventions_page(
             before=before,
             after=_interventions_table(feats),
             local_assets=VENDOR_URL,
+            nonce=NONCE_MARK,
         )
 
     key = ("interventions", colour_by, tuple(sorted(filters.items())))
@@ -377,6 +399,6 @@ def layer_page(request: Request, layer_id: str):
             + "</p>"
         )
         return maps.render_page(m, title=f"{title} — mappa", before=before,
-                                local_assets=VENDOR_URL)  # fmt: skip
+                                local_assets=VENDOR_URL, nonce=NONCE_MARK)  # fmt: skip
 
     return _respond(request, ("layer", layer_id), _html_media(), build)

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.ogc_cache import OgcCacheMiddleware
 from api.ogc_params import (
@@ -29,7 +30,9 @@ from api.ogc_params import (
     sortby,
 )
 from api.openapi30 import to_openapi30
+from api.security import public_base_url
 from geo import BOUNDARIES_ATTRIBUTION
+from geo.errors import ServiceUnavailable
 from geo.ogc import ItemsRequest, OgcRequest, OgcResponse, OgcService
 from geo.ogc import params as P
 from geo.ogc.http import GEOJSON, HTML, JSON, OPENAPI_JSON, SCHEMA_JSON
@@ -201,7 +204,8 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
             offset=offset,
         )
         ir = ItemsRequest(query=q, crs=crs_, simplify=P.parse_simplify(simplify))
-        return _send(service.items(req, provider.id, ir))
+        # Filtering and encoding are CPU (and store) work: off the event loop.
+        return _send(await run_in_threadpool(service.items, req, provider.id, ir))
 
     @router.get(
         "/collections/{collectionId}/items/{featureId}",
@@ -221,7 +225,8 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
     ) -> Response:
         P.check_parameters(request.query_params.keys(), P.ITEM_PARAMETERS)
         return _send(
-            service.item(
+            await run_in_threadpool(
+                service.item,
                 req,
                 provider.id,
                 feature_id,
@@ -239,11 +244,14 @@ def version_of(service: OgcService) -> Any:
     """Data version a path depends on (None: not an OGC path, not cached)."""
 
     def _version(path: str) -> str | None:
-        if path.startswith("/collections/"):
-            parts = path.split("/", 3)
-            return service.version(parts[2]) if len(parts) > 2 and parts[2] else None
-        if path in ("/", "/collections", "/conformance", "/api"):
-            return service.version()
+        try:
+            if path.startswith("/collections/"):
+                parts = path.split("/", 3)
+                return service.version(parts[2]) if len(parts) > 2 and parts[2] else None
+            if path in ("/", "/collections", "/conformance", "/api"):
+                return service.version()
+        except ServiceUnavailable:  # its store is down: not cached, the route answers 503
+            return None
         return None
 
     return _version
@@ -255,6 +263,9 @@ def install(app: FastAPI, settings: Settings | None = None) -> OgcService:
     router, service = create_router(settings)
     app.include_router(router)
     app.add_middleware(
-        OgcCacheMiddleware, version_of=version_of(service), cors_origins=settings.cors_origins
+        OgcCacheMiddleware,
+        version_of=version_of(service),
+        cors_origins=settings.cors_origins,
+        base_url=lambda scope: public_base_url(scope, settings),
     )
     return service

@@ -19,14 +19,80 @@ from geo.interventions.model import COLUMNS, InputTable
 from geo.interventions.store import get_feature, get_store, interventions_table, upsert
 from geo.interventions.validation import prepare
 
+#: Members of a Feature a write may send (``bbox``/``links`` as a GET answered them: ignored).
+FEATURE_KEYS = frozenset({"type", "id", "geometry", "properties", "bbox", "links"})
+#: Properties a GET answers that a client may send back unchanged but cannot set (ignored).
+READ_ONLY = frozenset(
+    {
+        "comuni_names",
+        "comuni_named",
+        "zone",
+        "unioni",
+        "precision",
+        "precision_note",
+        "created",
+        "updated",
+    }
+)
+WRITABLE = frozenset(COLUMNS)
+
+
+def _fail(fieldname: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        f"{fieldname}: {message}; nothing was written",
+        details=[{"row": 1, "field": fieldname, "message": message}],
+        parameter=fieldname,
+    )
+
+
+def check_feature(feat: Any, *, patch: bool = False) -> None:
+    """422 naming every unknown member or property (a typo must not be silently dropped)."""
+    what = "a merge patch of a Feature" if patch else "a GeoJSON Feature"
+    if not isinstance(feat, dict):
+        raise _fail("body", f"expected {what} object")
+    kind = feat.get("type")
+    if kind != "Feature" and not (patch and "type" not in feat):  # a patch may omit it
+        raise _fail("type", f'expected "Feature", got {feat.get("type")!r}')
+    unknown = sorted(set(feat) - FEATURE_KEYS)
+    if unknown:
+        hint = [k for k in unknown if k in WRITABLE]
+        raise _fail(
+            unknown[0],
+            f"unknown member(s) {', '.join(unknown)} of {what}"
+            + (f'; put {", ".join(hint)} inside "properties"' if hint else "")
+            + f" (accepted: {', '.join(sorted(FEATURE_KEYS))})",
+        )
+    props = feat.get("properties")
+    if props is not None and not isinstance(props, dict):
+        raise _fail("properties", "expected an object")
+    geometry = feat.get("geometry")
+    if geometry is not None and not isinstance(geometry, dict):
+        raise _fail("geometry", "expected a GeoJSON geometry object or null")
+    props = props or {}
+    bad = sorted(k for k in props if k not in WRITABLE and k not in READ_ONLY)
+    if bad:
+        raise _fail(
+            f"properties.{bad[0]}",
+            f"unknown propert{'y' if len(bad) == 1 else 'ies'} {', '.join(bad)} "
+            f"(writable: {', '.join(sorted(WRITABLE))})",
+        )
+    for k, v in props.items():
+        if k in WRITABLE and not _scalar_or_list(v):
+            raise _fail(f"properties.{k}", "expected text, a number, or a list of them")
+
+
+def _scalar_or_list(v: Any) -> bool:
+    if isinstance(v, list | tuple):
+        return all(isinstance(x, str | int | float) and not isinstance(x, bool) for x in v)
+    return v is None or isinstance(v, str | int | float | bool)
+
 
 def table_from_features(features: list[dict[str, Any]]) -> InputTable:
     """InputTable from GeoJSON Features (properties + CRS84 geometry, id from the feature)."""
     rows, geoms = [], []
     for feat in features:
-        if not isinstance(feat, dict) or feat.get("type") != "Feature":
-            raise InvalidParameter("body", "expected a GeoJSON Feature")
-        props = dict(feat.get("properties") or {})
+        check_feature(feat)
+        props = {k: v for k, v in (feat.get("properties") or {}).items() if k in WRITABLE}
         if feat.get("id") is not None and not props.get("id"):
             props["id"] = str(feat["id"])
         rows.append(props)
@@ -76,6 +142,7 @@ def replace_feature(
     current = get_feature(intervention_id, engine)
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
+    check_feature(feature)
     body_id = feature.get("id") or (feature.get("properties") or {}).get("id")
     if body_id is not None and str(body_id) != intervention_id:
         raise InvalidParameter("id", f"the body's id {body_id!r} differs from the URL's")
@@ -104,6 +171,10 @@ def patch_feature(
     current = get_feature(intervention_id, engine)
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
+    check_feature(patch, patch=True)
+    body_id = patch.get("id")
+    if body_id is not None and str(body_id) != intervention_id:
+        raise InvalidParameter("id", f"the body's id {body_id!r} differs from the URL's")
     props = {
         k: v for k, v in current["properties"].items() if k in COLUMNS and k not in ("comuni",)
     }

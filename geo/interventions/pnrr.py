@@ -148,7 +148,16 @@ def read_csv_frame(data: bytes | str | Path) -> pd.DataFrame:
     text = _decode(raw)
     header = text.split("\n", 1)[0]
     sep = max((";", ",", "\t"), key=header.count)
-    return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quotechar='"')
+    try:
+        return pd.read_csv(
+            io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, quotechar='"'
+        )
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:  # empty, bad quotes
+        msg = str(exc).strip() or "no columns"
+        raise ValidationFailed(
+            f"not a readable CSV: {msg}",
+            details=[{"row": None, "field": "file", "message": msg}],
+        ) from None
 
 
 def _canonical(frame: pd.DataFrame, fields: tuple[str, ...], what: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ Row numbers in errors count data rows from 1 (CSV line = row + 1; GeoJSON featur
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pandas as pd
 import shapely
 
 from geo.crs import CRS84, parse_crs, transformer_xy
-from geo.errors import InvalidParameter
+from geo.errors import InvalidParameter, ValidationFailed
 from geo.interventions.model import InputTable
 
 CSV_SUFFIXES = {".csv", ".txt"}
@@ -32,30 +33,96 @@ SUPPORTED = ", ".join(sorted(CSV_SUFFIXES | OGR_SUFFIXES))
 def read_file(path: Path | str, *, crs: str | None = None, filename: str | None = None):
     """Read ``path`` by its suffix (or ``filename``'s) into an InputTable."""
     path = Path(path)
-    suffix = Path(filename or path.name).suffix.lower()
+    name = filename or path.name
+    suffix = Path(name).suffix.lower()
     if suffix in CSV_SUFFIXES:
-        return read_csv(path.read_bytes(), crs=crs)
+        return read_csv(path.read_bytes(), crs=crs, filename=name)
     if suffix in OGR_SUFFIXES:
-        return read_ogr(path, crs=crs)
-    raise InvalidParameter("file", f"unsupported file type {suffix!r}; use {SUPPORTED}")
+        return read_ogr(path, crs=crs, filename=name)
+    raise InvalidParameter("file", f"{name}: unsupported file type {suffix!r}; use {SUPPORTED}")
 
 
 def _file_error(message: str, fieldname: str = "crs") -> dict[str, Any]:
     return {"row": None, "field": fieldname, "message": message}
 
 
-def read_csv(data: bytes, *, crs: str | None = None) -> InputTable:
-    """CSV bytes → InputTable (geometries from lat/lon, wkt or x/y)."""
-    text = data.decode("utf-8-sig", errors="replace")
+def _refuse(filename: str, message: str, details: list[dict[str, Any]] | None = None):
+    """A 422 about the whole file (or some of its rows), naming it."""
+    problems = details or [{"row": None, "field": "file", "message": message}]
+    return ValidationFailed(
+        f"{filename}: {message}; nothing was written",
+        details=[{"file": filename, **d} for d in problems],
+        file=filename,
+    )
+
+
+def _csv_text(data: bytes, filename: str) -> str:
+    """UTF-8 text of a CSV, refusing empty, binary and non-UTF-8 files with where they fail."""
+    if not data.strip():
+        raise _refuse(filename, "the file is empty")
+    if b"\x00" in data[:65536]:
+        raise _refuse(filename, "a binary file, not a CSV (it contains NUL bytes)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise _refuse(
+            filename,
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} on line {line}; save it as UTF-8",
+            [{"row": line - 1 or None, "field": "file", "message": f"not UTF-8 (line {line})"}],
+        ) from None
+
+
+def _csv_frame(data: bytes, filename: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The CSV as text columns and its rows with the wrong number of fields (errors).
+
+    Empty, binary, non-UTF-8 and badly quoted files are refused here (422 naming the file).
+    """
+    text = _csv_text(data, filename)
     header = text.split("\n", 1)[0]
     sep = ";" if header.count(";") > header.count(",") else ","
-    frame = pd.read_csv(
-        io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True
-    )
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    records: list[list[str]] = []
+    try:
+        for rec in reader:
+            if any(v.strip() for v in rec):  # blank lines are skipped, as before
+                records.append(rec)
+    except csv.Error as exc:
+        row = len(records)  # the data row being read (the header is row 0)
+        raise _refuse(
+            filename,
+            f"malformed CSV at line {reader.line_num}: {exc} (an unclosed quote?)",
+            [{"row": row or None, "field": "file", "message": f"malformed CSV: {exc}"}],
+        ) from None
+    if not records:
+        raise _refuse(filename, "the file is empty")
+    columns = [c.strip().lower() for c in records[0]]
+    if any(c == "" for c in columns):
+        raise _refuse(filename, "the header has an empty column name")
+    dup = sorted({c for c in columns if columns.count(c) > 1})
+    if dup:
+        raise _refuse(filename, f"repeated column(s) in the header: {', '.join(dup)}")
+    body = records[1:]
+    if not body:
+        raise _refuse(filename, "the file has a header but no data rows")
+    ragged = [
+        {"row": i, "field": "columns", "message": f"{len(r)} fields, the header has {len(columns)}"}
+        for i, r in enumerate(body, start=1)
+        if len(r) != len(columns)
+    ]
+    # Ragged rows are reported (see prepare) with the rest, never guessed: padded for now.
+    width = len(columns)
+    body = [r[:width] + [""] * (width - len(r)) for r in body]
+    frame = pd.DataFrame(body, columns=columns, dtype=str)
+    return frame.apply(lambda s: s.str.strip()), ragged
+
+
+def read_csv(data: bytes, *, crs: str | None = None, filename: str = "upload.csv") -> InputTable:
+    """CSV bytes → InputTable (geometries from lat/lon, wkt or x/y)."""
+    frame, ragged = _csv_frame(data, filename)
     n = len(frame)
     geoms = np.full(n, None, dtype=object)
-    errors: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = list(ragged)
     rows = np.arange(1, n + 1)
 
     def coords(a: str, b: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -63,13 +130,13 @@ def read_csv(data: bytes, *, crs: str | None = None) -> InputTable:
         x = pd.to_numeric(xs.str.replace(",", ".", regex=False), errors="coerce").to_numpy()
         y = pd.to_numeric(ys.str.replace(",", ".", regex=False), errors="coerce").to_numpy()
         given = (xs != "") | (ys != "")
-        bad = given.to_numpy() & (np.isnan(x) | np.isnan(y))
+        bad = given.to_numpy() & ~(np.isfinite(x) & np.isfinite(y))
         for i in np.flatnonzero(bad):
             errors.append(
                 {
                     "row": int(rows[i]),
                     "field": "lat/lon" if a == "lon" else f"{a}/{b}",
-                    "message": f"need two numbers, got {xs[i]!r} and {ys[i]!r}",
+                    "message": f"need two finite numbers, got {xs[i]!r} and {ys[i]!r}",
                 }
             )
         return x, y, given.to_numpy() & ~bad
@@ -130,15 +197,49 @@ def _reproject(geoms: np.ndarray, src: str) -> np.ndarray:
     return shapely.transform(geoms, f)
 
 
-def read_ogr(path: Path, *, crs: str | None = None) -> InputTable:
+def _layer_crs(text: str) -> str | None:
+    """The OGC URI of a layer's CRS (GDAL may give it as WKT), None when unsupported."""
+    try:
+        return parse_crs(text.replace("OGC:CRS84", "CRS84"))
+    except InvalidParameter:
+        pass
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        crs = CRS.from_user_input(text)
+    except CRSError:
+        return None
+    if crs.equals(CRS.from_user_input("OGC:CRS84")):
+        return CRS84
+    code = crs.to_epsg(min_confidence=90)
+    try:
+        return parse_crs(f"EPSG:{code}") if code else None
+    except InvalidParameter:
+        return None
+
+
+def read_ogr(path: Path, *, crs: str | None = None, filename: str | None = None) -> InputTable:
     """GeoJSON or GeoPackage (first layer) → InputTable in CRS84."""
     import pyogrio
 
+    name = filename or path.name
+    if path.stat().st_size == 0:
+        raise _refuse(name, "the file is empty")
     try:
         meta = pyogrio.read_info(path)
         frame = pyogrio.read_dataframe(path, read_geometry=True, use_arrow=False)
-    except Exception as exc:  # GDAL's message names the problem
-        raise InvalidParameter("file", f"cannot read the file: {exc}") from exc
+    except Exception as exc:  # GDAL's message names the problem (without our temp path)
+        msg = str(exc).replace(str(path), name).replace(str(path.parent), "")
+        raise _refuse(name, f"cannot read it: {msg}") from None
+    if len(frame) == 0:
+        raise _refuse(name, "the file has no features")
+    try:
+        for column in frame.columns:
+            if frame[column].dtype == object:
+                frame[column].map(lambda v: v.encode() if isinstance(v, str) else v)
+    except UnicodeEncodeError as exc:  # invalid UTF-8 read from the file
+        raise _refuse(name, f"attribute {column!r} is not UTF-8 text ({exc.reason})") from None
     errors: list[dict[str, Any]] = []
     geoms = np.asarray(frame.geometry.values, dtype=object) if "geometry" in frame else None
     if geoms is not None:
@@ -148,9 +249,8 @@ def read_ogr(path: Path, *, crs: str | None = None) -> InputTable:
     if crs is not None:
         src = parse_crs(crs)
     elif layer_crs:
-        try:
-            src = parse_crs(layer_crs.replace("OGC:CRS84", "CRS84"))
-        except InvalidParameter:
+        src = _layer_crs(layer_crs)
+        if src is None:
             errors.append(_file_error(f"unsupported CRS {layer_crs!r} in the file"))
     elif geoms is not None and any(g is not None for g in geoms):
         errors.append(_file_error("the file has no CRS; give one (e.g. crs=EPSG:32632)"))

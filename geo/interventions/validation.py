@@ -133,7 +133,7 @@ def prepare(
     located_badly = np.isin(table.rows, [e["row"] for e in table.file_errors])
     no_loc = ~has_geom & named_lists.map(len).eq(0).to_numpy() & ~located_badly
     err.add(no_loc, "geometry", "no location: give lat/lon, a geometry, or comuni")
-    if err.bad.any():
+    if err.bad.any() or table.file_errors:  # a file error (e.g. bad lat/lon) fails too
         err.items.sort(key=lambda e: (e.get("row") is not None, e.get("row") or 0))
         return Prepared([], err.items)
     records, links = _records(f, table.geometries, has_geom, col, ctx)
@@ -409,6 +409,7 @@ def _amounts(f: pd.DataFrame, col: str, err: _Errors) -> pd.Series:
     txt = txt.where(~it, txt.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
     amount = pd.to_numeric(txt.where(txt != ""), errors="coerce")
     err.add((txt != "") & amount.isna(), col, lambda i: f"not a number: {f[col][i]!r}")
+    err.add(np.isinf(amount), col, lambda i: f"not a finite number: {f[col][i]!r}")
     err.add(amount < 0, col, "negative amount")
     return amount
 

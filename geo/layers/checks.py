@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
-from pyproj.exceptions import CRSError
+from pyproj.exceptions import CRSError, ProjError
 
 from geo.crs import METRIC_EPSG, parse_crs, to_pyproj
 from geo.errors import InvalidParameter, ValidationFailed
@@ -42,6 +42,9 @@ _MULTI = {POLYGON: shapely.MultiPolygon, LINE: shapely.MultiLineString, POINT: s
 
 #: Where reprojected data must fall (lon/lat): northern Italy and its surroundings.
 PLAUSIBLE_BOUNDS = (5.0, 42.0, 16.0, 48.5)
+
+#: Semi-major axes of the Earth's ellipsoids and spheres (metres): anything else is not Earth.
+EARTH_AXIS_M = (6.35e6, 6.40e6)
 
 #: Feature numbers listed in messages and reports, at most.
 MAX_LISTED = 20
@@ -196,6 +199,7 @@ def source_crs(
             parameter="crs",
             suggested_crs=suggest_crs(bounds),
         )
+    _on_earth(src, crs_from, filename)
     report["source_crs"] = _crs_label(src)
     if fmt == "geojson" and report["source_crs"] == "EPSG:4326":
         report["source_crs"] = "CRS84"  # GeoJSON coordinates are lon/lat (RFC 7946)
@@ -205,12 +209,32 @@ def source_crs(
     return src
 
 
+def _on_earth(src: CRS, crs_from: str, filename: str) -> None:
+    """Refuse a CRS of another body (a Mars .prj): PROJ cannot bring it to the Earth."""
+    ellipsoid = src.ellipsoid
+    axis = ellipsoid.semi_major_metre if ellipsoid is not None else None
+    if axis is None or not EARTH_AXIS_M[0] <= axis <= EARTH_AXIS_M[1]:
+        size = f"semi-major axis {axis:,.0f} m" if axis else "no ellipsoid"
+        raise ValidationFailed(
+            f"{filename}: the CRS of the {crs_from} ({src.name}) is not an Earth CRS ({size}); "
+            "give the layer's real CRS with crs=EPSG:…",
+            parameter="crs",
+        )
+
+
 def reproject(
     geoms: np.ndarray, src: CRS, family: str, report: dict[str, Any], filename: str
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """CRS84 and EPSG:32632 geometries and the CRS84 bbox; refuses data far from Italy."""
     bounds = tuple(float(v) for v in shapely.total_bounds(geoms))
-    lonlat = _transform(geoms, src, CRS.from_user_input("OGC:CRS84"))
+    try:
+        lonlat = _transform(geoms, src, CRS.from_user_input("OGC:CRS84"))
+    except ProjError as exc:
+        raise ValidationFailed(
+            f"{filename}: cannot reproject from {report['source_crs']} (from the "
+            f"{report['crs_from']}): {exc}",
+            parameter="crs",
+        ) from None
     ll_bounds = tuple(float(v) for v in shapely.total_bounds(lonlat))
     if not all(math.isfinite(v) for v in ll_bounds) or not _plausible(ll_bounds):
         suggested = [c for c in suggest_crs(bounds) if c != report["source_crs"]]

@@ -121,6 +121,11 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
     return sorted(ids)
 
 
+#: The default registry lists the stored layers too, synced lazily (the database may be down
+#: when the service starts; an outage only postpones the sync).
+registry.add_refresher(sync_registry)
+
+
 # ----- writes that change what is served ----------------------------------------------------
 
 

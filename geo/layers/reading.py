@@ -417,7 +417,9 @@ def _read_dataset(
     name = (
         layer or (PurePosixPath(filename).stem if path.stem == "upload" else path.stem) or "layer"
     )
-    fields, props, dropped_fields = attributes.properties(table.drop_columns([geom_col]))
+    attrs = table.drop_columns([geom_col])
+    _check_text(attrs, filename)
+    fields, props, dropped_fields = attributes.properties(attrs)
     report: dict[str, Any] = {
         "filename": filename,
         "format": fmt,
@@ -449,6 +451,39 @@ def _read_dataset(
         bbox=ll_bounds,
         report=report,
     )
+
+
+def _check_text(attrs: pa.Table, filename: str) -> None:
+    """Refuse attributes that are not valid UTF-8 (a Latin-1 GeoJSON), naming field and feature."""
+    for name in attrs.column_names:
+        column = attrs.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        feature = next((i + 1 for i, v in enumerate(_values(column)) if v is None), None)
+        where = f", feature {feature}" if feature else ""
+        raise ValidationFailed(
+            f"{filename}: attribute {name!r}{where} is not UTF-8 text; save the file as UTF-8",
+            parameter="file",
+            field=name,
+            feature=feature,
+        )
+
+
+def _values(column: pa.ChunkedArray) -> list[str | None]:
+    """Each value as text, None where it is not valid UTF-8 (or null)."""
+    out: list[str | None] = []
+    for chunk in column.chunks:
+        for scalar in chunk:
+            try:
+                out.append(scalar.as_py() if scalar.is_valid else "")
+            except UnicodeDecodeError:
+                out.append(None)
+    return out
 
 
 def _locate_geojson_problem(data: bytes, filename: str) -> None:

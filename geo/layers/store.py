@@ -171,9 +171,7 @@ def store_add(
     return get_layer(layer_id, engine=engine)
 
 
-def store_rename(
-    layer_id: str, name: str, *, engine: Engine | None = None
-) -> dict[str, Any]:
+def store_rename(layer_id: str, name: str, *, engine: Engine | None = None) -> dict[str, Any]:
     """Give a layer a new name (its id, and so its URLs, stay)."""
     engine = engine or get_engine()
     label = _clean_name(name, "")

@@ -13,7 +13,7 @@ import folium
 import numpy as np
 import shapely
 
-from geo.errors import NotFound
+from geo.errors import NotFound, ServiceUnavailable
 from geo.settings import get_settings
 from geo.territory import get_territory
 
@@ -50,16 +50,28 @@ def interventions_available() -> bool:
         return False
 
 
-def fetch_interventions(filters: Mapping[str, str] | None = None) -> list[dict[str, Any]] | None:
+def fetch_interventions(
+    filters: Mapping[str, str] | None = None, *, optional: bool = True
+) -> list[dict[str, Any]] | None:
     """Interventions matching the API's property filters (programme, mission, driver,
-    status, comune, zona, unione, …) as GeoJSON features, or None when unavailable."""
+    status, comune, zona, unione, …) as GeoJSON features, or None when unavailable.
+
+    ``optional``: a page that merely shows interventions beside the territory (a comune,
+    a zone) renders without them while the database is down; the interventions map
+    passes ``optional=False`` and answers 503.
+    """
     from geo.ogc.registry import FeatureQuery
 
     if not interventions_available():
         return None
     provider = _interventions_provider()
     q = FeatureQuery(properties_eq=dict(filters or {}), limit=_MAX_FEATURES)
-    return list(provider.query(q).features)
+    try:
+        return list(provider.query(q).features)
+    except ServiceUnavailable:
+        if optional:
+            return None
+        raise
 
 
 def _stored_layers() -> dict[str, str]:

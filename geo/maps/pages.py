@@ -41,6 +41,8 @@ from geo.maps.style import (
     category_label,
     choropleth_breaks,
     light_geometry,
+    safe_url,
+    text,
     zone_colours,
 )
 from geo.settings import get_settings
@@ -144,7 +146,7 @@ def _comuni_layer(
 
     return folium.GeoJson(
         fc,
-        name=name,
+        name=text(name),  # the layer control shows names as HTML
         show=show,
         style_function=styled,
         highlight_function=lambda f: {"weight": 3, "fillOpacity": 0.85},
@@ -167,7 +169,7 @@ def _groups_layer(groups: Sequence[Any], name: str, colour: str, css: str) -> fo
     fc = {"type": "FeatureCollection", "features": [_group_feature(g) for g in groups]}
     return folium.GeoJson(
         fc,
-        name=name,
+        name=text(name),
         style_function=lambda f: {
             "color": colour,
             "weight": 3,
@@ -304,13 +306,17 @@ def _category(props: Mapping[str, Any], colour_by: str) -> str:
 
 def intervention_popup(props: Mapping[str, Any]) -> str:
     """HTML of an intervention's popup: title, amount, status, source link."""
-    title = html.escape(str(_first(props, "title", "name", "titolo") or "Intervento"))
-    status = html.escape(str(_first(props, "status", "stato") or "—"))
+    title = text(_first(props, "title", "name", "titolo") or "Intervento")
+    status = text(_first(props, "status", "stato") or "—")
     src = _first(props, "source_url", "source", "url", "link")
     src_html = "—"
     if src:
-        s = html.escape(str(src))
-        src_html = f'<a href="{s}" target="_blank" rel="noopener">fonte</a>' if "://" in s else s
+        url = safe_url(src)  # only http(s) becomes a link: never javascript: or data:
+        src_html = (
+            f'<a href="{text(url)}" target="_blank" rel="noopener noreferrer">fonte</a>'
+            if url
+            else text(src)
+        )
     return f"<b>{title}</b><br>Importo: {_amount(props)}<br>Stato: {status}<br>Fonte: {src_html}"
 
 
@@ -351,12 +357,12 @@ def add_interventions(
             }
         )
     colours = category_colours((p["properties"]["category"] for p in pts), colour_by)
-    cluster = MarkerCluster(name=name, options={"maxClusterRadius": 40})
+    cluster = MarkerCluster(name=text(name), options={"maxClusterRadius": 40})
     cluster.add_to(m)
     if pts:
         layer = folium.GeoJson(
             {"type": "FeatureCollection", "features": pts},
-            name=name,
+            name=text(name),
             marker=folium.CircleMarker(radius=7, fill=True, fill_opacity=0.9, weight=1),
             style_function=lambda f: {
                 "fillColor": colours[f["properties"]["category"]],
@@ -440,14 +446,14 @@ def choropleth_map(
         },
         tooltip=folium.GeoJsonTooltip(
             fields=["name", "zona", "metric"],
-            aliases=["Comune", "Zona omogenea", metric_label],
+            aliases=["Comune", "Zona omogenea", text(metric_label)],
             sticky=True,
         ),
     ).add_to(m)
     if overlay is not None and overlay.get("features"):
         folium.GeoJson(
             overlay,
-            name=overlay_name,
+            name=text(overlay_name),
             style_function=lambda f: {
                 "color": "#00441b",
                 "weight": 2,

@@ -31,8 +31,6 @@ OSM_ATTRIBUTION = (
 
 #: Zoom range of the maps (the metropolitan city to a street).
 MIN_ZOOM, MAX_ZOOM = 8, 18
-#: Zoom range of the maps (the metropolitan city to a street).
-MIN_ZOOM, MAX_ZOOM = 8, 18
 #: Categorical palette of the zone omogenee (ColorBrewer Dark2 + one), in zone-id order.
 ZONE_PALETTE = (
     "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#1f78b4",
@@ -66,6 +64,20 @@ def _bounds(geoms: Iterable[BaseGeometry]) -> list[list[float]]:
     """Leaflet bounds [[south, west], [north, east]] of geometries."""
     minx, miny, maxx, maxy = shapely.total_bounds(np.array(list(geoms), dtype=object))
     return [[float(miny), float(minx)], [float(maxy), float(maxx)]]
+
+
+def text(value: Any) -> str:
+    """``value`` as HTML text: Leaflet shows layer names, tooltips and popups as HTML."""
+    return html.escape(str(value))
+
+
+def safe_url(value: Any) -> str | None:
+    """``value`` when it is an absolute http(s) URL, else None (no ``javascript:`` links)."""
+    s = str(value or "").strip()
+    scheme, sep, rest = s.partition("://")
+    if sep and scheme.lower() in ("http", "https") and rest and not any(c in s for c in "\n\r\t"):
+        return s
+    return None
 
 
 def _fmt_int(n: int | float) -> str:
@@ -214,6 +226,9 @@ class Attribution(MacroElement):
 class BindFeaturePopups(MacroElement):
     """Binds each feature's ``popup`` (HTML) and ``category`` (tooltip) to its own marker.
 
+    ``popup`` is HTML built with every value escaped (:func:`intervention_popup`); the
+    ``category`` is user text, so the tooltip shows it with ``textContent``.
+
     Needed for GeoJson points inside a MarkerCluster: the cluster adds the markers, not
     the GeoJson group, so a popup bound to the group would never open.
     """
@@ -223,7 +238,9 @@ class BindFeaturePopups(MacroElement):
 {% macro script(this, kwargs) %}
 {{ this.layer.get_name() }}.eachLayer(function (l) {
     l.bindPopup(l.feature.properties.popup, {maxWidth: 320});
-    l.bindTooltip(l.feature.properties.category);
+    var tip = document.createElement("span");
+    tip.textContent = l.feature.properties.category;
+    l.bindTooltip(tip);
 });
 {% endmacro %}
 """

@@ -6,15 +6,24 @@ geometries. ``evaluate`` computes a boolean mask over a :class:`Table` (columns 
 properties plus a geometry array). Every problem becomes ``InvalidParameter("filter", …)``
 saying what is wrong and where.
 
+Nothing a stranger sends may crash, stall or overflow the service, so every filter first
+passes a budget (:func:`check_budget`: length, nesting depth, number of terms) before the
+``cql2`` parser sees it (its recursive-descent parser overflows the native stack on deep
+nesting), LIKE matches without a backtracking regular expression, arithmetic overflow is
+a 400, and evaluation runs under a deadline (``request_timeout_s``, 503 beyond).
+
 Conformance classes implemented here are listed in :data:`CQL2_CONFORMANCE`.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,7 +34,8 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84, parse_crs, transformer
-from geo.errors import InvalidParameter
+from geo.errors import InvalidParameter, ServiceUnavailable
+from geo.settings import get_settings
 
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 #: CQL2 conformance classes evaluated by this module (declared in /conformance).
@@ -82,19 +92,283 @@ def _fail(message: str) -> InvalidParameter:
     return InvalidParameter("filter", message)
 
 
+# --- query budget -------------------------------------------------------------------------
+
+#: Nesting the ``cql2`` parser is known to survive (it segfaults near 2,000 parentheses);
+#: the effective depth limit never exceeds this, whatever ``max_filter_depth`` says.
+HARD_MAX_DEPTH = 200
+
+#: Most terms the parser and the recursive evaluation are known to handle safely; the
+#: effective term limit never exceeds this.
+HARD_MAX_TERMS = 1000
+
+#: Words that open a literal in CQL2 text, not a function call (their parentheses hold
+#: coordinates, whose signs are not arithmetic).
+_LITERAL_WORDS = frozenset(
+    {
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+        "bbox",
+        "envelope",
+        "timestamp",
+        "date",
+        "interval",
+    }
+)
+#: Keywords of CQL2 text that are one term each (``NOT`` included: it is an operator node).
+_TERM_WORDS = frozenset({"like", "between", "in", "is", "not", "div"})
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits of one filter, from the settings (see README "Security and limits")."""
+
+    max_length: int
+    max_depth: int
+    max_terms: int
+
+    @classmethod
+    def from_settings(cls) -> Budget:
+        """The configured limits, capped at :data:`HARD_MAX_DEPTH` and :data:`HARD_MAX_TERMS`."""
+        s = get_settings()
+        return cls(
+            max_length=s.max_filter_length,
+            max_depth=min(s.max_filter_depth, HARD_MAX_DEPTH),
+            max_terms=min(s.max_filter_terms, HARD_MAX_TERMS),
+        )
+
+
+def _too_long(n: int, budget: Budget) -> InvalidParameter:
+    return _fail(
+        f"{n} characters long; the limit is {budget.max_length} characters "
+        "(setting CMM_GEO_MAX_FILTER_LENGTH)"
+    )
+
+
+def _too_deep(depth: int, budget: Budget) -> InvalidParameter:
+    return _fail(
+        f"nested {depth} levels deep; the limit is {budget.max_depth} levels of parentheses, "
+        "brackets or NOT (setting CMM_GEO_MAX_FILTER_DEPTH)"
+    )
+
+
+def _too_many_terms(terms: int, budget: Budget) -> InvalidParameter:
+    return _fail(
+        f"{terms} terms (comparisons, LIKE, IN, BETWEEN, NOT, functions, arithmetic); "
+        f"the limit is {budget.max_terms} terms (setting CMM_GEO_MAX_FILTER_TERMS)"
+    )
+
+
+def _scan_text(raw: str) -> tuple[int, int]:
+    """(nesting depth, terms) of CQL2 text in one linear pass that skips quoted strings.
+
+    Depth counts ``(`` and ``[`` plus any run of consecutive NOTs or unary signs (the
+    parser recurses on each: 4,000 ``-`` overflow its stack). Terms count comparison and
+    arithmetic operators, the keywords LIKE, BETWEEN, IN, IS, NOT, DIV and function calls;
+    signs inside geometry literals and unary signs are not terms. It may only over-count
+    where the parser builds as many operator nodes, so the exact count after parsing agrees.
+    """
+    depth = max_depth = terms = run = 0
+    literal_depth = -1  # depth at which a geometry/temporal literal opened (-1: none)
+    prev = ""  # kind of the previous token: "value", "word", "op" or ""
+    word = ""
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch in "'\"":  # a string or a quoted identifier; '' inside is two strings
+            end = raw.find(ch, i + 1)
+            i = n if end < 0 else end + 1
+            prev, run = "value", 0
+            continue
+        if ch in _WORD_CHARS:
+            j = i
+            while j < n and raw[j] in _WORD_CHARS:
+                j += 1
+            if ch.isdigit() or ch == ".":  # a number, maybe with an exponent sign
+                while j < n and raw[j - 1] in "eE" and raw[j] in "+-":
+                    j += 1
+                    while j < n and raw[j] in _WORD_CHARS:
+                        j += 1
+                prev, run = "value", 0
+            else:
+                word = raw[i:j].lower()
+                if literal_depth < 0 and word in _TERM_WORDS:
+                    terms += 1
+                    prev = "op"
+                    if word == "not":
+                        run += 1
+                        max_depth = max(max_depth, depth + run)
+                else:
+                    prev, run = "word", 0
+            i = j
+            continue
+        if ch in "([":
+            depth, run = depth + 1, 0
+            max_depth = max(max_depth, depth)
+            if prev == "word" and literal_depth < 0:
+                if word in _LITERAL_WORDS:
+                    literal_depth = depth
+                else:
+                    terms += 1  # a function call
+            prev = "op"
+        elif ch in ")]":
+            if depth == literal_depth:
+                literal_depth = -1
+            depth = max(depth - 1, 0)
+            prev = "value"
+        elif literal_depth >= 0 or ch.isspace():
+            pass
+        elif ch in "<>=!":
+            if raw[i + 1 : i + 2] in ("=", ">") and ch in "<>!":
+                i += 1  # <=, >=, <>, !=: one operator
+            terms += 1
+            prev = "op"
+        elif ch in "*/%^" or (ch in "+-" and prev in ("value", "word")):
+            terms += 1
+            prev = "op"
+        elif ch in "+-":  # a unary sign: nests like NOT
+            run += 1
+            max_depth = max(max_depth, depth + run)
+            prev = "op"
+        else:
+            prev = "op"
+        i += 1
+    return max_depth, terms
+
+
+def _scan_json(raw: str) -> tuple[int, int]:
+    """(nesting depth, terms) of CQL2-JSON in one linear pass that respects strings.
+
+    Each CQL2 level is an object holding an ``args`` array, so depth is the nesting of
+    ``{`` and ``[`` halved (rounded up); terms are the ``"op"`` members other than
+    ``and``/``or``.
+    """
+    depth = max_depth = terms = 0
+    expect_op = False  # the previous string was the key "op"
+    i, n = 0, len(raw)
+    while i < n:
+        ch = raw[i]
+        if ch == '"':
+            j = i + 1
+            while j < n and raw[j] != '"':
+                j += 2 if raw[j] == "\\" else 1
+            text = raw[i + 1 : j]
+            k = j + 1
+            while k < n and raw[k].isspace():
+                k += 1
+            if k < n and raw[k] == ":":
+                expect_op = text == "op"
+            elif expect_op:
+                expect_op = False
+                if text.lower() not in ("and", "or"):
+                    terms += 1
+            i = j + 1
+            continue
+        if ch in "{[":
+            depth += 1
+            max_depth = max(max_depth, depth)
+        elif ch in "}]":
+            depth = max(depth - 1, 0)
+        i += 1
+    return (max_depth + 1) // 2, terms
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting of a decoded JSON value, without recursion (so any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, d)
+            items = node.values() if isinstance(node, dict) else node
+            stack.extend((v, d + 1) for v in items)
+    return deepest
+
+
+def check_budget(raw: str, lang: str, budget: Budget | None = None) -> None:
+    """Reject a filter over its length, depth or term budget before any parser sees it.
+
+    Each violation is a 400 on ``filter`` stating the limit and the setting to change.
+    """
+    budget = budget or Budget.from_settings()
+    if len(raw) > budget.max_length:
+        raise _too_long(len(raw), budget)
+    depth, terms = _scan_json(raw) if lang == "cql2-json" else _scan_text(raw)
+    if depth > budget.max_depth:
+        raise _too_deep(depth, budget)
+    if terms > budget.max_terms:
+        raise _too_many_terms(terms, budget)
+
+
+def _check_tree(tree: Any, budget: Budget) -> None:
+    """The exact budget on the parsed tree, walked without recursion.
+
+    Terms are operator nodes other than AND/OR. Depth counts what nests a condition in
+    another (NOT, functions, lists), so a ``NOT NOT … NOT`` chain without parentheses is
+    caught here; arithmetic chains are bounded by the term budget. Whatever the settings,
+    the tree may not be deeper than :data:`HARD_MAX_DEPTH` nodes, so the recursive
+    evaluation stays far from Python's recursion limit.
+    """
+    terms = deepest = raw_deepest = 0
+    stack: list[tuple[Any, int, int]] = [(tree, 0, 0)]
+    while stack:
+        node, d, raw = stack.pop()
+        raw_deepest = max(raw_deepest, raw)
+        if isinstance(node, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((a, d + 1, raw + 1) for a in node)
+        elif isinstance(node, dict) and "op" in node:
+            op = str(node["op"]).lower()
+            terms += op not in ("and", "or")
+            nested = d if op in _FLAT_OPS else d + 1
+            deepest = max(deepest, nested)
+            args = node.get("args", [])
+            args = args if isinstance(args, list) else [args]
+            stack.extend((a, nested, raw + 1) for a in args)
+    if terms > budget.max_terms:
+        raise _too_many_terms(terms, budget)
+    if deepest > budget.max_depth:
+        raise _too_deep(deepest, budget)
+    if raw_deepest > HARD_MAX_DEPTH:
+        raise _fail(
+            f"its expression tree is {raw_deepest} levels deep; the limit is "
+            f"{HARD_MAX_DEPTH} (fixed); split long arithmetic or NOT chains"
+        )
+
+
+#: Operators that combine or compare at the same level: they add no nesting depth
+#: (their chains are bounded by the term budget instead).
+_FLAT_OPS = frozenset(
+    {"and", "or", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isnull"}
+    | {"+", "-", "*", "/", "%", "div", "^"}
+)
+
+
 def parse_filter(
     value: str | dict[str, Any],
     lang: str | None = None,
     filter_crs: str | None = None,
     queryables: Iterable[str] | None = None,
+    budget: Budget | None = None,
 ) -> CqlFilter:
     """Parse CQL2 text or JSON; reproject geometry literals from ``filter_crs`` to CRS84.
 
     ``lang`` defaults to cql2-text for strings not starting with ``{``. When ``queryables``
-    is given, properties outside it are rejected.
+    is given, properties outside it are rejected. The filter must fit ``budget`` (default:
+    the settings), checked before parsing.
     """
+    budget = budget or Budget.from_settings()
     crs = parse_crs(filter_crs, "filter-crs")
     if isinstance(value, dict):
+        depth = (_json_depth(value) + 1) // 2
+        if depth > budget.max_depth:  # before orjson, which refuses deep values itself
+            raise _too_deep(depth, budget)
         raw = orjson.dumps(value).decode()
         lang = lang or "cql2-json"
     else:
@@ -105,12 +379,14 @@ def parse_filter(
         raise InvalidParameter("filter-lang", f"unsupported {lang!r}; use cql2-text or cql2-json")
     if not raw:
         raise _fail("empty filter")
+    check_budget(raw, lang, budget)
     try:
         expr = cql2.parse_json(raw) if lang == "cql2-json" else cql2.parse_text(raw)
         tree = expr.to_json()
-    except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
+    except Exception as exc:  # cql2 also raises bare Exception (e.g. non-finite coordinates)
         msg = str(exc).strip()
         raise _fail(f"invalid {lang}: {msg}") from None
+    _check_tree(tree, budget)
     used: set[str] = set()
     tree = _prepare(tree, crs, used)
     if queryables is not None:
@@ -148,6 +424,11 @@ def _literal_geometry(node: dict[str, Any], crs: str) -> BaseGeometry:
             return np.column_stack([a, b])
 
         geom = shapely.transform(geom, _f)
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise _fail(
+            f"geometry literal {orjson.dumps(node).decode()[:80]} has coordinates out of "
+            "range (in filter-crs)"
+        )
     return geom
 
 
@@ -174,16 +455,46 @@ def _prepare(node: Any, crs: str, used: set[str]) -> Any:
         raise _fail(f"unexpected element {orjson.dumps(node).decode()[:80]}")
     if isinstance(node, list):
         return [_prepare(a, crs, used) for a in node]
+    if isinstance(node, float) and not math.isfinite(node):
+        raise _fail(f"a number is out of range ({node}); numbers must be finite")
     return node
 
 
 # --- evaluation -------------------------------------------------------------------------
 
 
-def evaluate(flt: CqlFilter, table: Table) -> np.ndarray:
-    """Boolean mask (length ``len(table)``) of rows matching ``flt``."""
-    result = _eval(flt.tree, table)
-    return _as_mask(result, len(table))
+#: Monotonic time by which the filter being evaluated must be done (None: no deadline).
+_DEADLINE: ContextVar[float | None] = ContextVar("cql_deadline", default=None)
+#: Rows evaluated between two looks at the clock.
+_CHUNK = 256
+
+
+def evaluate(flt: CqlFilter, table: Table, timeout_s: float | None = None) -> np.ndarray:
+    """Boolean mask (length ``len(table)``) of rows matching ``flt``.
+
+    Evaluation stops with a 503 after ``timeout_s`` seconds (default: the setting
+    ``request_timeout_s``), so a slow filter cannot hold a worker forever.
+    """
+    budget = get_settings().request_timeout_s if timeout_s is None else timeout_s
+    token = _DEADLINE.set(time.monotonic() + budget)
+    try:
+        result = _eval(flt.tree, table)
+        return _as_mask(result, len(table))
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _check_deadline() -> None:
+    """Raise the 503 when the running evaluation is past its deadline."""
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() >= deadline:
+        budget = get_settings().request_timeout_s
+        raise ServiceUnavailable(
+            "filter: evaluating it took longer than the time budget of a query "
+            f"({budget:g} s, setting CMM_GEO_REQUEST_TIMEOUT_S); simplify it or narrow "
+            "the request (bbox, fewer terms)",
+            parameter="filter",
+        )
 
 
 def _as_mask(value: Any, n: int) -> np.ndarray:
@@ -199,6 +510,7 @@ def _as_mask(value: Any, n: int) -> np.ndarray:
 
 
 def _eval(node: Any, table: Table) -> Any:
+    _check_deadline()
     if isinstance(node, dict):
         if "property" in node:
             name = node["property"]
@@ -233,7 +545,10 @@ def _elementwise(func: Callable[..., Any], *values: Any) -> Any:
         return call(*values)
     cols = [v if isinstance(v, np.ndarray) else [v] * n for v in values]
     out = np.empty(n, dtype=object)
-    out[:] = [call(*row) for row in zip(*cols, strict=True)]
+    for start in range(0, n, _CHUNK):
+        _check_deadline()
+        rows = zip(*(c[start : start + _CHUNK] for c in cols), strict=True)
+        out[start : start + _CHUNK] = [call(*row) for row in rows]
     return out
 
 
@@ -273,25 +588,82 @@ def _is_null(args: list[Any], table: Table) -> Any:
     return v is None
 
 
-def _like_regex(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.DOTALL)
+class LikePattern:
+    """A CQL2 LIKE pattern matched in linear time, without a backtracking regex.
+
+    ``%`` is any run of characters, ``_`` one character, ``\\`` escapes the next one.
+    The pattern is split on ``%`` into segments of fixed length (literals and ``_``);
+    the first must match at the start, the last at the end, and the middle ones are
+    found leftmost-first in order, which is exact for LIKE (an earlier match never
+    leaves less room for the rest). Each segment is found by ``str.find`` or, when it
+    holds ``_``, by a quantifier-free regex (literals and ``.`` only), so no input can
+    make the matcher backtrack.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        segments: list[list[str | None]] = [[]]  # None stands for "_"
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "\\" and i + 1 < len(pattern):
+                segments[-1].append(pattern[i + 1])
+                i += 2
+                continue
+            if ch == "%":
+                segments.append([])
+            else:
+                segments[-1].append(None if ch == "_" else ch)
+            i += 1
+        self.exact = len(segments) == 1
+        self.first = self._finder(segments[0])
+        self.middle = [self._finder(seg) for seg in segments[1:-1] if seg]
+        self.last = self._finder(segments[-1])
+
+    @staticmethod
+    def _finder(seg: list[str | None]) -> tuple[int, str | re.Pattern[str]]:
+        """(length, literal text or a quantifier-free regex) of one segment."""
+        if all(c is not None for c in seg):
+            return len(seg), "".join(c for c in seg if c is not None)
+        rx = "".join("." if c is None else re.escape(c) for c in seg)
+        return len(seg), re.compile(rx, re.DOTALL)
+
+    @staticmethod
+    def _at(finder: tuple[int, str | re.Pattern[str]], s: str, pos: int) -> bool:
+        """Whether the segment matches ``s`` exactly at ``pos``."""
+        size, what = finder
+        if isinstance(what, str):
+            return s.startswith(what, pos)
+        return what.match(s, pos, pos + size) is not None
+
+    def matches(self, s: str) -> bool:
+        """Whether the whole of ``s`` matches the pattern."""
+        first_len, last_len = self.first[0], self.last[0]
+        if self.exact:
+            return len(s) == first_len and self._at(self.first, s, 0)
+        end = len(s) - last_len
+        if end < first_len or not self._at(self.first, s, 0) or not self._at(self.last, s, end):
+            return False
+        pos = first_len
+        for size, what in self.middle:
+            if isinstance(what, str):
+                found = s.find(what, pos, end)
+                if found < 0:
+                    return False
+                pos = found + size
+            else:
+                m = what.search(s, pos, end)
+                if m is None:
+                    return False
+                pos = m.end()
+        return True
 
 
 def _like(args: list[Any], table: Table) -> Any:
     value, pattern = (_eval(x, table) for x in args)
     if not isinstance(pattern, str):
         raise _fail("LIKE needs a string pattern")
-    rx = _like_regex(pattern)
-    return _elementwise(lambda s: rx.fullmatch(str(s)) is not None, value)
+    like = LikePattern(pattern)
+    return _elementwise(lambda s: like.matches(str(s)), value)
 
 
 def _between(args: list[Any], table: Table) -> Any:
@@ -358,7 +730,9 @@ def _spatial(name: str) -> Callable[[list[Any], Table], Any]:
     return op
 
 
-def _arithmetic(func: Callable[[Any, Any], Any]) -> Callable[[list[Any], Table], Any]:
+def _arithmetic(symbol: str, func: Callable[[Any, Any], Any]) -> Callable[[list[Any], Table], Any]:
+    """An arithmetic operator; a result that is not a finite real number is a 400."""
+
     def op(args: list[Any], table: Table) -> Any:
         a, b = (_eval(x, table) for x in args)
 
@@ -366,9 +740,14 @@ def _arithmetic(func: Callable[[Any, Any], Any]) -> Callable[[list[Any], Table],
             if isinstance(x, str) or isinstance(y, str):
                 raise _fail("arithmetic needs numbers")
             try:
-                return func(float(x), float(y))
+                result = func(float(x), float(y))
             except ZeroDivisionError:
                 return None
+            except OverflowError:
+                result = math.inf
+            if isinstance(result, complex) or not math.isfinite(result):
+                raise _fail(f"arithmetic overflow: {x!r} {symbol} {y!r} has no finite real result")
+            return result
 
         return _elementwise(calc, a, b)
 
@@ -391,13 +770,13 @@ _OPERATORS: dict[str, Callable[[list[Any], Table], Any]] = {
     "in": _in,
     "casei": _string_function(fold_case),
     "accenti": _string_function(fold_accents),
-    "+": _arithmetic(operator.add),
-    "-": _arithmetic(operator.sub),
-    "*": _arithmetic(operator.mul),
-    "/": _arithmetic(operator.truediv),
-    "%": _arithmetic(operator.mod),
-    "div": _arithmetic(operator.floordiv),
-    "^": _arithmetic(operator.pow),
+    "+": _arithmetic("+", operator.add),
+    "-": _arithmetic("-", operator.sub),
+    "*": _arithmetic("*", operator.mul),
+    "/": _arithmetic("/", operator.truediv),
+    "%": _arithmetic("%", operator.mod),
+    "div": _arithmetic("div", operator.floordiv),
+    "^": _arithmetic("^", operator.pow),
     **{
         f"s_{p}": _spatial(p)
         for p in (

@@ -7,10 +7,15 @@ The API layer only parses requests into that object and formats the result.
 
 Registered now: ``comuni``, ``zone-omogenee``, ``unioni`` (from the territory); the
 interventions and uploaded layers register themselves the same way.
+
+Outages: a provider backed by the store raises :class:`~geo.errors.ServiceUnavailable` while
+the database is down; listing the registry skips it (see :meth:`Registry.listing`) so the
+landing page and ``/collections`` keep answering with what is available.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
@@ -23,6 +28,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84
+from geo.errors import ServiceUnavailable
+
+log = logging.getLogger("cmm_geo.ogc")
 
 
 @dataclass
@@ -132,7 +140,10 @@ class SnapshotProvider(CollectionProvider):
         """The in-memory provider of ``source``."""
 
     def _current(self) -> MemoryProvider:
-        stamp, source = self._source()
+        from geo.store import store_errors
+
+        with store_errors():  # database down → ServiceUnavailable, whatever the backend
+            stamp, source = self._source()
         with self._lock:
             if self._inner is None or self._stamp != stamp:
                 self._inner = self._build(source)
@@ -170,6 +181,7 @@ class Registry:
     def __init__(self) -> None:
         self._factories: dict[str, Callable[[], CollectionProvider]] = {}
         self._built: dict[str, CollectionProvider] = {}
+        self._refreshers: list[Callable[[], Any]] = []
 
     def register(self, collection_id: str, factory: Callable[[], CollectionProvider]) -> None:
         """Add (or replace) a collection, built on first use."""
@@ -181,26 +193,65 @@ class Registry:
         self._factories.pop(collection_id, None)
         self._built.pop(collection_id, None)
 
+    def add_refresher(self, refresh: Callable[[], Any]) -> None:
+        """Call ``refresh`` before listing and on an unknown id (e.g. to register the stored
+        layers); it may fail while the database is down, and is simply tried again later."""
+        if refresh not in self._refreshers:
+            self._refreshers.append(refresh)
+
+    def refresh(self) -> None:
+        """Run the refreshers; a database outage only postpones them."""
+        from geo.store import unavailable
+
+        for refresh in list(self._refreshers):
+            try:
+                refresh()
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    raise
+                log.info("collections not refreshed: the database is unavailable")
+
     def __contains__(self, collection_id: object) -> bool:
         return collection_id in self._factories
 
     def get(self, collection_id: str) -> CollectionProvider | None:
-        """The provider of a collection, or None."""
-        if collection_id not in self._factories:
+        """The provider of a collection, or None; ServiceUnavailable when its store is down."""
+        if collection_id not in self._factories and self._refreshers:
+            self.refresh()
+        factory = self._factories.get(collection_id)
+        if factory is None:
             return None
-        if collection_id not in self._built:
-            self._built[collection_id] = self._factories[collection_id]()
-        return self._built[collection_id]
+        provider = self._built.get(collection_id)
+        if provider is None:
+            from geo.store import store_errors
+
+            with store_errors():
+                provider = factory()
+            self._built[collection_id] = provider
+        return provider
 
     def ids(self) -> list[str]:
         """Registered collection ids."""
         return list(self._factories)
 
-    def __iter__(self) -> Iterator[CollectionProvider]:
+    def listing(self) -> tuple[list[CollectionProvider], list[str]]:
+        """(the providers that could be built, the ids whose store is unavailable)."""
+        self.refresh()
+        providers: list[CollectionProvider] = []
+        down: list[str] = []
         for cid in list(self._factories):
-            provider = self.get(cid)
+            try:
+                provider = self.get(cid)
+            except ServiceUnavailable:
+                down.append(cid)
+                continue
             if provider is not None:
-                yield provider
+                providers.append(provider)
+        return providers, down
+
+    def __iter__(self) -> Iterator[CollectionProvider]:
+        """The collections that can be served now (those whose store is down are skipped)."""
+        return iter(self.listing()[0])
 
 
 #: The process-wide registry used by the API.
@@ -213,8 +264,15 @@ def registry_version(reg: Registry | None = None) -> str:
 
     reg = reg if reg is not None else registry
     h = hashlib.sha256()
-    for provider in reg:
-        h.update(f"{provider.id}\0{provider.version()}\0".encode())
+    providers, down = reg.listing()
+    for provider in providers:
+        try:
+            version = provider.version()
+        except ServiceUnavailable:
+            version = "unavailable"  # changes again when the store is back
+        h.update(f"{provider.id}\0{version}\0".encode())
+    for cid in down:
+        h.update(f"{cid}\0unavailable\0".encode())
     return h.hexdigest()[:16]
 
 

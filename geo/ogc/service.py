@@ -23,7 +23,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from geo.crs import CRS84, SUPPORTED_URIS
-from geo.errors import NotFound
+from geo.errors import NotFound, ServiceUnavailable
 from geo.ogc.conformance import CONFORMANCE
 from geo.ogc.encode import bbox_in, encode_geometries
 from geo.ogc.http import (
@@ -95,7 +95,12 @@ class OgcService:
         return p
 
     def _last_modified(self) -> datetime:
-        dates = [p.last_modified() for p in self.registry]
+        dates = []
+        for p in self.registry:
+            try:
+                dates.append(p.last_modified())
+            except ServiceUnavailable:  # its store is down: the others still date the page
+                continue
         return max(dates) if dates else datetime(2024, 1, 1, tzinfo=UTC)
 
     def respond(
@@ -308,13 +313,25 @@ class OgcService:
         return doc
 
     def collections(self, req: OgcRequest) -> OgcResponse:
-        """``/collections``: every registered collection."""
-        docs = [self.collection_document(req, p) for p in self.registry]
-        payload = {
+        """``/collections``: every registered collection (what its store can tell now)."""
+        providers, down = self.registry.listing()
+        docs, notes = [], []
+        for p in providers:
+            try:
+                docs.append(self.collection_document(req, p))
+            except ServiceUnavailable:  # listed without its extent while the store is down
+                doc = self.collection_document(req, _NoExtent(p))
+                del doc["extent"]
+                docs.append(doc)
+                notes.append(f"{p.id}: the database is unavailable; extent omitted")
+        notes += [f"{cid}: the database is unavailable; not listed" for cid in down]
+        payload: dict[str, Any] = {
             "links": self._alternates(req, JSON, "Collections"),
             "collections": docs,
             "crs": list(SUPPORTED_URIS),
         }
+        if notes:
+            payload["notes"] = notes
         html = (
             "page.html",
             {
@@ -549,3 +566,19 @@ class OgcService:
             p = self.registry.get(collection_id)
             return p.version() if p is not None else "missing"
         return registry_version(self.registry)
+
+
+class _NoExtent:
+    """A provider's metadata without touching its store (for listing it during an outage)."""
+
+    def __init__(self, p: CollectionProvider) -> None:
+        self._p = p
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._p, name)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        return (-180.0, -90.0, 180.0, 90.0)
+
+    def temporal_extent(self) -> None:
+        return None

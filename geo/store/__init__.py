@@ -29,11 +29,23 @@ To add tables (e.g. green-network layers):
 
 ``store_meta`` holds key/value facts (e.g. seeding markers); :func:`bump_revision` and
 :func:`revision` give a change counter per topic, for caches and ETags across processes.
+
+Outages: on PostgreSQL a connection attempt gives up after ``db_connect_timeout_s``, the
+server cancels a statement after ``request_timeout_s`` (``statement_timeout``) and the client
+drops a connection whose server stays silent longer than that (a hung server never answers
+a cancel). After a failure, new connections fail fast for ``db_connect_timeout_s`` instead
+of piling up. :func:`get_engine` migrates lazily and retries on the next call, so the
+service starts without its database; :func:`unavailable` is the one place that decides
+that an error means "the database is unavailable" (a 503 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import select
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -43,7 +55,10 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from geo.errors import ServiceUnavailable
 from geo.settings import get_settings
+
+log = logging.getLogger("cmm_geo.store")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -62,6 +77,7 @@ store_meta = sa.Table(
 _JSON = {"json_serializer": lambda o: orjson.dumps(o).decode(), "json_deserializer": orjson.loads}
 
 _engines: dict[tuple[str, str | None], Engine] = {}
+_migrated: set[tuple[str, str | None]] = set()
 _lock = threading.Lock()
 
 
@@ -86,6 +102,14 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
 
 def create_store_engine(url: str, *, schema: str | None = None) -> Engine:
     """A new engine for ``url`` (not migrated). ``schema``: PostgreSQL schema to work in."""
+    engine = _new_engine(url, schema=schema)
+    if schema and is_postgres(engine):
+        _ensure_schema(engine, schema)
+    return engine
+
+
+def _new_engine(url: str, *, schema: str | None = None) -> Engine:
+    """The engine of ``url``, without touching the database (creating it never fails)."""
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
@@ -96,14 +120,206 @@ def create_store_engine(url: str, *, schema: str | None = None) -> Engine:
         sa.event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
         sa.event.listen(engine, "begin", lambda c: c.exec_driver_sql("BEGIN"))
         return engine
-    connect_args = {}
+    settings = get_settings()
+    options = [f"-cstatement_timeout={int(settings.request_timeout_s * 1000)}"]
     if schema:
-        connect_args["options"] = f"-csearch_path={schema},public"
-    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args, **_JSON)
-    if schema:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        options.insert(0, f"-csearch_path={schema},public")
+    connect_args = {
+        "options": " ".join(options),
+        # libpq counts whole seconds (and psycopg at least 2).
+        "connect_timeout": max(1, math.ceil(settings.db_connect_timeout_s)),
+    }
+    engine = sa.create_engine(
+        url,
+        pool_pre_ping=True,  # a connection broken by an outage is replaced, not reused
+        pool_timeout=settings.request_timeout_s,  # waiting for a free connection
+        connect_args=connect_args,
+        **_JSON,
+    )
+    if engine.dialect.driver == "psycopg":
+        _install_deadlines(engine, settings.db_connect_timeout_s, settings.request_timeout_s)
     return engine
+
+
+def _ensure_schema(engine: Engine, schema: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+
+# ----- outages: deadlines, fail-fast, and what counts as "unavailable" ----------------------
+
+
+class _Breaker:
+    """Remembers a recent connection failure so that callers fail fast for ``cooldown_s``."""
+
+    def __init__(self, cooldown_s: float) -> None:
+        self.cooldown_s = cooldown_s
+        self.failed_at: float | None = None
+
+    def check(self) -> None:
+        """Raise (a DB-API OperationalError) while a recent failure is cooling down."""
+        import psycopg
+
+        at = self.failed_at
+        if at is not None and time.monotonic() - at < self.cooldown_s:
+            raise psycopg.OperationalError(
+                "database unavailable: a connection failed moments ago (failing fast)"
+            )
+
+    def failed(self) -> None:
+        self.failed_at = time.monotonic()
+
+    def ok(self) -> None:
+        self.failed_at = None
+
+
+def _install_deadlines(engine: Engine, connect_s: float, statement_s: float) -> None:
+    """Connect with a client-side deadline on every exchange, and fail fast after a failure.
+
+    The server's ``statement_timeout`` covers slow queries; this covers a server that stops
+    answering at all (hung, paused, network black hole), where no cancel would arrive.
+    """
+    import psycopg
+
+    breaker = _Breaker(connect_s)
+    idle_s = statement_s + max(1.0, connect_s)  # after the server's own statement_timeout
+
+    class DeadlineConnection(psycopg.Connection):  # type: ignore[type-arg]
+        """A psycopg connection that gives up when the server stays silent too long."""
+
+        idle_timeout: float | None = idle_s
+
+        def wait(self, gen, interval=None, timeout=None):  # type: ignore[no-untyped-def]
+            if timeout is not None or self.idle_timeout is None:
+                kw = {} if interval is None else {"interval": interval}
+                return super().wait(gen, timeout=timeout, **kw)
+            try:
+                return _wait_idle(gen, self.pgconn.socket, self.idle_timeout)
+            except TimeoutError:
+                breaker.failed()
+                self.pgconn.finish()  # the protocol state is unknown: never reuse it
+                raise psycopg.OperationalError(
+                    f"the database did not answer within {self.idle_timeout:g} s"
+                ) from None
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect, conn_rec, cargs, cparams):  # type: ignore[no-untyped-def]
+        breaker.check()
+        try:
+            conn = DeadlineConnection.connect(*cargs, **cparams)
+        except psycopg.OperationalError:
+            breaker.failed()
+            raise
+        breaker.ok()
+        return conn
+
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection) -> bool:  # type: ignore[no-untyped-def]
+        """A ping waits no longer than a connection attempt would."""
+        previous = getattr(dbapi_connection, "idle_timeout", None)
+        if previous is not None:
+            dbapi_connection.idle_timeout = max(1.0, connect_s)
+        try:
+            return ping(dbapi_connection)
+        finally:
+            if previous is not None:
+                dbapi_connection.idle_timeout = previous
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
+
+
+def _wait_idle(gen, fileno: int, idle_s: float):  # type: ignore[no-untyped-def]
+    """Drive a psycopg generator like ``psycopg.waiting.wait_poll``, but raise TimeoutError
+    when the socket stays silent for ``idle_s`` (a total deadline would cut long imports)."""
+    from psycopg import OperationalError
+    from psycopg.waiting import READY_R, READY_W, WAIT_R, WAIT_W
+
+    poll = select.poll()
+    bad = select.POLLERR | select.POLLHUP | select.POLLNVAL
+    try:
+        s = next(gen)
+        while True:
+            mask = (select.POLLIN if s & WAIT_R else 0) | (select.POLLOUT if s & WAIT_W else 0)
+            poll.register(fileno, mask)
+            events = poll.poll(int(idle_s * 1000))
+            poll.unregister(fileno)
+            if not events:
+                raise TimeoutError
+            ev = events[0][1]
+            ready = (READY_R if ev & select.POLLIN else 0) | (READY_W if ev & select.POLLOUT else 0)
+            if not ready:
+                if ev & bad:
+                    raise OperationalError("connection socket closed")
+                continue
+            s = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
+_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 to answer when ``exc`` means the database is unreachable, hung or too slow.
+
+    The one place that decides it: connection failures, disconnects, statement timeouts
+    (``QueryCanceled``), a full pool. None for anything else (e.g. an integrity error, a bug).
+    """
+    if isinstance(exc, ServiceUnavailable):
+        return exc
+    orig = getattr(exc, "orig", None)
+    invalidated = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    if not (isinstance(exc, _DOWN) or invalidated or _is_dbapi_down(exc)):
+        return None
+    settings = get_settings()
+    text = str(orig if orig is not None else exc).lower()
+    if "canceling statement due to statement timeout" in text or "did not answer" in text:
+        why = (
+            f"a query took longer than {settings.request_timeout_s:g} s (CMM_GEO_REQUEST_TIMEOUT_S)"
+        )
+    elif isinstance(exc, sa.exc.TimeoutError):
+        why = "every database connection is busy"
+    else:
+        why = "it cannot be reached"
+    _log_outage(str(orig if orig is not None else exc))
+    return ServiceUnavailable(
+        f"the database is unavailable ({why}); retry later",
+        retry_after=max(1, math.ceil(settings.db_connect_timeout_s)),
+    )
+
+
+_last_logged = 0.0
+
+
+def _log_outage(detail: str) -> None:
+    """One warning per 10 s at most: an outage fails every request, the log need not."""
+    global _last_logged
+    now = time.monotonic()
+    if now - _last_logged >= 10.0:
+        _last_logged = now
+        log.warning("database unavailable: %s", detail[:300])
+
+
+def _is_dbapi_down(exc: BaseException) -> bool:
+    """A raw DB-API error (not wrapped by SQLAlchemy) that means the database is down."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+@contextmanager
+def store_errors() -> Iterator[None]:
+    """Turn "the database is unavailable" errors raised inside into :class:`ServiceUnavailable`."""
+    try:
+        yield
+    except Exception as exc:
+        err = unavailable(exc)
+        if err is None or err is exc:
+            raise
+        raise err from exc
 
 
 def alembic_config(connection: Connection):
@@ -145,15 +361,23 @@ def head_revision() -> str:
 
 
 def get_engine(url: str | None = None, *, schema: str | None = None) -> Engine:
-    """The migrated engine for ``url`` (default: the settings' database), cached."""
+    """The migrated engine for ``url`` (default: the settings' database), cached.
+
+    Migrating happens on first successful use: while the database is down this raises
+    (a database error, see :func:`unavailable`) and the next call tries again.
+    """
     url = url or get_settings().effective_database_url
     key = (url, schema)
     with _lock:
         engine = _engines.get(key)
+        if engine is not None and key in _migrated:
+            return engine
         if engine is None:
-            engine = create_store_engine(url, schema=schema)
-            migrate(engine)
-            _engines[key] = engine
+            engine = _engines[key] = _new_engine(url, schema=schema)
+        if schema and is_postgres(engine):
+            _ensure_schema(engine, schema)
+        migrate(engine)
+        _migrated.add(key)
     return engine
 
 
@@ -163,6 +387,7 @@ def dispose_engines() -> None:
         for engine in _engines.values():
             engine.dispose()
         _engines.clear()
+        _migrated.clear()
 
 
 @contextmanager

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from servers import uvicorn_app
 
 pytestmark = pytest.mark.browser
 
@@ -58,45 +54,8 @@ def _get_json(url: str) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def server(map_assets) -> Iterator[str]:
     """Base URL of a uvicorn server running the app (no base-map tiles)."""
-    port = _free_port()
-    data_dir = tempfile.mkdtemp(prefix="cmm-geo-maps-browser-")
-    env = {
-        **os.environ,
-        "CMM_GEO_TILES_URL": "none",
-        "CMM_GEO_DATA_DIR": data_dir,
-        "CMM_GEO_PORT": str(port),
-    }
-    env.pop("CMM_GEO_DATABASE_URL", None)
-    log = open(Path(data_dir) / "uvicorn.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            log.close()
-            pytest.fail(f"uvicorn exited: {(Path(data_dir) / 'uvicorn.log').read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(base + "/maps", timeout=30) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            proc.terminate()
-            pytest.fail("uvicorn did not answer /maps within 120 s")
-        time.sleep(0.3)
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-    shutil.rmtree(data_dir, ignore_errors=True)
+    with uvicorn_app({"CMM_GEO_TILES_URL": "none"}, "cmm-geo-maps-browser-") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +317,14 @@ def test_layer_page(server, page):
     page.check_clean()
     index = httpx.get(f"{server}/maps", timeout=60).text
     assert f'href="/maps/layers/{layer_id}"' in index
+
+
+def test_api_docs_render_offline(server, page):
+    """/docs (Swagger UI) renders every operation with no request leaving the machine."""
+    resp = page.page.goto(server + "/docs", wait_until="load")
+    assert resp is not None and resp.status == 200
+    page.page.wait_for_selector(".opblock", timeout=30_000)
+    summaries = page.page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/lookup" in summaries and "/collections/{collectionId}/items" in summaries
+    page.screenshot("api-docs")
+    page.check_clean()

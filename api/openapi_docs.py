@@ -1,0 +1,226 @@
+"""What the OpenAPI document says each operation answers: real schemas, every status code.
+
+FastAPI documents the service's hand-made JSON responses as ``type: string`` and its own
+422 shape (``{"detail": …}``), which the service never sends. :func:`complete` fixes the
+generated document in one place, so route modules stay thin: success bodies get their
+real schema (checked by the schemathesis tests against live answers), every operation
+lists the error statuses it can answer with the service's error body (:data:`ERROR`),
+and binary or HTML answers get their media types. Schemas name the fields clients rely
+on; objects stay open (further fields may be added without breaking clients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+
+#: Swagger UI, installed from npm by scripts/fetch_assets.sh: /docs works with no internet.
+SWAGGER_BASE = "/static/vendor/swagger-ui"
+
+
+def _obj(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An open object with the given required and optional properties."""
+    props = {**required, **(optional or {})}
+    return {"type": "object", "required": list(required), "properties": props}
+
+
+def _null(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _list_of(key: str, item: dict[str, Any]) -> dict[str, Any]:
+    return _obj({"count": INT, key: {"type": "array", "items": item}})
+
+
+STR: dict[str, Any] = {"type": "string"}
+INT: dict[str, Any] = {"type": "integer"}
+NUM: dict[str, Any] = {"type": "number"}
+ISTAT: dict[str, Any] = {"type": "string", "pattern": r"^\d{6}$"}
+STRS: dict[str, Any] = {"type": "array", "items": STR}
+ANY_OBJ: dict[str, Any] = {"type": "object"}
+
+#: The body of every error answer (OGC API exception, plus where the problem is).
+ERROR = _obj(
+    {"code": STR, "description": STR},
+    {"parameter": STR, "details": {}, "row": INT, "field": STR},
+)
+ZONA_REF = _obj({"id": STR, "name": STR}, {"confidence": STR, "source": STR})
+UNIONE_REF = _null(_obj({"id": STR, "name": STR}))
+COMUNE = _obj(
+    {"istat_code": ISTAT, "name": STR, "population": INT, "area_km2": NUM,
+     "zona_omogenea": ZONA_REF, "unione": UNIONE_REF},
+    {"cadastral_code": STR,
+     "neighbours": {"type": "array", "items": _obj({"istat_code": ISTAT, "name": STR})}},
+)  # fmt: skip
+GROUP = _obj(
+    {"id": STR, "name": STR, "n_comuni": INT, "population": INT, "area_km2": NUM},
+    {"comuni": {"type": "array"}, "source": STR},
+)
+LOOKUP = _obj({"comune": COMUNE}, {"query": STR, "matched_by": STR, "point": ANY_OBJ})
+BATCH_ROW = _obj(
+    {"id": {}, "istat_code": _null(ISTAT), "name": _null(STR)},
+    {"zona_omogenea": _null(STR), "zona_name": _null(STR), "unione": _null(STR),
+     "unione_name": _null(STR), "nearest_istat_code": _null(ISTAT),
+     "nearest_name": _null(STR), "distance_m": _null(NUM)},
+)  # fmt: skip
+BATCH = _obj(
+    {"crs": STR, "count": INT, "matched": INT, "outside": INT,
+     "results": {"type": "array", "items": BATCH_ROW}}
+)  # fmt: skip
+FEATURE = _obj(
+    {"type": {"enum": ["Feature"]}, "geometry": _null(ANY_OBJ), "properties": _null(ANY_OBJ)},
+    {"id": {"anyOf": [STR, INT]}},
+)
+STATS = _obj(
+    {"by": STR, "n_interventions": INT, "groups": {"type": "array", "items": ANY_OBJ}},
+    {"note": STR, "filters": ANY_OBJ, "amount": STR, "revision": INT},
+)
+LAYER = _obj({"id": STR, "name": STR}, {"geometry_type": STR, "feature_count": INT})
+PLAN = _obj(
+    {"counts": ANY_OBJ},
+    {k: {"type": "array", "items": ANY_OBJ}
+     for k in ("missions", "objectives", "drivers", "keywords", "programmes")},
+)  # fmt: skip
+
+#: Success bodies: (method, path) → (status, {media type: schema}).
+SUCCESS: dict[tuple[str, str], tuple[str, dict[str, dict[str, Any]]]] = {
+    ("get", "/comuni"): ("200", {"application/json": _list_of("comuni", COMUNE)}),
+    ("get", "/comuni/{istat_code}"): ("200", {"application/json": COMUNE}),
+    ("get", "/zone-omogenee"): ("200", {"application/json": _list_of("zone_omogenee", GROUP)}),
+    ("get", "/zone-omogenee/{zona_id}"): ("200", {"application/json": GROUP}),
+    ("get", "/unioni"): ("200", {"application/json": _list_of("unioni", GROUP)}),
+    ("get", "/unioni/{unione_id}"): ("200", {"application/json": GROUP}),
+    ("get", "/lookup"): ("200", {"application/json": LOOKUP}),
+    ("post", "/lookup"): ("200", {"application/json": BATCH, "text/csv": STR}),
+    ("post", "/collections/interventions/items"): ("201", {"application/geo+json": FEATURE}),
+    ("put", "/collections/interventions/items/{feature_id}"): (
+        "200",
+        {"application/geo+json": FEATURE},
+    ),
+    ("patch", "/collections/interventions/items/{feature_id}"): (
+        "200",
+        {"application/geo+json": FEATURE},
+    ),
+    ("post", "/imports/interventions"): ("200", {"application/json": ANY_OBJ}),
+    ("post", "/imports/pnrr"): ("200", {"application/json": ANY_OBJ}),
+    ("get", "/stats/interventions"): ("200", {"application/json": STATS, "text/csv": STR}),
+    ("get", "/plan"): ("200", {"application/json": PLAN}),
+    ("get", "/plan/missions"): ("200", {"application/json": _list_of("missions", ANY_OBJ)}),
+    ("get", "/plan/objectives"): ("200", {"application/json": _list_of("objectives", ANY_OBJ)}),
+    ("get", "/plan/drivers"): ("200", {"application/json": _list_of("drivers", ANY_OBJ)}),
+    ("get", "/plan/keywords"): ("200", {"application/json": _list_of("keywords", ANY_OBJ)}),
+    ("get", "/plan/programmes"): ("200", {"application/json": _list_of("programmes", ANY_OBJ)}),
+    ("post", "/layers"): ("201", {"application/json": LAYER}),
+    ("get", "/layers"): ("200", {"application/json": _list_of("layers", LAYER)}),
+    ("get", "/layers/{layer_id}"): ("200", {"application/json": LAYER}),
+    ("patch", "/layers/{layer_id}"): ("200", {"application/json": LAYER}),
+    ("get", "/layers/{layer_id}/metrics"): ("200", {"application/json": ANY_OBJ, "text/csv": STR}),
+    ("get", "/layers/{layer_id}/membership-check"): ("200", {"application/json": ANY_OBJ}),
+    ("get", "/green-network/membership"): (
+        "200",
+        {"application/json": _list_of("membership", ANY_OBJ)},
+    ),
+    ("get", "/api"): (
+        "200",
+        {"application/vnd.oai.openapi+json;version=3.0": ANY_OBJ, "text/html": STR},
+    ),
+    ("get", "/maps/territory.{fmt}"): (
+        "200",
+        {
+            "image/png": {"type": "string", "format": "binary"},
+            "application/pdf": {"type": "string", "format": "binary"},
+        },
+    ),
+}
+#: Paths answered as HTML pages (maps), or PNG/PDF when the path asks for it.
+HTML_PREFIX = "/maps"
+
+#: Error statuses every operation may answer, and those of writes and uploads.
+COMMON_ERRORS = {
+    "400": "Bad request: a parameter is malformed (OGC resources)",
+    "404": "Not found",
+    "414": "Request target longer than CMM_GEO_MAX_URL_LENGTH",
+    "422": "A parameter or the body failed validation; says which and where",
+    "503": "The database is unavailable or the query ran out of time; retry later",
+}
+WRITE_ERRORS = {
+    "401": "No, unknown or revoked bearer token",
+    "403": "The token may not write this",
+    "408": "The request body was not sent in time (CMM_GEO_BODY_TIMEOUT_S)",
+    "409": "Conflicts with stored data",
+    "413": "The body is larger than allowed",
+}
+BODY_ERRORS = {k: WRITE_ERRORS[k] for k in ("408", "413")}
+
+
+def _content(schemas: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {media: {"schema": schema} for media, schema in schemas.items()}
+
+
+def complete(doc: dict[str, Any]) -> dict[str, Any]:
+    """Fill in real response schemas and every error status of every operation."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Exception"] = ERROR
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = op.setdefault("responses", {})
+            found = SUCCESS.get((method, path))
+            if found is not None:
+                status, schemas = found
+                responses[status] = {
+                    "description": responses.get(status, {}).get("description", "Success"),
+                    "content": _content(schemas),
+                }
+            elif path.startswith(HTML_PREFIX):
+                responses["200"] = {
+                    "description": "The map page",
+                    "content": {"text/html": {"schema": STR}},
+                }
+            errors = dict(COMMON_ERRORS)
+            if method != "get" and path != "/lookup":
+                errors.update(WRITE_ERRORS)
+            elif method == "post":
+                errors.update(BODY_ERRORS)
+            for status, description in errors.items():
+                current = responses.get(status, {})
+                if "content" in current and status not in ("422",):
+                    continue  # the route documented its own error body
+                responses[status] = {"description": description, "content": error_ref}
+    schemas = doc["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return doc
+
+
+def install(app: FastAPI) -> None:
+    """Make ``app.openapi()`` return the completed document (built once); serve ``/docs``
+    with the self-hosted Swagger UI (the app is created with ``docs_url=None``)."""
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} – API",
+            swagger_js_url=f"{SWAGGER_BASE}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_BASE}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = complete(doc)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,69 @@
+"""A real uvicorn server of the app for browser and client tests (one place to start it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def uvicorn_app(env: dict[str, str], prefix: str = "cmm-geo-server-") -> Iterator[str]:
+    """Run ``uvicorn api.main:app`` with ``env`` over an embedded store in a fresh data dir
+    (removed afterwards); yield its base URL once ``/maps`` answers."""
+    port = free_port()
+    data_dir = tempfile.mkdtemp(prefix=prefix)
+    full = {**os.environ, **env, "CMM_GEO_DATA_DIR": data_dir, "CMM_GEO_PORT": str(port)}
+    full.pop("CMM_GEO_DATABASE_URL", None)
+    full.pop("CMM_GEO_BASE_URL", None)
+    log = open(Path(data_dir) / "uvicorn.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                log.close()
+                tail = (Path(data_dir) / "uvicorn.log").read_text()[-3000:]
+                pytest.fail(f"uvicorn exited: {tail}")
+            try:
+                with urllib.request.urlopen(base + "/maps", timeout=30) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("uvicorn did not answer /maps within 120 s")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
