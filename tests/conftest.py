@@ -111,3 +111,25 @@ def store_engine(store_backend):
 
     url, schema = store_backend
     return get_store(get_engine(url, schema=schema))
+
+
+@pytest.fixture()
+def backend(store_backend, store_engine):
+    """The app's store switched to ``store_backend`` (SQLite file or a PostGIS schema)."""
+    from geo.settings import get_settings
+
+    url, schema = store_backend
+    if schema:
+        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}%2Cpublic"
+    old = os.environ.get("CMM_GEO_DATABASE_URL")
+    os.environ["CMM_GEO_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    try:
+        yield store_engine
+    finally:
+        if old is None:
+            os.environ.pop("CMM_GEO_DATABASE_URL", None)
+        else:
+            os.environ["CMM_GEO_DATABASE_URL"] = old
+        get_settings.cache_clear()
+

@@ -124,19 +124,6 @@ _PNRR_FORM = form_body(
 )
 
 
-def _named(prepared: Any, filename: str) -> None:
-    """422 listing every error, each with the file it is in; nothing is written."""
-    if not prepared.errors:
-        return
-    errors = [{"file": filename, **e} for e in prepared.errors]
-    rows = len({e["row"] for e in errors if e.get("row") is not None})
-    raise ValidationFailed(
-        f"{filename}: {len(errors)} error(s) in {rows} row(s); nothing was written",
-        details=errors,
-        file=filename,
-    )
-
-
 def _import(up: Upload, crs: str | None, source: str, dry_run: bool, principal: Principal):
     """Read, validate and (unless ``dry_run``) upsert one uploaded file, all or nothing."""
     from geo.interventions.reading import read_file
@@ -148,7 +135,7 @@ def _import(up: Upload, crs: str | None, source: str, dry_run: bool, principal: 
         path = Path(tmp) / ("upload" + Path(up.filename).suffix.lower()[:12])
         path.write_bytes(up.data)
         prepared = iv.prepare(read_file(path, crs=crs, filename=up.filename), source=source)
-    _named(prepared, up.filename)
+    prepared.raise_for_errors(up.filename)
     if dry_run:
         return {"dry_run": True, "valid": len(prepared.records)}
     report = iv.upsert(prepared, principal=principal)

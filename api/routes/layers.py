@@ -41,13 +41,6 @@ def _out(rec: dict[str, Any]) -> dict[str, Any]:
     return {**rec, "links": _links(rec["id"])}
 
 
-def _printable(name: str | None) -> str | None:
-    """A layer name without control characters (they would end up in every listing)."""
-    if name is not None and not name.isprintable():
-        raise InvalidParameter("name", f"control characters in the name {name!r}")
-    return name
-
-
 def _admin(authorization: str | None) -> None:
     if authenticate(authorization).role != "admin":
         raise Forbidden("renaming or deleting a layer needs the admin token")
@@ -79,7 +72,7 @@ async def upload_layer(request: Request, authorization: Authorization = None):
         limit_mb=settings.max_upload_mb,
         timeout_s=settings.body_timeout_s,
     )
-    up, name = form.files["file"], _printable(form.text("name"))
+    up, name = form.files["file"], form.text("name")
 
     def store() -> dict[str, Any]:
         parsed = read_upload(
@@ -115,7 +108,7 @@ def rename_layer(
         raise InvalidParameter(
             "name", 'send {"name": "…"}' + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
-    return json_response(_out(lay.rename_layer(layer_id, _printable(body["name"]))))
+    return json_response(_out(lay.rename_layer(layer_id, body["name"])))
 
 
 @router.delete("/layers/{layer_id}", status_code=204, summary="Delete a layer (admin)")

@@ -141,14 +141,16 @@ class Prepared:
     errors: list[dict[str, Any]]
     links: list[list[tuple[str, bool, bool]]] = field(default_factory=list)
 
-    def raise_for_errors(self) -> None:
-        """ValidationFailed (422) listing every error, if any."""
-        if self.errors:
-            n = len(self.errors)
-            rows = len({e["row"] for e in self.errors if e.get("row") is not None})
-            raise ValidationFailed(
-                f"{n} error(s) in {rows} row(s); nothing was written", details=self.errors
-            )
+    def raise_for_errors(self, filename: str | None = None) -> None:
+        """ValidationFailed (422) listing every error, if any (each naming ``filename``)."""
+        if not self.errors:
+            return
+        errors = [{"file": filename, **e} for e in self.errors] if filename else self.errors
+        rows = len({e["row"] for e in errors if e.get("row") is not None})
+        message = f"{len(errors)} error(s) in {rows} row(s); nothing was written"
+        if filename:
+            raise ValidationFailed(f"{filename}: {message}", details=errors, file=filename)
+        raise ValidationFailed(message, details=errors)
 
 
 

@@ -101,6 +101,8 @@ def _clean_name(name: str | None, fallback: str) -> str:
         raise InvalidParameter("name", "must not be empty")
     if len(text) > MAX_NAME:
         raise InvalidParameter("name", f"at most {MAX_NAME} characters")
+    if not text.isprintable():  # they would end up in every listing and page
+        raise InvalidParameter("name", f"control characters in the name {text!r}")
     return text
 
 

@@ -121,8 +121,8 @@ def base_map(
         zoomSnap=0.25,
     )
     if url and url.strip().lower() != "none":
-        attr = OSM_ATTRIBUTION if "openstreetmap" in url else "Base map: " + html.escape(url)
-        folium.TileLayer(tiles=url, attr=attr, name="Base map", overlay=False).add_to(m)
+        attr = OSM_ATTRIBUTION if "openstreetmap" in url else "Mappa di base: " + html.escape(url)
+        folium.TileLayer(tiles=url, attr=attr, name="Mappa di base", overlay=False).add_to(m)
     Attribution(BOUNDARIES_ATTRIBUTION).add_to(m)
     m.fit_bounds(bounds)
     return m

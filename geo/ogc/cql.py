@@ -447,6 +447,10 @@ def _prepare(node: Any, crs: str, used: set[str]) -> Any:
                     + ", ".join(sorted(_OPERATORS))
                 )
             args = [_prepare(a, crs, used) for a in node.get("args", [])]
+            low, high = _ARITY.get(op, (2, 2))
+            if not low <= len(args) <= high:
+                wanted = f"at least {low}" if high == _MANY else str(low)
+                raise _fail(f"{node['op']!r} takes {wanted} argument(s), got {len(args)}")
             return {"op": op, "args": args}
         if "type" in node or "bbox" in node:
             return _literal_geometry(node, crs)
@@ -753,6 +757,19 @@ def _arithmetic(symbol: str, func: Callable[[Any, Any], Any]) -> Callable[[list[
 
     return op
 
+
+_MANY = 1 << 30
+#: Arguments each operator takes (min, max), checked once when the filter is prepared;
+#: every other operator takes two.
+_ARITY: dict[str, tuple[int, int]] = {
+    "and": (2, _MANY),
+    "or": (2, _MANY),
+    "not": (1, 1),
+    "isnull": (1, 1),
+    "casei": (1, 1),
+    "accenti": (1, 1),
+    "between": (3, 3),
+}
 
 _OPERATORS: dict[str, Callable[[list[Any], Table], Any]] = {
     "and": _logical("and"),

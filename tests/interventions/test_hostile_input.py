@@ -9,15 +9,14 @@ server pulled: a 401 must come before any of it is read.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import zipfile
 from collections.abc import Iterator
 
-import orjson
 import pytest
 import sqlalchemy as sa
+from asgi_bodies import MULTIPART, Body, asgi_call
 from fastapi.testclient import TestClient
 
 from geo.settings import get_settings
@@ -29,25 +28,6 @@ MB = 1024 * 1024
 
 #: Every hostile request sent by this module and the status it got (checked at the end).
 SENT: list[tuple[str, int]] = []
-
-
-@pytest.fixture()
-def backend(store_backend, store_engine):
-    """The app's store switched to ``store_backend`` (SQLite file or a PostGIS schema)."""
-    url, schema = store_backend
-    if schema:
-        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}%2Cpublic"
-    old = os.environ.get("CMM_GEO_DATABASE_URL")
-    os.environ["CMM_GEO_DATABASE_URL"] = url
-    get_settings.cache_clear()
-    try:
-        yield store_engine
-    finally:
-        if old is None:
-            os.environ.pop("CMM_GEO_DATABASE_URL", None)
-        else:
-            os.environ["CMM_GEO_DATABASE_URL"] = old
-        get_settings.cache_clear()
 
 
 @pytest.fixture()
@@ -438,22 +418,11 @@ def test_unparsable_json_body_is_400(client, backend, raw):
 # ----- size, time and authentication before reading ---------------------------------------
 
 
-class Body:
-    """A request body handed to the app chunk by chunk, counting what the app pulled."""
+def call(method: str, path: str, body: Body, headers: dict[str, str]) -> tuple[int, dict, dict]:
+    """One request through the app's ASGI interface: (status, JSON body, headers)."""
+    from api.main import app
 
-    def __init__(self, chunks: Iterator[bytes], stall_after: int | None = None) -> None:
-        self.chunks = chunks
-        self.read = 0
-        self.stall_after = stall_after
-
-    async def receive(self) -> dict:
-        if self.stall_after is not None and self.read >= self.stall_after:
-            await asyncio.sleep(30)  # a client that stops sending
-        chunk = next(self.chunks, None)
-        if chunk is None:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        self.read += len(chunk)
-        return {"type": "http.request", "body": chunk, "more_body": True}
+    return asgi_call(app, method, path, body, headers)
 
 
 def _multipart_chunks(total_mb: int, name: str = "big.csv") -> Iterator[bytes]:
@@ -468,39 +437,6 @@ def _multipart_chunks(total_mb: int, name: str = "big.csv") -> Iterator[bytes]:
     yield b"\r\n--XB--\r\n"
 
 
-def call(
-    method: str, path: str, body: Body, headers: dict[str, str], app=None
-) -> tuple[int, dict, dict]:
-    """One request through the app's ASGI interface: (status, JSON body, headers)."""
-    from api.main import app as default_app
-
-    sent: list[dict] = []
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    asyncio.run((app or default_app)(scope, body.receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    hdrs = {k.decode().lower(): v.decode() for k, v in start["headers"]}
-    return start["status"], orjson.loads(raw), hdrs
-
-
-MULTIPART = {"Content-Type": "multipart/form-data; boundary=XB"}
 UPLOAD_PATHS = ["/imports/interventions", "/imports/pnrr"]
 
 

@@ -7,19 +7,18 @@ interface with a body that counts the bytes the server pulled: 401 before any is
 
 from __future__ import annotations
 
-import asyncio
 import io
-import os
 import zipfile
 from collections.abc import Iterator
 
 import orjson
 import pytest
 import sqlalchemy as sa
+from asgi_bodies import MULTIPART, Body, asgi_call
 from fastapi.testclient import TestClient
 from layer_builders import feature, frame, geojson_bytes, polygons, to_bytes, zip_files
 
-from geo.settings import Settings, get_settings
+from geo.settings import Settings
 
 ADMIN = {"Authorization": "Bearer test-admin-token"}
 MB = 1024 * 1024
@@ -33,25 +32,6 @@ LATIN1 = (
     b'{"nome":"Citt\xe0"},"geometry":{"type":"Point","coordinates":[9.1,45.5]}}]}'
 )
 SENT: list[tuple[str, int]] = []
-
-
-@pytest.fixture()
-def backend(store_backend, store_engine):
-    """The app's store switched to ``store_backend`` (SQLite file or a PostGIS schema)."""
-    url, schema = store_backend
-    if schema:
-        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}%2Cpublic"
-    old = os.environ.get("CMM_GEO_DATABASE_URL")
-    os.environ["CMM_GEO_DATABASE_URL"] = url
-    get_settings.cache_clear()
-    try:
-        yield store_engine
-    finally:
-        if old is None:
-            os.environ.pop("CMM_GEO_DATABASE_URL", None)
-        else:
-            os.environ["CMM_GEO_DATABASE_URL"] = old
-        get_settings.cache_clear()
 
 
 def _state(engine) -> tuple[int, int]:
@@ -147,22 +127,9 @@ def test_file_named_dotdot_is_read_as_a_plain_upload(client, backend):
 # ----- size, time and authentication before reading ---------------------------------------
 
 
-class Body:
-    """A request body handed to the app chunk by chunk, counting what the app pulled."""
-
-    def __init__(self, chunks: Iterator[bytes], stall_after: int | None = None) -> None:
-        self.chunks = chunks
-        self.read = 0
-        self.stall_after = stall_after
-
-    async def receive(self) -> dict:
-        if self.stall_after is not None and self.read >= self.stall_after:
-            await asyncio.sleep(30)  # a client that stops sending
-        chunk = next(self.chunks, None)
-        if chunk is None:
-            return {"type": "http.request", "body": b"", "more_body": False}
-        self.read += len(chunk)
-        return {"type": "http.request", "body": chunk, "more_body": True}
+def call(app, path: str, body: Body, headers: dict[str, str]) -> tuple[int, dict, dict]:
+    """One POST through the app's ASGI interface: (status, JSON body, headers)."""
+    return asgi_call(app, "POST", path, body, headers)
 
 
 def _geojson_upload(total_mb: int) -> Iterator[bytes]:
@@ -175,36 +142,6 @@ def _geojson_upload(total_mb: int) -> Iterator[bytes]:
     for _ in range(total_mb):
         yield one * (MB // len(one))
     yield orjson.dumps(feature(POINT)) + b"]}\r\n--XB--\r\n"
-
-
-def call(app, path: str, body: Body, headers: dict[str, str]) -> tuple[int, dict, dict]:
-    """One POST through the app's ASGI interface: (status, JSON body, headers)."""
-    sent: list[dict] = []
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    asyncio.run(app(scope, body.receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    raw = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], orjson.loads(raw), {k.decode(): v.decode() for k, v in start["headers"]}
-
-
-MULTIPART = {"Content-Type": "multipart/form-data; boundary=XB"}
 
 
 @pytest.fixture(scope="module")

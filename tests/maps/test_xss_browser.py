@@ -19,7 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -32,10 +31,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-output" / "screenshots"
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 TILE_HOST = "tile.openstreetmap.org"
@@ -55,12 +50,6 @@ document.addEventListener('securitypolicyviolation', function (e) {
     window.__csp.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
 });
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tile_png() -> bytes:
@@ -120,18 +109,6 @@ def poisoned(server) -> dict[str, str]:
     assert r2.status_code == 201, r2.text
     rec = r.json()
     return {"layer": rec["id"], "layer_name": rec["name"], "intervention": r2.json()["id"]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium chromium-driver")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 class Page:

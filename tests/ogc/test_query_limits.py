@@ -513,3 +513,13 @@ def test_fuzz_parser_never_sees_deep_input(depth, opener, tokens):
     _parse(opener * depth + " ".join(tokens) + closer * depth)
     _parse(opener * depth + "population > 1" + closer * depth)
     _parse("[" * depth + "{" + '"op":' * min(depth, 5) + "]" * depth, "cql2-json")
+
+
+@pytest.mark.parametrize(
+    "flt", ["CASEI() = 'a'", "ACCENTI() = 'a'", "S_INTERSECTS()", "S_INTERSECTS(geometry)"]
+)
+def test_operator_with_wrong_number_of_arguments_is_400(client, flt):
+    """Found by the token-soup fuzzer: these were 500s (IndexError / unpacking)."""
+    r = client.get("/collections/comuni/items", params={"filter": flt})
+    assert r.status_code == 400, r.text
+    assert "argument" in r.json()["description"]
