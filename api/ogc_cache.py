@@ -14,9 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geo.ogc import negotiate
+from geo.store import request_revisions
 
 #: Headers recomputed per request rather than stored.
 _VOLATILE = {
@@ -103,7 +105,11 @@ class OgcCacheMiddleware:
     """Serve OGC GET/HEAD responses from :class:`ResponseCache`; fill it on misses.
 
     ``version_of(path)`` returns the data version a path depends on, or None for paths
-    that are not cached. ``cors_origins`` mirrors the CORS settings for cached answers.
+    that are not cached; it may read the store, so it runs in the threadpool unless
+    ``static(path)`` says the path's data needs no store (the territory). Every GET/HEAD
+    runs inside :func:`geo.store.request_revisions`: the store's revisions are read at
+    most once per request, and the cache key, the ETag and the body agree on them.
+    ``cors_origins`` mirrors the CORS settings for cached answers.
     """
 
     def __init__(
@@ -113,8 +119,10 @@ class OgcCacheMiddleware:
         cors_origins: str = "*",
         cache: ResponseCache | None = None,
         base_url: Callable[[Scope], str] | None = None,
+        static: Callable[[str], bool] | None = None,
     ) -> None:
         self.app = app
+        self.static = static or (lambda path: False)
         #: The links' base URL of a request (answers embed it, so it is part of the key).
         self.base_url = base_url or (lambda scope: "")
         self.version_of = version_of
@@ -127,8 +135,15 @@ class OgcCacheMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        with request_revisions():
+            await self._get(scope, receive, send)
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        version = self.version_of(path)
+        if self.static(path):
+            version = self.version_of(path)
+        else:  # reads the store: never on the event loop
+            version = await run_in_threadpool(self.version_of, path)
         if version is None:
             await self.app(scope, receive, send)
             return

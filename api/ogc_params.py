@@ -44,12 +44,16 @@ async def meta_parameters(request: Request) -> None:
     P.check_parameters(request.query_params.keys(), P.META_PARAMETERS)
 
 
-async def collection(
+def collection(
     collection_id: Annotated[
         str, Path(alias="collectionId", description="Collection id, e.g. comuni")
     ],
 ) -> CollectionProvider:
-    """The registered provider of ``collectionId`` (404 when unknown)."""
+    """The registered provider of ``collectionId`` (404 when unknown).
+
+    Sync on purpose, like every dependency that may read the store or parse a filter:
+    FastAPI runs it in the threadpool, so the event loop never waits for either.
+    """
     p = registry.get(collection_id)
     if p is None:
         raise NotFound(
@@ -105,7 +109,7 @@ async def datetime_range(
     return P.parse_datetime(value)
 
 
-async def cql_filter(
+def cql_filter(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -133,7 +137,7 @@ async def cql_filter(
     return parse_filter(value, lang, filter_crs, names)
 
 
-async def sortby(
+def sortby(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -144,7 +148,7 @@ async def sortby(
     return P.parse_sortby(value, [q.name for q in provider.queryables()])
 
 
-async def properties(
+def properties(
     provider: Collection,
     value: Annotated[
         str | None,
@@ -155,7 +159,7 @@ async def properties(
     return P.parse_properties(value, [q.name for q in provider.queryables()])
 
 
-async def property_filters(request: Request, provider: Collection) -> dict[str, str]:
+def property_filters(request: Request, provider: Collection) -> dict[str, str]:
     """``?queryable=value`` filters; any other unknown parameter is a 400 (OGC)."""
     names = {q.name for q in provider.queryables()} | set(provider.extra_parameters)
     keys = list(request.query_params.keys())

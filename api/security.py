@@ -25,14 +25,15 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.responses import json_response
-from geo.errors import UriTooLong
+from geo.errors import InvalidParameter, UriTooLong
+from geo.ogc.cql import check_budget
 from geo.settings import Settings
 
 #: The OGC pages' inline script (rendered inside <script> by base.html).
@@ -181,8 +182,33 @@ def public_base_url(scope: Scope | Request, settings: Settings) -> str:
 # ----- the middleware -----------------------------------------------------------------------
 
 
+def over_budget(scope: Scope) -> InvalidParameter | None:
+    """The 400 of a CQL2 ``filter`` over its budget (length, depth, terms), else None.
+
+    The same check the items route makes (``geo.ogc.cql.check_budget``), done before
+    routing: refusing a hostile filter then costs microseconds, not a trip through the
+    framework, so a flood of them barely delays other requests.
+    """
+    query: bytes = scope["query_string"]
+    if b"filter=" not in query or not scope["path"].startswith("/collections/"):
+        return None
+    params = parse_qs(query.decode("latin-1"), keep_blank_values=True, errors="replace")
+    raw = (params.get("filter") or [""])[-1].strip()
+    lang = (params.get("filter-lang") or [None])[-1]
+    if not raw:
+        return None
+    if lang not in ("cql2-text", "cql2-json"):
+        lang = "cql2-json" if raw.startswith("{") else "cql2-text"
+    try:
+        check_budget(raw, lang)
+    except InvalidParameter as exc:
+        return exc
+    return None
+
+
 class SecurityMiddleware:
-    """Adds the security headers to every HTTP response; answers 414 to over-long URLs."""
+    """Adds the security headers to every HTTP response; answers 414 to over-long URLs and
+    400 to filters over their budget, before any routing."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -202,6 +228,12 @@ class SecurityMiddleware:
                 limit=self.max_url_length,
             )
             await self._send_headers(json_response(exc.to_dict(), status_code=exc.status))(
+                scope, receive, send
+            )
+            return
+        refused = over_budget(scope)
+        if refused is not None:
+            await self._send_headers(json_response(refused.to_dict(), status_code=400))(
                 scope, receive, send
             )
             return

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from geo.errors import NotFound, Unauthorized
 from geo.settings import get_settings
-from geo.store import get_engine, metadata, utcnow
+from geo.store import get_engine, metadata, transaction, utcnow
 from geo.territory.lookup import find_comune
 
 
@@ -88,7 +88,7 @@ def create_token(comune: str, label: str | None = None, engine: Engine | None = 
     c = find_comune(comune)["comune"]
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     tid = secrets.token_hex(6)
-    with (engine or get_engine()).begin() as conn:
+    with transaction(engine or get_engine()) as conn:
         conn.execute(
             tokens_table.insert().values(
                 id=tid,
@@ -125,7 +125,7 @@ def list_tokens(engine: Engine | None = None) -> list[dict[str, Any]]:
 
 def revoke_token(token_id: str, engine: Engine | None = None) -> None:
     """Revoke a token by its id (NotFound if unknown)."""
-    with (engine or get_engine()).begin() as conn:
+    with transaction(engine or get_engine()) as conn:
         n = conn.execute(
             tokens_table.update()
             .where(tokens_table.c.id == token_id, tokens_table.c.revoked_at.is_(None))

@@ -27,18 +27,27 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def uvicorn_app(env: dict[str, str], prefix: str = "cmm-geo-server-") -> Iterator[str]:
-    """Run ``uvicorn api.main:app`` with ``env`` over an embedded store in a fresh data dir
-    (removed afterwards); yield its base URL once ``/maps`` answers."""
+def uvicorn_app(
+    env: dict[str, str],
+    prefix: str = "cmm-geo-server-",
+    *,
+    workers: int = 1,
+    database_url: str | None = None,
+) -> Iterator[str]:
+    """Run ``uvicorn api.main:app`` with ``env`` (``workers`` processes) over an embedded
+    store in a fresh data dir (removed afterwards), or over ``database_url``; yield its base
+    URL once ``/maps`` answers."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix=prefix)
     full = {**os.environ, **env, "CMM_GEO_DATA_DIR": data_dir, "CMM_GEO_PORT": str(port)}
     full.pop("CMM_GEO_DATABASE_URL", None)
     full.pop("CMM_GEO_BASE_URL", None)
+    if database_url:
+        full["CMM_GEO_DATABASE_URL"] = database_url
     log = open(Path(data_dir) / "uvicorn.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", "warning", "--workers", str(workers)],
         cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from api.ogc_cache import OgcCacheMiddleware
 from api.ogc_params import (
@@ -113,7 +112,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getLandingPage",
     )
-    async def landing(req: Req) -> Response:
+    def landing(req: Req) -> Response:
         return _send(service.landing(req))
 
     @router.get(
@@ -123,7 +122,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getConformanceDeclaration",
     )
-    async def conformance(req: Req) -> Response:
+    def conformance(req: Req) -> Response:
         return _send(service.conformance(req))
 
     @router.get(
@@ -133,7 +132,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={200: {"description": "OK", "content": {OPENAPI_JSON: {}}}},
         operation_id="getAPIDefinition",
     )
-    async def api_definition(request: Request, req: Req) -> Response:
+    def api_definition(request: Request, req: Req) -> Response:
         if req.fmt == "html":
             return RedirectResponse("/docs", status_code=303)
         return _send(service.respond(req, openapi_document(request.app), OPENAPI_JSON))
@@ -145,7 +144,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses=_content(JSON),
         operation_id="getCollections",
     )
-    async def collections(req: Req) -> Response:
+    def collections(req: Req) -> Response:
         return _send(service.collections(req))
 
     @router.get(
@@ -155,7 +154,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(JSON), **_ERRORS},
         operation_id="describeCollection",
     )
-    async def collection(req: Req, provider: Collection) -> Response:
+    def collection(req: Req, provider: Collection) -> Response:
         return _send(service.collection(req, provider.id))
 
     @router.get(
@@ -165,7 +164,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(SCHEMA_JSON), **_ERRORS},
         operation_id="getQueryables",
     )
-    async def queryables(req: Req, provider: Collection) -> Response:
+    def queryables(req: Req, provider: Collection) -> Response:
         return _send(service.queryables(req, provider.id))
 
     @router.get(
@@ -177,7 +176,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(GEOJSON), **_ERRORS},
         operation_id="getFeatures",
     )
-    async def items(
+    def items(
         req: Req,
         provider: Collection,
         bbox_: Annotated[tuple[float, float, float, float] | None, Depends(bbox)],
@@ -204,8 +203,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
             offset=offset,
         )
         ir = ItemsRequest(query=q, crs=crs_, simplify=P.parse_simplify(simplify))
-        # Filtering and encoding are CPU (and store) work: off the event loop.
-        return _send(await run_in_threadpool(service.items, req, provider.id, ir))
+        return _send(service.items(req, provider.id, ir))
 
     @router.get(
         "/collections/{collectionId}/items/{featureId}",
@@ -213,7 +211,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         responses={**_content(GEOJSON), **_ERRORS},
         operation_id="getFeature",
     )
-    async def item(
+    def item(
         request: Request,
         req: Req,
         provider: Collection,
@@ -225,8 +223,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
     ) -> Response:
         P.check_parameters(request.query_params.keys(), P.ITEM_PARAMETERS)
         return _send(
-            await run_in_threadpool(
-                service.item,
+            service.item(
                 req,
                 provider.id,
                 feature_id,
@@ -257,6 +254,14 @@ def version_of(service: OgcService) -> Any:
     return _version
 
 
+def static_path(path: str) -> bool:
+    """True when ``path``'s data version needs no store (a territory collection)."""
+    if not path.startswith("/collections/"):
+        return False
+    parts = path.split("/", 3)
+    return len(parts) > 2 and registry.is_static(parts[2])
+
+
 def install(app: FastAPI, settings: Settings | None = None) -> OgcService:
     """Include the OGC router and put the response cache in front of routing."""
     settings = settings or get_settings()
@@ -267,5 +272,6 @@ def install(app: FastAPI, settings: Settings | None = None) -> OgcService:
         version_of=version_of(service),
         cors_origins=settings.cors_origins,
         base_url=lambda scope: public_base_url(scope, settings),
+        static=static_path,
     )
     return service

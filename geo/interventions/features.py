@@ -18,6 +18,7 @@ from geo.errors import Conflict, InvalidParameter, NotFound, ValidationFailed
 from geo.interventions.model import COLUMNS, InputTable
 from geo.interventions.store import get_feature, get_store, interventions_table, upsert
 from geo.interventions.validation import prepare
+from geo.store import transaction
 
 #: Members of a Feature a write may send (``bbox``/``links`` as a GET answered them: ignored).
 FEATURE_KEYS = frozenset({"type", "id", "geometry", "properties", "bbox", "links"})
@@ -118,7 +119,7 @@ def create_feature(
     prepared.raise_for_errors()
     engine = get_store(engine)
     rid = prepared.records[0]["id"]
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         exists = conn.execute(
             sa.select(interventions_table.c.id).where(interventions_table.c.id == rid)
         ).first()

@@ -26,7 +26,16 @@ from geo.interventions.model import (
     Prepared,
 )
 from geo.interventions.validation import prepare
-from geo.store import bump_revision, get_engine, get_meta, metadata, revision, set_meta, utcnow
+from geo.store import (
+    bump_revision,
+    get_engine,
+    get_meta,
+    metadata,
+    revision,
+    set_meta,
+    transaction,
+    utcnow,
+)
 from geo.territory import Territory, get_territory
 
 interventions_table = sa.Table(
@@ -97,7 +106,7 @@ def upsert(
     prepared.raise_for_errors()
     if conn is None:
         engine = engine or get_store()
-        with engine.begin() as c:
+        with transaction(engine) as c:
             return upsert(prepared, principal=principal, conn=c, progress=progress)
     records, links = prepared.records, prepared.links
     it, lt = interventions_table, links_table
@@ -187,7 +196,7 @@ def delete(intervention_id: str, *, principal: Principal = ADMIN, engine: Engine
     """Delete one intervention (NotFound, Forbidden)."""
     engine = engine or get_store()
     it = interventions_table
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         row = conn.execute(sa.select(it.c.comuni).where(it.c.id == intervention_id)).first()
         if row is None:
             raise NotFound(f"no intervention with id {intervention_id!r}")
@@ -218,7 +227,7 @@ def seed(engine: Engine) -> ImportReport | None:
     """Load the 104 documented interventions on first start (once per store)."""
     from geo.interventions.reading import read_file
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(764022)")
         if get_meta(conn, SEED_KEY):

@@ -28,7 +28,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84
-from geo.errors import ServiceUnavailable
+from geo.errors import NotFound, ServiceUnavailable
 
 log = logging.getLogger("cmm_geo.ogc")
 
@@ -182,16 +182,30 @@ class Registry:
         self._factories: dict[str, Callable[[], CollectionProvider]] = {}
         self._built: dict[str, CollectionProvider] = {}
         self._refreshers: list[Callable[[], Any]] = []
+        self._static: set[str] = set()
 
-    def register(self, collection_id: str, factory: Callable[[], CollectionProvider]) -> None:
-        """Add (or replace) a collection, built on first use."""
+    def register(
+        self,
+        collection_id: str,
+        factory: Callable[[], CollectionProvider],
+        *,
+        static: bool = False,
+    ) -> None:
         self._factories[collection_id] = factory
         self._built.pop(collection_id, None)
+        if static:
+            self._static.add(collection_id)
+        else:
+            self._static.discard(collection_id)
+
+    def is_static(self, collection_id: str) -> bool:
+        return collection_id in self._static
 
     def unregister(self, collection_id: str) -> None:
         """Remove a collection (e.g. a deleted layer)."""
         self._factories.pop(collection_id, None)
         self._built.pop(collection_id, None)
+        self._static.discard(collection_id)
 
     def add_refresher(self, refresh: Callable[[], Any]) -> None:
         """Call ``refresh`` before listing and on an unknown id (e.g. to register the stored
@@ -216,8 +230,11 @@ class Registry:
 
     def get(self, collection_id: str) -> CollectionProvider | None:
         """The provider of a collection, or None; ServiceUnavailable when its store is down."""
-        if collection_id not in self._factories and self._refreshers:
+        if collection_id not in self._static and self._refreshers:
             self.refresh()
+        return self._provider(collection_id)
+
+    def _provider(self, collection_id: str) -> CollectionProvider | None:
         factory = self._factories.get(collection_id)
         if factory is None:
             return None
@@ -241,9 +258,11 @@ class Registry:
         down: list[str] = []
         for cid in list(self._factories):
             try:
-                provider = self.get(cid)
+                provider = self._provider(cid)
             except ServiceUnavailable:
                 down.append(cid)
+                continue
+            except NotFound:
                 continue
             if provider is not None:
                 providers.append(provider)
@@ -270,6 +289,8 @@ def registry_version(reg: Registry | None = None) -> str:
             version = provider.version()
         except ServiceUnavailable:
             version = "unavailable"  # changes again when the store is back
+        except NotFound:
+            version = "deleted"
         h.update(f"{provider.id}\0{version}\0".encode())
     for cid in down:
         h.update(f"{cid}\0unavailable\0".encode())

@@ -464,7 +464,10 @@ class OgcService:
             "features": feats,
             "numberMatched": result.number_matched,
             "numberReturned": len(feats),
-            "timeStamp": datetime.now(UTC)
+            # When the data last changed, not the wall clock: the same data gives the same
+            # bytes, hence the same ETag, in every worker and replica (and after restarts).
+            "timeStamp": p.last_modified()
+            .astimezone(UTC)
             .replace(microsecond=0)
             .isoformat()
             .replace("+00:00", "Z"),

@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +101,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
     cur.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    """BEGIN IMMEDIATE for writes: a writer takes the write lock up front and waits for it
+    (busy timeout) instead of failing with "database is locked" when it upgrades a read
+    lock; reads stay deferred so they never wait for writers (WAL)."""
+    write = conn.get_execution_options().get(WRITE_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+#: Execution option marking a connection whose transactions write (see :func:`transaction`).
+WRITE_OPTION = "cmm_geo_write"
+
+
 def create_store_engine(url: str, *, schema: str | None = None) -> Engine:
     """A new engine for ``url`` (not migrated). ``schema``: PostgreSQL schema to work in."""
     engine = _new_engine(url, schema=schema)
@@ -118,12 +131,15 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy emit BEGIN itself so transactions are real (pysqlite quirk).
         sa.event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        sa.event.listen(engine, "begin", lambda c: c.exec_driver_sql("BEGIN"))
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     settings = get_settings()
     options = [f"-cstatement_timeout={int(settings.request_timeout_s * 1000)}"]
     if schema:
         options.insert(0, f"-csearch_path={schema},public")
+    given = sa.engine.make_url(url).query.get("options")  # e.g. ?options=-csearch_path%3Dx
+    if given:  # connect_args would replace it: keep it, ahead of ours
+        options[:0] = [given] if isinstance(given, str) else list(given)
     connect_args = {
         "options": " ".join(options),
         # libpq counts whole seconds (and psycopg at least 2).
@@ -142,7 +158,7 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
 
 
 def _ensure_schema(engine: Engine, schema: str) -> None:
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
 
@@ -336,7 +352,7 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (idempotent; serialised on PostgreSQL)."""
     from alembic import command
 
-    with engine.begin() as conn:
+    with transaction(engine) as conn:  # IMMEDIATE on SQLite: workers starting together queue
         if is_postgres(conn):
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(764021)")
         command.upgrade(alembic_config(conn), revision)
@@ -392,10 +408,16 @@ def dispose_engines() -> None:
 
 @contextmanager
 def transaction(engine: Engine | None = None) -> Iterator[Connection]:
-    """One transaction on the store: committed on success, rolled back on any error."""
+    """One write transaction on the store: committed on success, rolled back on any error.
+
+    On SQLite it begins IMMEDIATE, so concurrent writers (several workers) queue on the
+    busy timeout instead of failing with "database is locked".
+    """
     engine = engine or get_engine()
-    with engine.begin() as conn:
-        yield conn
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
@@ -413,25 +435,70 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
 
 
 def bump_revision(conn: Connection, topic: str) -> int:
-    """Increment the change counter of ``topic`` inside the caller's transaction."""
-    key = f"revision:{topic}"
-    current = get_meta(conn, key)
-    new = int(current or 0) + 1
-    set_meta(conn, key, str(new))
-    return new
+    """Increment the change counter of ``topic`` atomically inside the caller's transaction.
+
+    One ``INSERT … ON CONFLICT DO UPDATE SET value = value + 1 RETURNING value``: concurrent
+    writers (other workers, other replicas) never lose an increment.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    now = utcnow()
+    stmt = insert(store_meta).values(key=f"revision:{topic}", value="1", updated_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[store_meta.c.key],
+        set_={
+            "value": sa.cast(sa.cast(store_meta.c.value, sa.BigInteger) + 1, sa.Text),
+            "updated_at": now,
+        },
+    ).returning(store_meta.c.value)
+    return int(conn.execute(stmt).scalar_one())
+
+
+#: Revisions already read during the current request (see :func:`request_revisions`).
+_REQUEST_REVISIONS: ContextVar[dict[int, dict[str, tuple[int, datetime | None]]] | None] = (
+    ContextVar("cmm_geo_request_revisions", default=None)
+)
+
+
+@contextmanager
+def request_revisions() -> Iterator[None]:
+    """Within: the store's revisions are read once and reused (one read per request).
+
+    Reads of one request then agree on one data version (ETag, cache key, body), and a
+    request costs one round trip for all its version checks however many it makes. The
+    memo is copied into the threadpool with the context, so sync handlers share it.
+    """
+    token = _REQUEST_REVISIONS.set({})
+    try:
+        yield
+    finally:
+        _REQUEST_REVISIONS.reset(token)
+
+
+def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
+    """Every topic's change counter and when it last changed, in one query."""
+    memo = _REQUEST_REVISIONS.get()
+    if memo is not None and id(engine) in memo:
+        return memo[id(engine)]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(store_meta.c.key, store_meta.c.value, store_meta.c.updated_at).where(
+                store_meta.c.key.like("revision:%")
+            )
+        ).all()
+    out: dict[str, tuple[int, datetime | None]] = {}
+    for row in rows:
+        ts = row.updated_at
+        if ts is not None and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        out[row.key.removeprefix("revision:")] = (int(row.value), ts)
+    if memo is not None:
+        memo[id(engine)] = out
+    return out
 
 
 def revision(engine: Engine, topic: str) -> tuple[int, datetime | None]:
     """The change counter of ``topic`` and when it last changed."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(store_meta.c.value, store_meta.c.updated_at).where(
-                store_meta.c.key == f"revision:{topic}"
-            )
-        ).first()
-    if row is None:
-        return 0, None
-    ts = row.updated_at
-    if ts is not None and ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return int(row.value), ts
+    return revisions(engine).get(topic, (0, None))

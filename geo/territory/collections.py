@@ -141,6 +141,6 @@ def unions_provider(t: Territory | None = None) -> MemoryProvider:
 def register_territory(reg: Registry | None = None) -> None:
     """Register the three territory collections (built lazily on first use)."""
     reg = reg if reg is not None else registry
-    reg.register("comuni", comuni_provider)
-    reg.register("zone-omogenee", zones_provider)
-    reg.register("unioni", unions_provider)
+    reg.register("comuni", comuni_provider, static=True)
+    reg.register("zone-omogenee", zones_provider, static=True)
+    reg.register("unioni", unions_provider, static=True)

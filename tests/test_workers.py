@@ -1,0 +1,209 @@
+"""Several workers behave as one service (both backends): writes, uploads and deletes made
+through one worker are served by every other at once; concurrent writers lose nothing;
+ETags agree across workers; a request stuck on the database does not delay ``/lookup``.
+
+Each request below opens a fresh connection, so the kernel spreads them over the workers;
+40 of them reach all 4 workers with near certainty (and any that did not would only make a
+test pass that should, never fail one that should pass).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.servers import uvicorn_app
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+WORKERS = 4
+FRESH = 40  # requests on fresh connections per check
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgis"])
+def service(request, tmp_path_factory):
+    """A 4-worker server on a fresh store of each backend; yields (base URL, db URL)."""
+    db_url = None
+    schema = None
+    if request.param == "postgis":
+        base_url = request.getfixturevalue("postgis_url")
+        schema = f"w_{uuid.uuid4().hex[:10]}"
+        db_url = base_url + ("&" if "?" in base_url else "?")
+        db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
+        engine = sa.create_engine(base_url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    with uvicorn_app({}, "cmm-geo-workers-", workers=WORKERS, database_url=db_url) as base:
+        yield base, db_url
+    if schema:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+
+
+def fresh(method: str, url: str, **kw) -> httpx.Response:
+    """One request on a new connection (so any worker may answer it)."""
+    with httpx.Client(timeout=60) as c:
+        return c.request(method, url, **kw)
+
+
+def statuses(url: str) -> list[int]:
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(lambda _: fresh("GET", url).status_code, range(FRESH)))
+
+
+def matched(base: str) -> set[int]:
+    url = f"{base}/collections/interventions/items?limit=1"
+    with ThreadPoolExecutor(8) as pool:
+        return set(pool.map(lambda _: fresh("GET", url).json()["numberMatched"], range(FRESH)))
+
+
+def feature(fid: str, comune: str = "Rho") -> dict:
+    return {
+        "type": "Feature",
+        "id": fid,
+        "geometry": {"type": "Point", "coordinates": [9.04, 45.53]},
+        "properties": {"title": f"Worker test {fid}", "programme": "PINQUA", "comuni": comune},
+    }
+
+
+def test_intervention_written_through_one_worker_is_read_by_all(service):
+    base, _ = service
+    (before,) = matched(base)  # every worker warmed up, all agree
+    fid = "workers-" + uuid.uuid4().hex[:8]
+    r = fresh("POST", f"{base}/collections/interventions/items", json=feature(fid), headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert statuses(f"{base}/collections/interventions/items/{fid}") == [200] * FRESH
+    assert matched(base) == {before + 1}
+    r = fresh("DELETE", f"{base}/collections/interventions/items/{fid}", headers=ADMIN)
+    assert r.status_code == 204, r.text
+    assert statuses(f"{base}/collections/interventions/items/{fid}") == [404] * FRESH
+    assert matched(base) == {before}
+
+
+def test_layer_uploaded_and_deleted_through_one_worker(service):
+    base, _ = service
+    assert statuses(f"{base}/collections") == [200] * FRESH  # warm every worker
+    name = "Parchi " + uuid.uuid4().hex[:6]
+    gj = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"nome": "Parco"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[9.1, 45.4], [9.2, 45.4], [9.2, 45.5], [9.1, 45.4]]],
+                },
+            }
+        ],
+    }
+    r = fresh(
+        "POST",
+        f"{base}/layers",
+        files={"file": ("parchi.geojson", json.dumps(gj).encode())},
+        data={"name": name},
+        headers=ADMIN,
+    )
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    assert statuses(f"{base}/collections/{lid}/items") == [200] * FRESH
+    with ThreadPoolExecutor(8) as pool:
+        listings = list(pool.map(lambda _: fresh("GET", f"{base}/collections"), range(FRESH)))
+    assert all(lid in {c["id"] for c in x.json()["collections"]} for x in listings)
+
+    r = fresh("DELETE", f"{base}/layers/{lid}", headers=ADMIN)
+    assert r.status_code == 204, r.text
+    assert statuses(f"{base}/collections/{lid}/items") == [404] * FRESH
+    for path in ("/", "/collections"):
+        assert statuses(base + path) == [200] * FRESH
+    with ThreadPoolExecutor(8) as pool:
+        listings = list(pool.map(lambda _: fresh("GET", f"{base}/collections"), range(FRESH)))
+    assert not any(lid in {c["id"] for c in x.json()["collections"]} for x in listings)
+
+
+def test_etags_agree_across_workers(service):
+    base, _ = service
+    for path in (
+        "/",
+        "/collections",
+        "/collections/interventions/items?limit=5",
+        "/collections/interventions/items/doc-001",
+        "/collections/comuni/items?limit=3",
+    ):
+        with ThreadPoolExecutor(8) as pool:
+            urls = [base + path] * FRESH
+            tags = set(pool.map(lambda u: fresh("GET", u).headers["etag"], urls))
+        assert len(tags) == 1, (path, tags)
+
+
+def test_concurrent_writers_lose_nothing(service):
+    base, _ = service
+    (before,) = matched(base)
+    run = uuid.uuid4().hex[:6]
+    errors: list[str] = []
+
+    def writer(w: int) -> None:
+        with httpx.Client(timeout=120) as c:  # one keep-alive connection per writer
+            for i in range(50):
+                fid = f"cw-{run}-{w}-{i}"
+                url = f"{base}/collections/interventions/items"
+                r = c.post(url, json=feature(fid), headers=ADMIN)
+                if r.status_code != 201:
+                    errors.append(f"{fid}: {r.status_code} {r.text[:200]}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    assert errors == []
+    assert matched(base) == {before + 400}
+    # The data version moved with every write: a cached page of before is never served.
+    r = fresh("GET", f"{base}/collections/interventions/items?limit=1&filter=id LIKE 'cw-{run}-%'")
+    assert r.json()["numberMatched"] == 400
+
+
+def test_request_stuck_on_the_database_does_not_delay_lookup(postgis_url):
+    """One worker; a PostGIS lock holds an items request; /lookup still answers meanwhile."""
+    schema = f"w_{uuid.uuid4().hex[:10]}"
+    db_url = postgis_url + ("&" if "?" in postgis_url else "?")
+    db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
+    engine = sa.create_engine(postgis_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        with uvicorn_app({}, "cmm-geo-stuck-", database_url=db_url) as base:
+            assert fresh("GET", f"{base}/collections/interventions/items?limit=1").is_success
+            done = threading.Event()
+            with engine.connect() as locker:
+                tx = locker.begin()
+                locker.exec_driver_sql(
+                    f'LOCK TABLE "{schema}".store_meta, "{schema}".interventions '
+                    "IN ACCESS EXCLUSIVE MODE"
+                )
+
+                def stuck() -> None:
+                    fresh("GET", f"{base}/collections/interventions/items?limit=2&offset=1")
+                    done.set()
+
+                t = threading.Thread(target=stuck)
+                t.start()
+                assert not done.wait(1.0), "the items request should be waiting on the lock"
+                for _ in range(20):
+                    r = fresh("GET", f"{base}/lookup", params={"lon": 9.19, "lat": 45.46})
+                    assert r.status_code == 200
+                    assert r.json()["comune"]["name"] == "Milano"
+                assert not done.is_set(), "the lock was released too early for this test"
+                tx.rollback()
+            t.join(60)
+            assert done.is_set()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
