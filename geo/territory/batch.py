@@ -18,11 +18,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import shapely
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
 from geo.errors import InvalidParameter
 from geo.territory.model import Territory
+from geo.territory.nearest import nearest_index
 
 #: Answer fields of a point inside the territory, in output order.
 INSIDE_FIELDS = ("istat_code", "name", "zona_omogenea", "zona_name", "unione", "unione_name")
@@ -36,6 +36,7 @@ class _Columns:
     """Per-comune answer columns (territory order) plus a trailing null row for -1."""
 
     values: dict[str, np.ndarray]
+    arrow: dict[str, pa.Array]  # the same, one string array per field (no trailing null)
     inside_json: list[bytes]  # '"istat_code":"…",…' per comune
     outside_json: list[bytes]  # nulls + '"nearest_istat_code":"…","nearest_name":"…"'
 
@@ -64,7 +65,8 @@ def _columns(t: Territory) -> _Columns:
         nulls + b"," + orjson.dumps({"nearest_istat_code": r[0], "nearest_name": r[1]})[1:-1]
         for r in rows
     ]
-    cols = _Columns(values, inside_json, outside_json)
+    arrow = {f: pa.array(list(values[f][:-1]), type=pa.string()) for f in INSIDE_FIELDS}
+    cols = _Columns(values, arrow, inside_json, outside_json)
     _CACHE[t.version] = cols
     return cols
 
@@ -101,17 +103,20 @@ class BatchAnswer:
             return pa.array([str(v) for v in self.ids])
 
     def table(self) -> pa.Table:
-        """Every answer field as a column (nulls where a field does not apply)."""
-        cols = _columns(self.territory).values
+        """Every answer field as a column (nulls where a field does not apply).
+
+        Each field is a ``take`` from its per-comune column (pyarrow, in C++): no Python
+        object per point.
+        """
+        cols = _columns(self.territory).arrow
+        inside = pa.array(self.index, mask=self.index < 0)
         data: dict[str, Any] = {"id": self._ids()}
         for f in INSIDE_FIELDS:
-            data[f] = pa.array(cols[f][self.index], type=pa.string())
+            data[f] = cols[f].take(inside)
         out = self.nearest >= 0
-        near = np.where(out, self.nearest, -1)
-        data["nearest_istat_code"] = pa.array(
-            cols["istat_code"][near], type=pa.string(), mask=~out
-        )
-        data["nearest_name"] = pa.array(cols["name"][near], type=pa.string(), mask=~out)
+        near = pa.array(self.nearest, mask=~out)
+        data["nearest_istat_code"] = cols["istat_code"].take(near)
+        data["nearest_name"] = cols["name"].take(near)
         data["distance_m"] = pa.array(np.round(self.distance_m, 1), mask=~out)
         return pa.table(data)
 
@@ -153,17 +158,20 @@ class BatchAnswer:
 def nearest_outside(
     t: Territory, lon: np.ndarray, lat: np.ndarray, index: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest comune index and distance (m, EPSG:32632) of the points outside (-1/NaN in)."""
+    """Nearest comune index and distance (m, EPSG:32632) of the points outside (-1/NaN in).
+
+    Exact distances to the comuni's outlines from the grid of candidate segments of
+    :mod:`geo.territory.nearest` (lowest code among equidistant comuni).
+    """
     nearest = np.full(index.size, -1, dtype=np.int64)
     dist = np.full(index.size, np.nan)
     outside = np.flatnonzero(index < 0)
     if outside.size:
         tx = transformer_xy(CRS84, epsg_uri(METRIC_EPSG))
         mx, my = tx.transform(lon[outside], lat[outside])
-        pts = shapely.points(mx, my)
-        ni = t.metric_tree.nearest(pts)
-        nearest[outside] = ni
-        dist[outside] = shapely.distance(t.metric_geometries[ni], pts)
+        owner, d = nearest_index(t).query(t, np.asarray(mx), np.asarray(my))
+        nearest[outside] = owner
+        dist[outside] = d
     return nearest, dist
 
 

@@ -26,6 +26,7 @@ from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transfo
 from geo.errors import InvalidParameter, NotFound
 from geo.territory import Territory, get_territory
 from geo.territory.batch import BatchAnswer, nearest_outside, read_csv_points
+from geo.territory.nearest import TIE_M
 
 _EPSG4326 = epsg_uri(4326)
 _ISTAT_RE = re.compile(r"^\d{4,6}$")
@@ -152,8 +153,12 @@ def nearest(t: Territory, lon: float, lat: float) -> tuple[str, float]:
     tx = transformer_xy(CRS84, epsg_uri(METRIC_EPSG))
     mx, my = tx.transform(lon, lat)
     p = shapely.Point(mx, my)
-    i = int(t.metric_tree.nearest(p))
-    return str(t.codes[i]), float(shapely.distance(t.metric_geometries[i], p))
+    # Every comune at the least distance, then the lowest code: the batch's rule too
+    # (geo.territory.nearest), so one point gets the same answer both ways.
+    hits = t.metric_tree.query_nearest(p, all_matches=True)
+    d = shapely.distance(t.metric_geometries[hits], p)
+    i = int(hits[d <= d.min() + TIE_M].min())
+    return str(t.codes[i]), float(d.min())
 
 
 def locate_point(

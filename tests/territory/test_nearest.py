@@ -1,0 +1,92 @@
+"""The nearest comune to points outside: exact, lowest code on ties, the same one by one and
+in a batch, wherever the point is (near, far, on the grid's edge, beyond it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
+from geo.territory import get_territory, lookup
+from geo.territory.nearest import CELL_M, MARGIN_M, TIE_M, nearest_index
+
+
+def reference(t, mx: np.ndarray, my: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force with shapely: distance to every comune, lowest index among the closest."""
+    pts = shapely.points(mx, my)
+    d = shapely.distance(t.metric_geometries[None, :], pts[:, None])
+    best = d.min(axis=1)
+    owner = np.array(
+        [np.flatnonzero(row <= b + TIE_M).min() for row, b in zip(d, best, strict=True)]
+    )
+    return owner, best
+
+
+def outside_points(n: int, seed: int, spread_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    t = get_territory()
+    x0, y0, x1, y1 = shapely.total_bounds(t.geometries)
+    rng = np.random.default_rng(seed)
+    lon = rng.uniform(x0 - spread_deg, x1 + spread_deg, n)
+    lat = rng.uniform(y0 - spread_deg, y1 + spread_deg, n)
+    keep = lookup.locate_indices(t, lon, lat) < 0
+    return lon[keep], lat[keep]
+
+
+def test_grid_answers_exactly_what_shapely_answers():
+    t = get_territory()
+    lon, lat = outside_points(4000, 1, 0.35)  # near, far, and beyond the grid's margin
+    mx, my = transformer_xy(CRS84, epsg_uri(METRIC_EPSG)).transform(lon, lat)
+    owner, dist = nearest_index(t).query(t, np.asarray(mx), np.asarray(my))
+    ref_owner, ref_dist = reference(t, np.asarray(mx), np.asarray(my))
+    assert np.array_equal(owner, ref_owner)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-6)
+    ix = nearest_index(t)
+    beyond = (np.asarray(mx) < ix.x0) | (np.asarray(mx) > ix.x0 + ix.nx * CELL_M)
+    assert beyond.any(), "some points must test the path beyond the grid"
+    assert MARGIN_M > 0
+
+
+def test_single_and_batch_agree():
+    lon, lat = outside_points(300, 2, 0.2)
+    batch = lookup.locate_columns(lon, lat).to_dict()["results"]
+    for x, y, row in zip(lon, lat, batch, strict=True):
+        code, dist = lookup.nearest(get_territory(), float(x), float(y))
+        assert row["istat_code"] is None
+        assert row["nearest_istat_code"] == code
+        assert abs(row["distance_m"] - round(dist, 1)) <= 0.051
+
+
+def test_equidistant_comuni_give_the_lowest_code():
+    """At a vertex two or more comuni share, every one of them is at distance 0."""
+    t = get_territory()
+    ix = nearest_index(t)
+    owners: dict[tuple[float, float], set[int]] = {}
+    for k in range(ix.ax.size):
+        owners.setdefault((float(ix.ax[k]), float(ix.ay[k])), set()).add(int(ix.owner[k]))
+    shared = [(xy, o) for xy, o in owners.items() if len(o) >= 2][:200]
+    assert len(shared) >= 50
+    xs = np.array([xy[0] for xy, _ in shared])
+    ys = np.array([xy[1] for xy, _ in shared])
+    owner, dist = ix.query(t, xs, ys)
+    ref_owner, _ = reference(t, xs, ys)
+    assert np.array_equal(owner, ref_owner)
+    assert np.allclose(dist, 0.0, atol=1e-6)
+    assert [int(o) for o in owner] == [min(o) for _, o in shared]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(min_value=7.5, max_value=11.0),
+    st.floats(min_value=44.5, max_value=46.5),
+)
+def test_any_point_outside_matches_the_brute_force(lon, lat):
+    t = get_territory()
+    if lookup.locate_indices(t, np.array([lon]), np.array([lat]))[0] >= 0:
+        return
+    mx, my = transformer_xy(CRS84, epsg_uri(METRIC_EPSG)).transform(lon, lat)
+    owner, dist = nearest_index(t).query(t, np.array([mx]), np.array([my]))
+    ref_owner, ref_dist = reference(t, np.array([mx]), np.array([my]))
+    assert owner[0] == ref_owner[0]
+    assert abs(dist[0] - ref_dist[0]) < 1e-6
