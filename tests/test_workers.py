@@ -207,3 +207,33 @@ def test_request_stuck_on_the_database_does_not_delay_lookup(postgis_url):
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         engine.dispose()
+
+
+def test_two_replicas_on_one_postgis_are_one_service(postgis_url):
+    """Two separate server processes (replicas behind a load balancer) on one database."""
+    schema = f"w_{uuid.uuid4().hex[:10]}"
+    db_url = postgis_url + ("&" if "?" in postgis_url else "?")
+    db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
+    engine = sa.create_engine(postgis_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        with (
+            uvicorn_app({}, "cmm-geo-replica-a-", database_url=db_url) as a,
+            uvicorn_app({}, "cmm-geo-replica-b-", database_url=db_url) as b,
+        ):
+            items = "/collections/interventions/items"
+            before = fresh("GET", f"{b}{items}?limit=1")
+            etag = before.headers["etag"]
+            fid = "replica-" + uuid.uuid4().hex[:8]
+            assert fresh("POST", a + items, json=feature(fid), headers=ADMIN).status_code == 201
+            assert fresh("GET", f"{b}{items}/{fid}").status_code == 200
+            after = fresh("GET", f"{b}{items}?limit=1", headers={"If-None-Match": etag})
+            assert after.status_code == 200  # not a stale 304
+            assert after.json()["numberMatched"] == before.json()["numberMatched"] + 1
+            assert fresh("DELETE", f"{b}{items}/{fid}", headers=ADMIN).status_code == 204
+            assert fresh("GET", f"{a}{items}/{fid}").status_code == 404
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
