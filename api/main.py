@@ -9,7 +9,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from api import openapi_docs
 from api.errors import install_error_handlers
 from api.responses import JSONResponse
-from api.routes import interventions, layers, lookup, maps, ogc, plan, territory
+from api.routes import interventions, layers, lookup, maps, ogc, plan, territory, tiles
 from api.security import SecurityMiddleware
 from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(layers.router)
     app.include_router(maps.router)
     app.mount(maps.VENDOR_URL, maps.vendor_files(), name="vendor")
+    app.include_router(tiles.router)  # OGC API – Tiles (vector tiles)
     ogc.install(app, settings)  # "/" is the OGC landing page
     openapi_docs.install(app)  # real response schemas and every status code
     # Outermost: headers on every response, 414 before routing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from geo.ogc.cql import CQL2_CONFORMANCE
+from geo.ogc.tiles import CONFORMANCE as TILES_CONFORMANCE
 
 _F1 = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
 _F2 = "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/"
@@ -38,4 +39,5 @@ CONFORMANCE: tuple[str, ...] = (
     FILTER,
     FEATURES_FILTER,
     *CQL2_CONFORMANCE,
+    *TILES_CONFORMANCE,  # OGC API – Tiles and TMS 2.0 (geo.ogc.tiles, api.routes.tiles)
 )

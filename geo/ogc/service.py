@@ -44,6 +44,7 @@ from geo.ogc.http import (
     http_date,
 )
 from geo.ogc.registry import CollectionProvider, Registry, registry_version
+from geo.ogc.tiles import REL_TILESETS_VECTOR, REL_TILING_SCHEMES
 
 
 @lru_cache(maxsize=1)
@@ -202,6 +203,12 @@ class OgcService:
             },
             {"rel": "data", "type": JSON, "title": "Collections", "href": req.url("/collections")},
             {
+                "rel": REL_TILING_SCHEMES,
+                "type": JSON,
+                "title": "Tile matrix sets of the vector tiles",
+                "href": req.url("/tileMatrixSets"),
+            },
+            {
                 "rel": REL_DATA,
                 "type": JSON,
                 "title": "Collections",
@@ -305,6 +312,12 @@ class OgcService:
                     "type": SCHEMA_JSON,
                     "title": "Queryables",
                     "href": req.url(base + "/queryables") + "?f=json",
+                },
+                {  # OGC API – Tiles (geo.ogc.tiles)
+                    "rel": REL_TILESETS_VECTOR,
+                    "type": JSON,
+                    "title": "Vector tilesets (Mapbox Vector Tiles)",
+                    "href": req.url(base + "/tiles"),
                 },
             ],
         }

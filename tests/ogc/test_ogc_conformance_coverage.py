@@ -73,6 +73,34 @@ COVERAGE: dict[str, list[str]] = {
 }
 
 
+#: OGC API – Tiles and TMS 2.0 (geo.ogc.tiles).
+_T = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
+_TMS = "http://www.opengis.net/spec/tms/2.0/conf/"
+TILES_COVERAGE: dict[str, list[str]] = {
+    _T + "core": [
+        "test_tiles.test_tile_holds_what_a_bbox_query_of_its_area_returns",
+        "test_tiles.test_empty_bad_and_out_of_range_tiles",
+        "test_tiles.test_etag_and_304",
+    ],
+    _T + "tileset": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+    _T + "tilesets-list": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+    _T + "geodata-tilesets": [
+        "test_tiles.test_tile_matrix_sets_and_tilesets",
+        "test_tiles.test_intervention_tiles_change_with_the_data",
+    ],
+    _T + "mvt": [
+        "test_tiles.test_tile_properties_and_geometry",
+        "test_tiles.test_gdal_reads_a_tile",
+    ],
+    _T + "oas30": ["test_tiles.test_openapi_documents_the_tiles"],
+    _TMS + "tilematrixset": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+    _TMS + "json-tilematrixset": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+    _TMS + "tilesetmetadata": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+    _TMS + "json-tilesetmetadata": ["test_tiles.test_tile_matrix_sets_and_tilesets"],
+}
+COVERAGE.update(TILES_COVERAGE)
+
+
 def test_every_declared_class_has_existing_tests():
     assert set(COVERAGE) == set(CONFORMANCE), (
         "declared but untested: "
