@@ -25,6 +25,38 @@ def _is_ogc(path: str) -> bool:
     return path.startswith(OGC_PREFIXES) or path in OGC_PATHS
 
 
+def _wants_html(request: Request) -> bool:
+    """An OGC resource asked for as HTML (``f=html`` or a browser's Accept)."""
+    if not _is_ogc(request.url.path):
+        return False
+    from geo.ogc import negotiate
+
+    f = request.query_params.get("f")
+    return negotiate(f if f in ("json", "html") else None, request.headers.get("accept")) == "html"
+
+
+def _answer(request: Request, body: dict, status_code: int, headers=None):
+    """The error as JSON, or as an HTML page when HTML was asked for (every value escaped)."""
+    if not _wants_html(request):
+        return json_response(body, status_code=status_code, headers=headers)
+    from html import escape
+
+    from fastapi.responses import HTMLResponse
+
+    title = f"{status_code} {escape(str(body.get('code', 'Error')))}"
+    page = (
+        f'<!doctype html><html lang="it"><head><meta charset="utf-8"><title>{title}</title>'
+        f"</head><body><h1>{title}</h1><p>{escape(str(body.get('description', '')))}</p>"
+        + (
+            f"<p>Parametro: <code>{escape(str(body['parameter']))}</code></p>"
+            if body.get("parameter")
+            else ""
+        )
+        + '<p><a href="/?f=html">Home</a></p></body></html>'
+    )
+    return HTMLResponse(page, status_code=status_code, headers=headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors, validation errors and stray exceptions to JSON bodies."""
 
@@ -35,7 +67,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, InvalidParameter) and status == 400 and not ogc:
             status = 422
         headers = getattr(exc, "headers", None)  # e.g. WWW-Authenticate on 401
-        return json_response(exc.to_dict(), status_code=status, headers=headers)
+        return _answer(request, exc.to_dict(), status, headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def store_error(request: Request, exc: SQLAlchemyError):
@@ -60,23 +92,25 @@ def install_error_handlers(app: FastAPI) -> None:
             problems.append({"parameter": ".".join(loc) or "request", "message": e.get("msg")})
         first = problems[0] if problems else {"parameter": "request", "message": "invalid"}
         status = 400 if _is_ogc(request.url.path) else 422
-        return json_response(
+        return _answer(
+            request,
             {
                 "code": "InvalidParameterValue",
                 "description": f"{first['parameter']}: {first['message']}",
                 "parameter": first["parameter"],
                 "details": problems,
             },
-            status_code=status,
+            status,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-        return json_response(
+        return _answer(
+            request,
             {"code": code, "description": str(exc.detail)},
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            exc.status_code,
+            getattr(exc, "headers", None),
         )
 
     @app.exception_handler(Exception)

@@ -6,10 +6,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 
+import api.routes.accounts as accounts  # sign-in, users
+import api.routes.editing as editing  # edit forms, history, upload
+import api.routes.tiles as tiles  # OGC API – Tiles (vector tiles)
 from api import openapi_docs
 from api.errors import install_error_handlers
 from api.responses import JSONResponse
-from api.routes import interventions, layers, lookup, maps, ogc, plan, territory, tiles
+from api.routes import app as webapp
+from api.routes import downloads, interventions, layers, lookup, maps, ogc, plan, suggest, territory
 from api.security import SecurityMiddleware
 from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
@@ -45,13 +49,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # One router per capability; the OGC routes also put the response cache in front.
     app.include_router(territory.router)
+    app.include_router(suggest.router)  # /lookup/suggest
     app.include_router(lookup.router)
     app.include_router(interventions.router)
     app.include_router(plan.router)
     app.include_router(layers.router)
     app.include_router(maps.router)
     app.mount(maps.VENDOR_URL, maps.vendor_files(), name="vendor")
-    app.include_router(tiles.router)  # OGC API – Tiles (vector tiles)
+    # The browser application: "/" for browsers (before the OGC landing page), its files.
+    app.include_router(webapp.router)
+    app.include_router(webapp.prints)
+    app.include_router(downloads.router)
+    app.include_router(tiles.router)
+    app.mount(webapp.page.STATIC_URL, webapp.static_files(), name="app-static")
+    app.include_router(accounts.router)  # sign-in, session, users (/app/login, /app/users)
+    app.include_router(editing.router)  # intervention forms, history, layer upload (/app/…)
     ogc.install(app, settings)  # "/" is the OGC landing page
     openapi_docs.install(app)  # real response schemas and every status code
     # Outermost: headers on every response, 414 before routing.

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from geo.ogc import negotiate
+from geo.ogc.http import negotiate_language
 from geo.store import request_revisions
 
 #: Headers recomputed per request rather than stored.
@@ -151,7 +152,8 @@ class OgcCacheMiddleware:
         query: bytes = scope["query_string"]
         has_f = query.startswith(b"f=") or b"&f=" in query
         fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
-        key = (version, self.base_url(scope), path, query, fmt)
+        lang = negotiate_language(_s(req_headers.get(b"accept-language")))
+        key = (version, self.base_url(scope), path, query, fmt, lang)
         entry = self.cache.get(key)
         if entry is None:
             entry = await self._fill(scope, receive, send, key)
@@ -194,7 +196,9 @@ class OgcCacheMiddleware:
     async def _answer(
         self, scope: Scope, send: Send, req_headers: dict[bytes, bytes], e: Entry
     ) -> None:
-        extra: list[tuple[bytes, bytes]] = [(b"vary", b"Accept, Accept-Encoding, Origin")]
+        extra: list[tuple[bytes, bytes]] = [
+            (b"vary", b"Accept, Accept-Encoding, Accept-Language, Origin")
+        ]
         origin = req_headers.get(b"origin")
         if origin is not None and (self.cors_any or origin in self.cors_origins):
             extra.append((b"access-control-allow-origin", b"*" if self.cors_any else origin))

@@ -17,6 +17,7 @@ from geo.errors import NotFound
 from geo.ogc import OgcRequest, negotiate
 from geo.ogc import params as P
 from geo.ogc.cql import GEOMETRY_PROPERTY, CqlFilter, parse_filter
+from geo.ogc.http import negotiate_language
 from geo.ogc.registry import CollectionProvider, registry
 
 _CRS_HELP = "One of: CRS84 (default), " + ", ".join(u for u in SUPPORTED_URIS[1:])
@@ -36,6 +37,7 @@ async def ogc_request(request: Request, f: Format = None) -> OgcRequest:
         path=request.url.path,
         query=list(request.query_params.multi_items()),
         fmt=negotiate(f, request.headers.get("accept")),
+        lang=negotiate_language(request.headers.get("accept-language")),
     )
 
 
@@ -167,7 +169,10 @@ def property_filters(request: Request, provider: Collection) -> dict[str, str]:
     return {k: request.query_params[k] for k in keys if k in names}
 
 
-Limit = Annotated[int, Query(ge=1, le=P.MAX_LIMIT, description=f"Page size (max {P.MAX_LIMIT}).")]
+Limit = Annotated[
+    int,
+    Query(ge=1, description=f"Page size (default 10); above {P.MAX_LIMIT} it is capped."),
+]
 Offset = Annotated[int, Query(ge=0, description="Number of features to skip.")]
 SkipGeometry = Annotated[
     bool, Query(alias="skipGeometry", description="Leave geometries out (attributes only).")

@@ -11,6 +11,7 @@ on; objects stay open (further fields may be added without breaking clients).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import FastAPI
@@ -135,6 +136,26 @@ SUCCESS: dict[tuple[str, str], tuple[str, dict[str, dict[str, Any]]]] = {
             "application/pdf": {"type": "string", "format": "binary"},
         },
     ),
+    # The map application (api/routes/suggest.py, downloads.py, app.py).
+    ("get", "/lookup/suggest"): (
+        "200",
+        {"application/json": _obj({"query": STR, "suggestions": {"type": "array"}})},
+    ),
+    ("get", "/downloads/{collectionId}"): (
+        "200",
+        {
+            "application/geo+json": ANY_OBJ,
+            "text/csv": STR,
+            "application/geopackage+sqlite3": {"type": "string", "format": "binary"},
+        },
+    ),
+    ("get", "/app/print.{fmt}"): (
+        "200",
+        {
+            "image/png": {"type": "string", "format": "binary"},
+            "application/pdf": {"type": "string", "format": "binary"},
+        },
+    ),
 }
 #: Paths answered as HTML pages (maps), or PNG/PDF when the path asks for it.
 HTML_PREFIX = "/maps"
@@ -167,6 +188,12 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
     error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Exception"}}}
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
+            if method == "options":  # OPTIONS answers 204 + Allow (or 404), nothing else
+                op["responses"] = {
+                    "204": {"description": "`Allow` lists what the caller may do"},
+                    "404": {"description": "Not found", "content": error_ref},
+                }
+                continue
             if method not in ("get", "post", "put", "patch", "delete"):
                 continue
             responses = op.setdefault("responses", {})
@@ -185,17 +212,165 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
             errors = dict(COMMON_ERRORS)
             if method != "get" and path != "/lookup":
                 errors.update(WRITE_ERRORS)
+            if method in ("put", "patch", "delete") and path.startswith("/collections/"):
+                errors["412"] = "If-Match names a version that is no longer current"
             elif method == "post":
                 errors.update(BODY_ERRORS)
+            ogc = path.startswith("/collections") or path in ("/", "/api", "/conformance")
+            refs = {**error_ref, "text/html": {"schema": STR}} if ogc else error_ref
             for status, description in errors.items():
                 current = responses.get(status, {})
                 if "content" in current and status not in ("422",):
+                    if ogc:  # errors asked for as HTML come as HTML
+                        current["content"].setdefault("text/html", {"schema": STR})
                     continue  # the route documented its own error body
-                responses[status] = {"description": description, "content": error_ref}
+                responses[status] = {"description": description, "content": refs}
     schemas = doc["components"]["schemas"]
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+    _ogc_parameters(doc)
+    _security(doc)
+    _items_gets(doc)
+    api = doc.get("paths", {}).get("/api", {}).get("get")
+    if api is not None:
+        api["responses"]["303"] = {"description": "`f=html`: redirect to the documentation"}
     return doc
+
+
+#: OGC API – Features parameters as the standards define them (FastAPI sees strings).
+OGC_PARAMETERS: dict[str, dict[str, Any]] = {
+    "bbox": {
+        "style": "form",
+        "explode": False,
+        "schema": {
+            "type": "array",
+            "items": {"type": "number"},
+            "minItems": 4,
+            "maxItems": 6,
+        },
+    },
+    "crs": {"schema": {"type": "string", "format": "uri"}},
+    "bbox-crs": {"schema": {"type": "string", "format": "uri"}},
+    "filter-crs": {"schema": {"type": "string", "format": "uri"}},
+    "filter-lang": {
+        "schema": {"type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text"}
+    },
+    "limit": {
+        "description": "Page size (default 10); above the maximum of 10000 it is capped.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 10},
+    },
+}
+#: Security scheme of the writes: a bearer token (admin or a comune's editor).
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "The admin token (CMM_GEO_ADMIN_TOKEN) or a comune's editor token "
+    "(`cmm-geo tokens create`)",
+}
+
+
+def _ogc_parameters(doc: dict[str, Any]) -> None:
+    """bbox as an array of numbers, CRS parameters as URIs, filter-lang's default."""
+    for path, item in doc.get("paths", {}).items():
+        if not path.startswith("/collections"):
+            continue
+        for op in item.values():
+            for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                fix = OGC_PARAMETERS.get(param.get("name", ""))
+                if fix is not None and param.get("in") == "query":
+                    param.update({k: v for k, v in fix.items() if k != "schema"})
+                    description = param["schema"].get("description")
+                    param["schema"] = dict(fix["schema"])
+                    if description:
+                        param["schema"]["description"] = description
+
+
+def _security(doc: dict[str, Any]) -> None:
+    """Writes require a bearer token: declared once, referenced by every write."""
+    comps = doc.setdefault("components", {})
+    comps.setdefault("securitySchemes", {})["bearerAuth"] = BEARER
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if method in ("post", "put", "patch", "delete") and path not in ("/lookup",):
+                op.setdefault("security", [{"bearerAuth": []}])
+
+
+def _items_gets(doc: dict[str, Any]) -> None:
+    """Paths of one collection that only document writes (the interventions) also get the
+    generic GET, so clients reading the document find it next to the writes."""
+    paths = doc.get("paths", {})
+    generic_items = paths.get("/collections/{collectionId}/items", {}).get("get")
+    generic_item = paths.get("/collections/{collectionId}/items/{featureId}", {}).get("get")
+    for path, item in paths.items():
+        if not path.startswith("/collections/") or "{collectionId}" in path:
+            continue
+        collection_id = path.split("/")[2]
+        rest = path.split("/", 3)[3] if path.count("/") >= 3 else ""
+        if rest == "items" and generic_items and "get" not in item:
+            item["get"] = collection_get(generic_items, collection_id, [])
+        elif rest.startswith("items/{") and generic_item and "get" not in item:
+            feature_param = rest[len("items/{") : -1]
+            get = collection_get(generic_item, collection_id, [])
+            for param in get["parameters"]:
+                if param.get("in") == "path":
+                    param["name"] = feature_param
+            item["get"] = get
+
+
+def collection_get(
+    generic: dict[str, Any], collection_id: str, queryables: list[Any]
+) -> dict[str, Any]:
+    """The generic GET of ``/collections/{collectionId}/items…`` for one collection, with
+    one query parameter per queryable (Part 3 "Queryables as Query Parameters"; GDAL pushes
+    a ``-where`` down only for parameters it finds here)."""
+    op = copy.deepcopy(generic)
+    op["operationId"] = f"{generic.get('operationId', 'get')}_{collection_id}".replace("-", "_")
+    op["parameters"] = [
+        p
+        for p in op.get("parameters", [])
+        if not (p.get("in") == "path" and p.get("name") == "collectionId")
+    ]
+    for q in queryables:
+        item_type = "string" if q.type == "datetime" else q.type
+        schema: dict[str, Any] = {"type": item_type}
+        if q.enum:
+            schema["enum"] = list(q.enum)
+        if q.format:
+            schema["format"] = q.format
+        one_of = " (matches when the value is one of the list)" if q.array else ""
+        op["parameters"].append(
+            {
+                "name": q.name,
+                "in": "query",
+                "required": False,
+                "style": "form",
+                "explode": False,
+                "description": (q.title or q.name) + one_of,
+                "schema": schema,
+            }
+        )
+    return op
+
+
+def with_collections(doc: dict[str, Any], providers: list[Any]) -> dict[str, Any]:
+    """``doc`` plus, per collection, ``/collections/{id}/items`` (GET with its queryables as
+    parameters) and ``/collections/{id}/items/{featureId}``: what GDAL and QGIS look for."""
+    out = copy.copy(doc)
+    paths = dict(doc.get("paths", {}))
+    generic_items = paths.get("/collections/{collectionId}/items", {}).get("get")
+    generic_item = paths.get("/collections/{collectionId}/items/{featureId}", {}).get("get")
+    if generic_items is None:
+        return doc
+    for p in providers:
+        items_path = f"/collections/{p.id}/items"
+        item = dict(paths.get(items_path, {}))
+        item["get"] = collection_get(generic_items, p.id, p.queryables())
+        paths[items_path] = item
+        one_path = f"/collections/{p.id}/items/{{featureId}}"
+        if generic_item is not None and not any(k.startswith(items_path + "/{") for k in paths):
+            paths[one_path] = {"get": collection_get(generic_item, p.id, [])}
+    out["paths"] = paths
+    return out
 
 
 def install(app: FastAPI) -> None:

@@ -28,15 +28,48 @@ from geo.territory.lookup import find_comune
 
 @dataclass(frozen=True)
 class Principal:
-    """Who writes: the administrator, or the editor of one comune."""
+    """Who writes: the administrator, or the editor of one or more comuni.
+
+    Tokens give one ``comune``; a signed-in user (``geo.accounts``) may edit several
+    (``comuni``) and carries its ``user`` name, which the change history records.
+    """
 
     role: str  # "admin" | "editor"
     comune: str | None = None
     token_id: str | None = None
+    comuni: frozenset[str] = frozenset()
+    user: str | None = None
+
+    @property
+    def editable(self) -> frozenset[str]:
+        """ISTAT codes of the comuni this editor may write in (a token's one, a user's many)."""
+        return self.comuni | ({self.comune} if self.comune else set())
+
+    @property
+    def name(self) -> str:
+        """Who this is, as the change history shows it."""
+        if self.user:
+            return self.user
+        if self.token_id:
+            return f"token {self.token_id}"
+        return "admin" if self.role == "admin" else "editor"
+
+    @property
+    def owner(self) -> str:
+        """What a layer records as its uploader: ``user:<name>``, ``token:<id>`` or ``admin``."""
+        if self.user:
+            return f"user:{self.user}"
+        if self.token_id:
+            return f"token:{self.token_id}"
+        return "admin"
+
+    def may_manage(self, owner: str | None) -> bool:
+        """Replace or delete a layer: the admin any, an editor those they uploaded."""
+        return self.role == "admin" or (owner is not None and owner == self.owner)
 
     def may_write(self, comuni: list[str]) -> bool:
-        """Editors may only write interventions located in their own comune."""
-        return self.role == "admin" or (bool(comuni) and set(comuni) == {self.comune})
+        """Editors may only write interventions all of whose comuni are theirs."""
+        return self.role == "admin" or (bool(comuni) and set(comuni) <= self.editable)
 
 
 ADMIN = Principal("admin")

@@ -184,6 +184,9 @@ app.add_typer(import_app, name="import")
 from geo.layers.cli import layers_app  # noqa: E402
 
 app.add_typer(layers_app, name="layers")
+from geo.accounts.cli import users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
 
 
 if __name__ == "__main__":  # pragma: no cover

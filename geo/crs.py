@@ -2,7 +2,9 @@
 
 Served coordinates are CRS84 (lon/lat); metric work is done in EPSG:32632.
 Lombardy publishes data in EPSG:32632 (WGS 84 / UTM 32N), EPSG:7791 (RDN2008 / UTM 32N)
-and EPSG:3003 (Monte Mario / Italy zone 1, Gauss-Boaga).
+and EPSG:3003 (Monte Mario / Italy zone 1, Gauss-Boaga); Italian public administrations
+also publish in EPSG:6707, RDN2008 / UTM 32N with **northing first** as EPSG defines it
+(like EPSG:4326's latitude first): coordinates in that CRS are (northing, easting).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 METRIC_EPSG = 32632
 
 #: EPSG codes accepted for input and output (besides CRS84).
-SUPPORTED_EPSG: tuple[int, ...] = (4326, 32632, 3003, 7791, 3857)
+SUPPORTED_EPSG: tuple[int, ...] = (4326, 32632, 3003, 7791, 6707, 3857)
 
 
 def epsg_uri(code: int) -> str:
@@ -91,3 +93,11 @@ def is_lat_lon(uri: str) -> bool:
     """True when the CRS's first axis is latitude (EPSG:4326)."""
     axis = to_pyproj(uri).axis_info
     return bool(axis) and axis[0].direction.lower() == "north"
+
+
+def to_lonlat(first: object, second: object, uri: str) -> tuple[object, object]:
+    """Coordinates given in ``uri``'s own axis order (EPSG:4326 lat/lon, EPSG:6707
+    northing/easting, CRS84 lon/lat, others easting/northing) → (lon, lat)."""
+    if uri == CRS84:
+        return first, second
+    return transformer(uri, CRS84).transform(first, second)

@@ -76,6 +76,14 @@ class Conflict(GeoError):
     code = "Conflict"
 
 
+class PreconditionFailed(GeoError):
+    """``If-Match`` names a version that is no longer current (HTTP 412): someone else
+    changed the feature since the client read it."""
+
+    status = 412
+    code = "PreconditionFailed"
+
+
 class PayloadTooLarge(GeoError):
     """An upload exceeds a configured limit (HTTP 413)."""
 

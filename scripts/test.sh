@@ -11,7 +11,8 @@
 #    matches .venv/.cmm-geo-installed. CMM_GEO_FORCE_INSTALL=1 forces the pip step.
 # 3. A throwaway PostgreSQL+PostGIS cluster (scripts/pg_throwaway.sh) unless
 #    CMM_GEO_TEST_DATABASE_URL is already set; stopped and deleted on exit.
-# 4. pytest with CHROMIUM_PATH / CHROMEDRIVER_PATH set; exits with pytest's exit code
+# 4. pytest (two processes, pytest-xdist; CMM_GEO_TEST_WORKERS=N to change, 0 for one) with
+#    CHROMIUM_PATH / CHROMEDRIVER_PATH set; exits with pytest's exit code
 #    (5, "no tests collected", is reported as a failure).
 #
 # CMM_GEO_SKIP_APT=1 skips step 1 (e.g. on a machine where you manage packages yourself).
@@ -177,6 +178,10 @@ export VIRTUAL_ENV="$VENV"
 export PATH="$VENV/bin:$PATH"
 [[ -x "$CHROMIUM_PATH" ]] || die "CHROMIUM_PATH=$CHROMIUM_PATH is not executable"
 
+# Two test processes unless told otherwise (-n N, or CMM_GEO_TEST_WORKERS=0 for one).
+if [[ " $* " != *" -n "* && " $* " != *" -n="* && "${CMM_GEO_TEST_WORKERS:-2}" != 0 ]]; then
+    set -- -n "${CMM_GEO_TEST_WORKERS:-2}" "$@"
+fi
 log "setup took $(( $(date +%s) - T_START ))s; running: python -m pytest $*"
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -15,12 +15,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.responses import csv_response, json_response
+from api.session import principal_of, write_principal
 from api.uploads import Upload, form_body, read_body, read_form
 from geo import interventions as iv
-from geo.auth import Principal, authenticate
-from geo.errors import InvalidParameter, ValidationFailed
+from geo.auth import Principal
+from geo.errors import GeoError, InvalidParameter, NotFound, PreconditionFailed, ValidationFailed
 from geo.interventions.collection import COLLECTION_ID, register
 from geo.interventions.stats import GROUPINGS, intervention_stats
+from geo.ogc.http import etag_matches, feature_etag
+from geo.ogc.registry import registry
 from geo.settings import get_settings
 
 register()
@@ -46,9 +49,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _principal(authorization: str | None) -> Principal:
-    """Who writes; runs before any byte of the body is read (401 costs the server nothing)."""
-    return await run_in_threadpool(authenticate, authorization)
+async def _principal(request: Request, authorization: str | None) -> Principal:
+    """Who writes (bearer token, or session cookie + X-CSRF-Token); runs before any byte of
+    the body is read (401 costs the server nothing)."""
+    return await write_principal(request, authorization)
 
 
 def _crs_ok(content_crs: str | None) -> None:
@@ -59,7 +63,76 @@ def _crs_ok(content_crs: str | None) -> None:
 
 
 def _feature_response(feature: dict[str, Any], status: int, **headers: str) -> Response:
+    etag = _current_etag(str(feature.get("id")))
+    if etag:
+        headers["ETag"] = etag
     return json_response(feature, status_code=status, headers=headers, media_type=GEOJSON)
+
+
+# --- Part 4 as desktop clients see it: OPTIONS/Allow, ETag and If-Match ------------------
+
+IfMatch = Annotated[
+    str | None,
+    Header(description="ETag of the version read (GET …/items/{id}); 412 when stale"),
+]
+
+
+def _current_etag(feature_id: str) -> str | None:
+    """The strong ETag ``GET /collections/interventions/items/{id}`` answers now."""
+    provider = registry.get(COLLECTION_ID)
+    feature = provider.get(feature_id) if provider is not None else None
+    return feature_etag(feature) if feature is not None else None
+
+
+def _check_if_match(feature_id: str, if_match: str | None) -> None:
+    """Optimistic locking: a write naming a stale version answers 412 and changes nothing."""
+    if if_match is None:
+        return
+    etag = _current_etag(feature_id)
+    if etag is None:
+        return  # the write answers 404 itself
+    if not etag_matches(if_match, etag):
+        raise PreconditionFailed(
+            f"feature {feature_id!r} changed since it was read (If-Match {if_match}, current "
+            f"ETag {etag}): read it again and redo the change",
+            parameter="If-Match",
+        )
+
+
+def _caller(request: Request, authorization: str | None) -> Principal | None:
+    """Who asks, or None (OPTIONS never fails on missing or bad credentials)."""
+    try:
+        return principal_of(request, authorization)
+    except GeoError:
+        return None
+
+
+def _allow(methods: list[str]) -> Response:
+    allow = ", ".join(methods)
+    return Response(status_code=204, headers={"Allow": allow, "Cache-Control": "no-store"})
+
+
+@router.options(ITEMS, summary="Methods the caller may use on the interventions")
+def items_options(request: Request, authorization: Authorization = None) -> Response:
+    """``Allow``: GET, HEAD, OPTIONS for everyone; POST for the admin and editors."""
+    who = _caller(request, authorization)
+    return _allow(["GET", "HEAD", "OPTIONS", *(["POST"] if who is not None else [])])
+
+
+@router.options(ITEMS + "/{feature_id}", summary="Methods the caller may use on one")
+def item_options(
+    feature_id: str, request: Request, authorization: Authorization = None
+) -> Response:
+    """``Allow``: PUT, PATCH and DELETE too when the caller may write this intervention
+    (the admin, or an editor of all its comuni)."""
+    provider = registry.get(COLLECTION_ID)
+    feature = provider.get(feature_id) if provider is not None else None
+    if feature is None:
+        raise NotFound(f"no feature {feature_id!r} in collection {COLLECTION_ID!r}")
+    who = _caller(request, authorization)
+    comuni = list((feature.get("properties") or {}).get("comuni") or [])
+    writes = ["PUT", "PATCH", "DELETE"] if who is not None and who.may_write(comuni) else []
+    return _allow(["GET", "HEAD", "OPTIONS", *writes])
 
 
 @router.post(ITEMS, status_code=201, summary="Create an intervention (GeoJSON Feature)")
@@ -68,20 +141,26 @@ async def create_item(
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
 ):
-    principal = await _principal(authorization)
+    principal = await _principal(request, authorization)
     _crs_ok(content_crs)
     body = await _body(request)
     feature = await run_in_threadpool(iv.create_feature, body, principal=principal)
-    return _feature_response(feature, 201, Location=f"{ITEMS}/{feature['id']}")
+    return await run_in_threadpool(
+        _feature_response, feature, 201, Location=f"{ITEMS}/{feature['id']}"
+    )
 
 
-async def _update(write, feature_id, request, authorization, content_crs) -> Response:
-    """Authenticate, check the CRS, apply ``write`` (replace or merge patch), answer 200."""
-    principal = await _principal(authorization)
+async def _update(
+    write, feature_id, request, authorization, content_crs, if_match=None
+) -> Response:
+    """Authenticate, check the CRS and ``If-Match``, apply ``write`` (replace or merge
+    patch), answer 200 with the new ETag."""
+    principal = await _principal(request, authorization)
     _crs_ok(content_crs)
     body = await _body(request)
+    await run_in_threadpool(_check_if_match, feature_id, if_match)
     feature = await run_in_threadpool(write, feature_id, body, principal=principal)
-    return _feature_response(feature, 200)
+    return await run_in_threadpool(_feature_response, feature, 200)
 
 
 @router.put(ITEMS + "/{feature_id}", summary="Replace an intervention")
@@ -90,8 +169,11 @@ async def replace_item(
     request: Request,
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
 ):
-    return await _update(iv.replace_feature, feature_id, request, authorization, content_crs)
+    return await _update(
+        iv.replace_feature, feature_id, request, authorization, content_crs, if_match
+    )
 
 
 @router.patch(ITEMS + "/{feature_id}", summary="Update parts of an intervention (merge patch)")
@@ -100,13 +182,22 @@ async def patch_item(
     request: Request,
     authorization: Authorization = None,
     content_crs: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
 ):
-    return await _update(iv.patch_feature, feature_id, request, authorization, content_crs)
+    return await _update(
+        iv.patch_feature, feature_id, request, authorization, content_crs, if_match
+    )
 
 
 @router.delete(ITEMS + "/{feature_id}", status_code=204, summary="Delete an intervention")
-def delete_item(feature_id: str, authorization: Authorization = None):
-    principal = authenticate(authorization)
+def delete_item(
+    feature_id: str,
+    request: Request,
+    authorization: Authorization = None,
+    if_match: IfMatch = None,
+):
+    principal = principal_of(request, authorization)
+    _check_if_match(feature_id, if_match)
     iv.delete(feature_id, principal=principal)
     return Response(status_code=204)
 
@@ -149,7 +240,7 @@ def _import(up: Upload, crs: str | None, source: str, dry_run: bool, principal: 
 )
 async def import_file(request: Request, authorization: Authorization = None):
     """All-or-nothing upsert by id; 422 lists every error with its file, row and field."""
-    principal = await _principal(authorization)
+    principal = await _principal(request, authorization)
     s = get_settings()
     form = await read_form(
         request,
@@ -175,7 +266,7 @@ async def import_pnrr_files(request: Request, authorization: Authorization = Non
     """All-or-nothing upsert by CUP; the report counts rows new/updated/unchanged/skipped."""
     from geo.interventions.pnrr import import_pnrr
 
-    principal = await _principal(authorization)
+    principal = await _principal(request, authorization)
     s = get_settings()
     form = await read_form(
         request,

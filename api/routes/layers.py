@@ -1,8 +1,9 @@
 """Green-network layers over HTTP: upload, list, rename, delete, metrics, membership.
 
 Features of each layer are served by the OGC routes as ``/collections/{id}``; this router
-only manages layers. Writes need a bearer token: any valid token may upload, renaming
-and deleting need the admin token (a layer is metropolitan, not one comune's).
+only manages layers. Writes need a bearer token or a signed-in session (cookie +
+``X-CSRF-Token``): any editor or admin may upload (the uploader is recorded as the layer's
+owner); renaming and deleting are for the admin, or the editor who uploaded the layer.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.responses import csv_response, json_response
+from api.session import principal_of, write_principal
 from api.uploads import form_body, read_form
 from geo import layers as lay
-from geo.auth import authenticate
 from geo.errors import Forbidden, InvalidParameter
 from geo.layers.membership import membership
 from geo.layers.overlay import csv_rows
@@ -41,9 +42,11 @@ def _out(rec: dict[str, Any]) -> dict[str, Any]:
     return {**rec, "links": _links(rec["id"])}
 
 
-def _admin(authorization: str | None) -> None:
-    if authenticate(authorization).role != "admin":
-        raise Forbidden("renaming or deleting a layer needs the admin token")
+def _manager(request: Request, authorization: str | None, layer_id: str) -> None:
+    """The admin, or the editor who uploaded the layer (404 for an unknown layer)."""
+    principal = principal_of(request, authorization)
+    if not principal.may_manage(lay.get_layer(layer_id).get("owner")):
+        raise Forbidden("renaming or deleting a layer needs the admin or its uploader")
 
 
 _UPLOAD_FORM = form_body(
@@ -62,7 +65,7 @@ _UPLOAD_FORM = form_body(
 )
 async def upload_layer(request: Request, authorization: Authorization = None):
     """Authenticate first, then read the form within the size and time limits, then store."""
-    await run_in_threadpool(authenticate, authorization)
+    principal = await write_principal(request, authorization)
     settings = request.app.state.settings
     form = await read_form(
         request,
@@ -78,7 +81,7 @@ async def upload_layer(request: Request, authorization: Authorization = None):
         parsed = read_upload(
             up.data, up.filename, crs=form.text("crs"), layer=form.text("layer"), settings=settings
         )
-        return lay.add_layer(parsed, name)
+        return lay.add_layer(parsed, name, owner=principal.owner)
 
     rec = await run_in_threadpool(store)
     return json_response(_out(rec), status_code=201, headers={"Location": f"/layers/{rec['id']}"})
@@ -99,10 +102,11 @@ def get_layer(layer_id: str):
 @router.patch("/layers/{layer_id}", summary="Rename a layer (admin)")
 def rename_layer(
     layer_id: str,
+    request: Request,
     body: Annotated[dict[str, Any], Body(examples=[{"name": "Parco del Roccolo"}])],
     authorization: Authorization = None,
 ):
-    _admin(authorization)
+    _manager(request, authorization, layer_id)
     unknown = sorted(set(body) - {"name"})
     if unknown or not isinstance(body.get("name"), str):
         raise InvalidParameter(
@@ -112,8 +116,8 @@ def rename_layer(
 
 
 @router.delete("/layers/{layer_id}", status_code=204, summary="Delete a layer (admin)")
-def delete_layer(layer_id: str, authorization: Authorization = None):
-    _admin(authorization)
+def delete_layer(layer_id: str, request: Request, authorization: Authorization = None):
+    _manager(request, authorization, layer_id)
     lay.delete_layer(layer_id)
     return Response(status_code=204)
 

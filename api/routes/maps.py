@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.staticfiles import StaticFiles
 
 from api.security import maps_policy
@@ -240,8 +240,11 @@ def territory_print(request: Request, fmt: str):
 def comune_page(request: Request, name: str):
     code, fmt = _split(name)
     t = get_territory()
-    if code not in t.comuni:
-        raise NotFound(f"no comune with ISTAT code {code}", parameter="istat_code")
+    if code not in t.comuni:  # a name (any spelling) or a cadastral code: go to its code
+        from geo.territory.lookup import find_comune
+
+        found = find_comune(code)["comune"]["istat_code"]  # NotFound with suggestions
+        return RedirectResponse(f"/maps/comuni/{found}" + (f".{fmt}" if fmt else ""), 308)
     if fmt is not None:
         return _respond(request, ("comune", code, fmt), printing.FORMATS[fmt],
                         lambda: printing.print_comune(code, fmt))  # fmt: skip

@@ -29,12 +29,14 @@ from api.ogc_params import (
     sortby,
 )
 from api.openapi30 import to_openapi30
+from api.openapi_docs import with_collections
 from api.security import public_base_url
 from geo import BOUNDARIES_ATTRIBUTION
 from geo.errors import ServiceUnavailable
 from geo.ogc import ItemsRequest, OgcRequest, OgcResponse, OgcService
 from geo.ogc import params as P
 from geo.ogc.http import GEOJSON, HTML, JSON, OPENAPI_JSON, SCHEMA_JSON
+from geo.ogc.metadata import JSONLD
 from geo.ogc.registry import FeatureQuery, registry
 from geo.settings import Settings, get_settings
 from geo.territory.collections import register_territory
@@ -135,7 +137,8 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
     def api_definition(request: Request, req: Req) -> Response:
         if req.fmt == "html":
             return RedirectResponse("/docs", status_code=303)
-        return _send(service.respond(req, openapi_document(request.app), OPENAPI_JSON))
+        doc = with_collections(openapi_document(request.app), list(service.registry))
+        return _send(service.respond(req, doc, OPENAPI_JSON))
 
     @router.get(
         "/collections",
@@ -166,6 +169,46 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
     )
     def queryables(req: Req, provider: Collection) -> Response:
         return _send(service.queryables(req, provider.id))
+
+    @router.get(
+        "/collections/{collectionId}/schema",
+        summary="Schema of the features (OGC API – Features Part 5)",
+        dependencies=meta,
+        responses={**_content(SCHEMA_JSON), **_ERRORS},
+        operation_id="getSchema",
+    )
+    def schema(req: Req, provider: Collection) -> Response:
+        return _send(service.schema(req, provider.id))
+
+    @router.get(
+        "/collections/{collectionId}/sortables",
+        summary="Sortables of a collection (OGC API – Features Part 5)",
+        dependencies=meta,
+        responses={**_content(SCHEMA_JSON), **_ERRORS},
+        operation_id="getSortables",
+    )
+    def sortables(req: Req, provider: Collection) -> Response:
+        return _send(service.sortables(req, provider.id))
+
+    @router.get(
+        "/collections/{collectionId}/feature-schema",
+        summary="JSON Schema of one GeoJSON feature (what GDAL reads to type its fields)",
+        dependencies=meta,
+        responses={**_content(SCHEMA_JSON), **_ERRORS},
+        operation_id="getFeatureSchema",
+    )
+    def feature_schema(req: Req, provider: Collection) -> Response:
+        return _send(service.feature_schema(req, provider.id))
+
+    @router.get(
+        "/collections/{collectionId}/metadata",
+        summary="Metadata record of the dataset (DCAT-AP_IT, JSON-LD)",
+        dependencies=meta,
+        responses={**_content(JSONLD), **_ERRORS},
+        operation_id="getMetadata",
+    )
+    def metadata(req: Req, provider: Collection) -> Response:
+        return _send(service.metadata(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/items",
@@ -199,10 +242,11 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
             sortby=sortby_,
             properties=properties_,
             skip_geometry=skip_geometry,
-            limit=limit,
+            limit=P.parse_limit(limit),  # above the maximum: capped, not refused
             offset=offset,
         )
         ir = ItemsRequest(query=q, crs=crs_, simplify=P.parse_simplify(simplify))
+        # A plain `def`: filtering and encoding (CPU and store work) run in the threadpool.
         return _send(service.items(req, provider.id, ir))
 
     @router.get(

@@ -11,8 +11,10 @@ Property filters (``?name=value``, the provider's ``properties_eq``):
   an amount never match a range);
 * every other property: equality of its text.
 
-The collection is rebuilt whenever the store's ``interventions`` revision changes, so
-every worker process serves the current data.
+The registered collection answers every query in the store
+(:mod:`geo.interventions.sql_collection`, same rules); :class:`InterventionsProvider`, an
+in-memory copy rebuilt whenever the store's ``interventions`` revision changes, remains as
+the reference it is tested against.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _queryables() -> list[Queryable]:
     cat = PlanCatalogue.load()
     t = get_territory()
     s = "string"
-    return [
+    out = [
         Queryable("id", s, "Identifier"),
         Queryable("title", s, "Title"),
         Queryable("programme", s, "Programme", tuple(p.name for p in cat.programmes)),
@@ -77,9 +79,14 @@ def _queryables() -> list[Queryable]:
         Queryable("submeasure", s, "PNRR sub-measure code (e.g. M1C1I1.02.00)"),
         Queryable("implementing_body", s, "PNRR implementing body (soggetto attuatore)"),
         Queryable("pnrr_amount_eur", "number", "PNRR share of the funding in EUR"),
-        Queryable("as_of", s, "Extraction date of the PNRR open data (YYYY-MM-DD)"),
+        Queryable("as_of", s, "Extraction date of the PNRR open data", format="date"),
+        Queryable("created", "datetime", "When it was first stored (UTC)"),
+        Queryable("updated", "datetime", "When it was last changed (UTC)"),
         *(Queryable(alias, s, f"alias of {name}") for alias, name in ALIASES.items()),
     ]
+    # List-valued properties (and their aliases) are arrays: CQL2 A_CONTAINS and friends.
+    lists = set(LIST_PROPERTIES) | set(ALIASES)
+    return [replace(q, array=True) if q.name in lists else q for q in out]
 
 
 class InterventionsProvider(SnapshotProvider):
@@ -97,6 +104,19 @@ class InterventionsProvider(SnapshotProvider):
         "measure. precision=comune: placed at the representative point of its comune(s)."
     )
     keywords = ("PNRR", "Piano strategico", "interventi", "Città metropolitana di Milano")
+    translations = {  # noqa: RUF012 - read only
+        "it": (
+            "Interventi del Piano strategico",
+            "Interventi localizzati del Piano strategico (PNRR PUI SPUGNA, CAMBIO, MICA, COME "
+            "IN, PINQUA, edilizia scolastica, forestazione, centri per l'impiego, Bando "
+            "Periferie, Idroscalo, Biciplan) con programma, missioni, driver, comuni, importo, "
+            "stato, CUP, fonte e affidabilità, e i progetti PNRR degli open data nazionali "
+            "(source=pnrr). Gli importi sono quelli dichiarati da ciascuna fonte (quota PNRR o "
+            "totale): non sommarli come un'unica misura. precision=comune: collocato nel punto "
+            "rappresentativo del suo comune.",
+        ),
+        "en": (title, description),
+    }
 
     def __init__(self, engine=None) -> None:
         super().__init__()
@@ -122,6 +142,7 @@ class InterventionsProvider(SnapshotProvider):
             description=self.description,
             keywords=self.keywords,
             queryables=_queryables(),
+            geometry_type="MultiPoint",  # points and multi-points: one type for GIS clients
         )
         for alias, name in ALIASES.items():  # so filters may use the singular too
             if name in inner.table.columns:
@@ -226,7 +247,11 @@ class InterventionsProvider(SnapshotProvider):
 
 
 def register(reg: Registry | None = None, engine=None) -> None:
-    """Register the ``interventions`` collection (lazily built)."""
+    """Register the ``interventions`` collection (lazily built), answered by the store
+    (:class:`geo.interventions.sql_collection.InterventionsSqlProvider`); the in-memory
+    :class:`InterventionsProvider` stays as the reference the tests compare it with."""
+    from geo.interventions.sql_collection import InterventionsSqlProvider
+
     (reg if reg is not None else registry).register(
-        COLLECTION_ID, lambda: InterventionsProvider(engine)
+        COLLECTION_ID, lambda: InterventionsSqlProvider(engine)
     )

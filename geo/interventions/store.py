@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo.auth import ADMIN, Principal
 from geo.errors import DataError, Forbidden, NotFound
+from geo.interventions import history
 from geo.interventions.model import (
     DEFAULT_FILE,
     EXTRA_COLUMNS,
@@ -141,6 +142,7 @@ def upsert(
             {"intervention_id": rec["id"], "istat_code": c, "named": nm, "spatial": sp}
             for c, nm, sp in lk
         )
+    history.record_upsert(conn, principal, new_recs, upd_recs, now)  # before the updates
     if progress:
         progress(len(report.unchanged))
     for k in range(0, len(new_recs), _CHUNK):
@@ -184,7 +186,9 @@ def _check_principal(
         if not principal.may_write(rec["comuni"]) or (old and not principal.may_write(old[1])):
             bad.append({"row": i, "id": rec["id"], "comuni": rec["comuni"]})
     if bad:
-        name = get_territory().comuni[principal.comune].name if principal.comune else "?"
+        t = get_territory()
+        name = ", ".join(sorted(t.comuni[c].name for c in principal.editable if c in t.comuni))
+        name = name or "no comune"
         raise Forbidden(
             f"an editor of {name} may only write interventions located in {name}; "
             f"{len(bad)} are (also) elsewhere",
@@ -197,13 +201,14 @@ def delete(intervention_id: str, *, principal: Principal = ADMIN, engine: Engine
     engine = engine or get_store()
     it = interventions_table
     with transaction(engine) as conn:
-        row = conn.execute(sa.select(it.c.comuni).where(it.c.id == intervention_id)).first()
+        row = conn.execute(sa.select(it).where(it.c.id == intervention_id)).first()
         if row is None:
             raise NotFound(f"no intervention with id {intervention_id!r}")
         if not principal.may_write(row.comuni):
             raise Forbidden("an editor may only delete interventions located in their comune")
         conn.execute(links_table.delete().where(links_table.c.intervention_id == intervention_id))
         conn.execute(it.delete().where(it.c.id == intervention_id))
+        history.record_delete(conn, principal, row, utcnow())
         bump_revision(conn, TOPIC)
 
 
@@ -236,7 +241,7 @@ def seed(engine: Engine) -> ImportReport | None:
         prepared = prepare(table, source="documented")
         if prepared.errors:
             raise DataError(f"{DEFAULT_FILE.name}: {prepared.errors[:5]}")
-        report = upsert(prepared, conn=conn)
+        report = upsert(prepared, conn=conn, principal=Principal("admin", user="seed"))
         set_meta(conn, SEED_KEY, utcnow().isoformat())
         return report
 
@@ -339,9 +344,17 @@ def snapshot(engine: Engine | None = None) -> Snapshot:
 
 
 def get_feature(intervention_id: str, engine: Engine | None = None) -> dict[str, Any] | None:
-    """One intervention as a GeoJSON Feature, or None."""
-    snap = snapshot(engine)
-    i = snap.by_id.get(intervention_id)
-    return None if i is None else snap.feature(i)
-
-
+    """One intervention as a GeoJSON Feature, or None (one row read by primary key, so the
+    write path never reloads the whole table)."""
+    engine = get_store(engine)
+    it = interventions_table
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(it).where(it.c.id == intervention_id)).first()
+    if row is None:
+        return None
+    return {
+        "type": "Feature",
+        "id": row.id,
+        "geometry": shapely.geometry.mapping(shapely.from_wkb(row.geometry_wkb)),
+        "properties": _properties(row, get_territory()),
+    }

@@ -1,8 +1,9 @@
 """Every stored layer as an OGC collection, registered in the collection registry.
 
 :func:`sync_registry` registers new layers and unregisters deleted ones (cheap when the
-store's ``layers`` revision is unchanged). :func:`add_layer`, :func:`rename_layer` and
-:func:`delete_layer` write through :mod:`geo.layers.store` and then publish the change.
+store's ``layers`` revision is unchanged). :func:`add_layer`, :func:`replace_layer`,
+:func:`rename_layer` and :func:`delete_layer` write through :mod:`geo.layers.store` and
+then publish the change.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from geo.layers.store import (
     store_add,
     store_delete,
     store_rename,
+    store_replace,
 )
 from geo.ogc.registry import MemoryProvider, Queryable, Registry, SnapshotProvider, registry
 from geo.store import get_engine, revision
@@ -58,7 +60,7 @@ class LayerProvider(SnapshotProvider):
             {"id": int(fid), "properties": p, "geometry": g}
             for fid, p, g in zip(layer.fids, layer.properties, layer.geometries, strict=True)
         ]
-        queryables = [Queryable(f["name"], _ogc_type(f["type"])) for f in rec["fields"]]
+        queryables = [_queryable(f["name"], f["type"]) for f in rec["fields"]]
         self.title = rec["name"]
         self.description = (
             f"Uploaded {rec['geometry_type']} layer ({rec['feature_count']} features); "
@@ -81,8 +83,13 @@ class LayerProvider(SnapshotProvider):
         )
 
 
-def _ogc_type(t: str) -> str:
-    return {"date": "string", "time": "string", "array": "string"}.get(t, t)
+def _queryable(name: str, t: str) -> Queryable:
+    """A field of the upload as a queryable: dates keep ``format: date`` (Part 5)."""
+    if t in ("date", "time"):
+        return Queryable(name, "string", format=t)
+    if t == "array":
+        return Queryable(name, "string", array=True)
+    return Queryable(name, t)
 
 
 _registered: dict[int, set[str]] = {}
@@ -135,11 +142,28 @@ def add_layer(
     *,
     engine: Engine | None = None,
     reg: Registry | None = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Store a read and validated layer (one transaction) and serve it; its record."""
     engine = engine or get_engine()
     r = reg if reg is not None else registry
-    record = store_add(data, name, engine=engine, reserved=set(r.ids()) - _registered_ids(r))
+    reserved = set(r.ids()) - _registered_ids(r)
+    record = store_add(data, name, engine=engine, reserved=reserved, owner=owner)
+    sync_registry(engine, reg)
+    return record
+
+
+def replace_layer(
+    layer_id: str,
+    data: LayerData,
+    name: str | None = None,
+    *,
+    engine: Engine | None = None,
+    reg: Registry | None = None,
+) -> dict[str, Any]:
+    """Replace a layer's features with a new upload (same id and URLs) and serve them."""
+    engine = engine or get_engine()
+    record = store_replace(layer_id, data, name, engine=engine)
     sync_registry(engine, reg)
     return record
 

@@ -7,7 +7,9 @@ the OGC collection ``/collections/{id}`` (:mod:`geo.layers.collection`).
 
 Ids are slugs of the name (``Parco del Roccolo`` → ``parco-del-roccolo``), made unique
 (``-2``, ``-3``…) and never equal to another collection's id; renaming changes the name
-only, so URLs stay stable. Metrics are computed by :mod:`geo.layers.overlay` in EPSG:32632 from
+only, so URLs stay stable. :func:`find_by_name` tells an upload whose name is taken (the
+app then asks: replace, :func:`store_replace`, keeping id and owner, or keep both).
+Metrics are computed by :mod:`geo.layers.overlay` in EPSG:32632 from
 the stored CRS84 WKB, so both backends give the same numbers.
 """
 
@@ -51,6 +53,7 @@ layers_table = sa.Table(
     sa.Column("report", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("owner", sa.Text),  # who uploaded it (geo.auth.Principal.owner), 0004
 )
 
 features_table = sa.Table(
@@ -87,6 +90,7 @@ def _record(r: Any) -> dict[str, Any]:
         "report": dict(r.report),
         "created": _iso(r.created_at),
         "updated": _iso(r.updated_at),
+        "owner": r.owner,
     }
 
 
@@ -115,10 +119,12 @@ def store_add(
     *,
     engine: Engine | None = None,
     reserved: frozenset[str] | set[str] = frozenset(),
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Store a read and validated layer (one transaction); its record.
 
-    ``reserved``: ids of other collections, which a layer's id never takes.
+    ``reserved``: ids of other collections, which a layer's id never takes; ``owner``: who
+    uploads it (:attr:`geo.auth.Principal.owner`).
     """
     engine = engine or get_engine()
     label = _clean_name(name, data.name)
@@ -152,25 +158,65 @@ def store_add(
                 report=data.report,
                 created_at=now,
                 updated_at=now,
+                owner=owner,
             )
         )
-        rows = [
-            {
-                "layer_id": layer_id,
-                "fid": i + 1,
-                "properties": data.properties[i],
-                "geometry_wkb": wkb[i],
-                "minx": float(bounds[i, 0]),
-                "miny": float(bounds[i, 1]),
-                "maxx": float(bounds[i, 2]),
-                "maxy": float(bounds[i, 3]),
-            }
-            for i in range(data.feature_count)
-        ]
-        for start in range(0, len(rows), 5000):
-            conn.execute(features_table.insert(), rows[start : start + 5000])
+        _insert_features(conn, layer_id, data, wkb, bounds)
         bump_revision(conn, TOPIC)
     return get_layer(layer_id, engine=engine)
+
+
+def store_replace(
+    layer_id: str, data: LayerData, name: str | None = None, *, engine: Engine | None = None
+) -> dict[str, Any]:
+    """Replace a layer's features and report with a new upload; id, URLs and owner stay."""
+    engine = engine or get_engine()
+    wkb = shapely.to_wkb(data.geometries, output_dimension=2)
+    bounds = shapely.bounds(data.geometries)
+    with transaction(engine) as conn:
+        values: dict[str, Any] = {
+            "geometry_type": data.family,
+            "feature_count": data.feature_count,
+            "source_crs": data.source_crs,
+            "minx": data.bbox[0],
+            "miny": data.bbox[1],
+            "maxx": data.bbox[2],
+            "maxy": data.bbox[3],
+            "fields": data.fields,
+            "report": data.report,
+            "updated_at": utcnow(),
+        }
+        if name is not None:
+            values["name"] = _clean_name(name, "")
+        n = conn.execute(
+            layers_table.update().where(layers_table.c.id == layer_id).values(**values)
+        ).rowcount
+        if not n:
+            raise _not_found(layer_id)
+        conn.execute(features_table.delete().where(features_table.c.layer_id == layer_id))
+        _insert_features(conn, layer_id, data, wkb, bounds)
+        bump_revision(conn, TOPIC)
+    return get_layer(layer_id, engine=engine)
+
+
+def _insert_features(
+    conn: Any, layer_id: str, data: LayerData, wkb: np.ndarray, bounds: np.ndarray
+) -> None:
+    rows = [
+        {
+            "layer_id": layer_id,
+            "fid": i + 1,
+            "properties": data.properties[i],
+            "geometry_wkb": wkb[i],
+            "minx": float(bounds[i, 0]),
+            "miny": float(bounds[i, 1]),
+            "maxx": float(bounds[i, 2]),
+            "maxy": float(bounds[i, 3]),
+        }
+        for i in range(data.feature_count)
+    ]
+    for start in range(0, len(rows), 5000):
+        conn.execute(features_table.insert(), rows[start : start + 5000])
 
 
 def store_rename(layer_id: str, name: str, *, engine: Engine | None = None) -> dict[str, Any]:
@@ -214,6 +260,18 @@ def list_layers(*, engine: Engine | None = None) -> list[dict[str, Any]]:
             sa.select(layers_table).order_by(layers_table.c.created_at, layers_table.c.id)
         ).all()
     return [_record(r) for r in rows]
+
+
+def find_by_name(name: str, *, engine: Engine | None = None) -> dict[str, Any] | None:
+    """The layer a new upload named ``name`` would collide with (same name or same id)."""
+    label = (name or "").strip()
+    if not label:
+        return None
+    slug, folded = _slug(label), fold(label)
+    for rec in list_layers(engine=engine):
+        if rec["id"] == slug or fold(rec["name"]) == folded:
+            return rec
+    return None
 
 
 def get_layer(layer_id: str, *, engine: Engine | None = None) -> dict[str, Any]:

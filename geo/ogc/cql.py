@@ -25,6 +25,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import cql2
@@ -33,8 +34,9 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geo.crs import CRS84, parse_crs, transformer
+from geo.crs import CRS84, parse_crs, to_pyproj, transformer
 from geo.errors import InvalidParameter, ServiceUnavailable
+from geo.ogc.params import check_geographic
 from geo.settings import get_settings
 
 _CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
@@ -53,6 +55,7 @@ CQL2_CONFORMANCE: tuple[str, ...] = tuple(
         "spatial-functions",
         "property-property",
         "arithmetic",
+        "array-functions",
     )
 )
 
@@ -416,6 +419,16 @@ def _literal_geometry(node: dict[str, Any], crs: str) -> BaseGeometry:
             geom = shapely.geometry.shape(node)
     except Exception as exc:
         raise _fail(f"invalid geometry literal {orjson.dumps(node).decode()[:80]}: {exc}") from None
+    coords = shapely.get_coordinates(geom)
+    if crs == CRS84 or to_pyproj(crs).is_geographic:
+        lon, lat = (coords[:, 0], coords[:, 1]) if crs == CRS84 else (coords[:, 1], coords[:, 0])
+        try:
+            check_geographic(lon, lat, "filter")
+        except InvalidParameter as exc:
+            raise _fail(
+                f"geometry literal {orjson.dumps(node).decode()[:80]}: "
+                + str(exc).removeprefix("filter: ")
+            ) from None
     if crs != CRS84:
         tx = transformer(crs, CRS84)
 
@@ -430,6 +443,28 @@ def _literal_geometry(node: dict[str, Any], crs: str) -> BaseGeometry:
             "range (in filter-crs)"
         )
     return geom
+
+
+def _temporal_literal(node: dict[str, Any]) -> date | datetime:
+    """``{"date": "2024-05-01"}`` → a date; ``{"timestamp": "…Z"}`` → an aware datetime."""
+    kind = "date" if "date" in node else "timestamp"
+    text = node[kind]
+    try:
+        if kind == "date":
+            if not isinstance(text, str) or not _DATE_TEXT.match(text):
+                raise ValueError
+            return date.fromisoformat(text)
+        if not isinstance(text, str) or not _TIMESTAMP_TEXT.match(text):
+            raise ValueError
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        example = "2024-05-01" if kind == "date" else "2024-05-01T12:00:00Z"
+        raise _fail(f"invalid {kind.upper()} literal {text!r}; write e.g. '{example}'") from None
+    return t
+
+
+_DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIMESTAMP_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def _prepare(node: Any, crs: str, used: set[str]) -> Any:
@@ -454,8 +489,13 @@ def _prepare(node: Any, crs: str, used: set[str]) -> Any:
             return {"op": op, "args": args}
         if "type" in node or "bbox" in node:
             return _literal_geometry(node, crs)
-        if any(k in node for k in ("timestamp", "date", "interval")):
-            raise _fail("temporal literals are not supported by this service")
+        if "date" in node or "timestamp" in node:
+            return _temporal_literal(node)
+        if "interval" in node:
+            raise _fail(
+                "INTERVAL literals are not supported (temporal functions are not); compare "
+                "dates with DATE('YYYY-MM-DD') or TIMESTAMP('…Z') and =, <, >, BETWEEN"
+            )
         raise _fail(f"unexpected element {orjson.dumps(node).decode()[:80]}")
     if isinstance(node, list):
         return [_prepare(a, crs, used) for a in node]
@@ -502,15 +542,8 @@ def _check_deadline() -> None:
 
 
 def _as_mask(value: Any, n: int) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return (
-            np.array([v is True or v is np.True_ for v in value], dtype=bool)
-            if (value.dtype == object)
-            else value.astype(bool)
-        )
-    if isinstance(value, bool):
-        return np.full(n, value)
-    raise _fail(f"the filter is not a condition (it evaluates to {value!r})")
+    """Rows where the condition is true (false and unknown rows are not selected)."""
+    return _truth(value, n)[0]
 
 
 def _eval(node: Any, table: Table) -> Any:
@@ -565,22 +598,78 @@ def _comparison(func: Callable[[Any, Any], bool]) -> Callable[[list[Any], Table]
 
 
 def _coerce(x: Any, y: Any) -> tuple[Any, Any]:
-    """Compare numbers with numbers; anything else must share its type."""
+    """Compare numbers with numbers, instants with instants; anything else must share its
+    type. A list is never compared with a value: the array functions do that."""
     num = (int, float, np.integer, np.floating)
     if isinstance(x, num) and isinstance(y, num) and not isinstance(x, bool | np.bool_):
         return float(x), float(y)
+    for v in (x, y):
+        if isinstance(v, list | tuple):
+            raise _fail(
+                f"cannot compare the list {list(v)!r} with a value; use the array functions, "
+                "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))"
+            )
+    if isinstance(x, date) or isinstance(y, date):
+        return _instant(x), _instant(y)
     if isinstance(x, str) != isinstance(y, str):
         raise _fail(f"cannot compare {type(x).__name__} {x!r} with {type(y).__name__} {y!r}")
     return x, y
 
 
+def _instant(v: Any) -> datetime:
+    """A date, a datetime or an ISO 8601 string as an aware datetime (dates at 00:00 UTC)."""
+    if isinstance(v, str):
+        try:
+            v = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise _fail(f"cannot compare {v!r} with a date: it is not an ISO 8601 date") from None
+    if isinstance(v, datetime):
+        return v if v.tzinfo else v.replace(tzinfo=UTC)
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day, tzinfo=UTC)
+    raise _fail(f"cannot compare {type(v).__name__} {v!r} with a date")
+
+
+def _truth(value: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(true, unknown) masks of a condition: SQL's three-valued logic, where a comparison
+    with a null is *unknown* — neither it nor its negation selects the row."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            true = np.array([v is True or v is np.True_ for v in value], dtype=bool)
+            unknown = np.array([v is None for v in value], dtype=bool)
+            return true, unknown
+        return value.astype(bool), np.zeros(len(value), dtype=bool)
+    if value is None:
+        return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    if isinstance(value, bool | np.bool_):
+        return np.full(n, bool(value)), np.zeros(n, dtype=bool)
+    raise _fail(f"the filter is not a condition (it evaluates to {value!r})")
+
+
+def _tri(true: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """True/False/None per row from (true, unknown) masks."""
+    out = np.empty(len(true), dtype=object)
+    out[:] = False
+    out[true] = True
+    out[unknown & ~true] = None
+    return out
+
+
 def _logical(kind: str) -> Callable[[list[Any], Table], Any]:
     def op(args: list[Any], table: Table) -> Any:
         n = len(table)
-        masks = [_as_mask(_eval(a, table), n) for a in args]
+        parts = [_truth(_eval(a, table), n) for a in args]
         if kind == "not":
-            return ~masks[0]
-        return np.logical_and.reduce(masks) if kind == "and" else np.logical_or.reduce(masks)
+            true, unknown = parts[0]
+            return _tri(~true & ~unknown, unknown)
+        trues = np.array([t for t, _ in parts])
+        unknowns = np.array([u for _, u in parts])
+        if kind == "and":
+            false = (~trues & ~unknowns).any(axis=0)
+            true = trues.all(axis=0)
+            return _tri(true, ~true & ~false)
+        true = trues.any(axis=0)
+        return _tri(true, ~true & unknowns.any(axis=0))
 
     return op
 
@@ -689,8 +778,13 @@ def _in(args: list[Any], table: Table) -> Any:
         raise _fail("IN accepts literal values only")
     numeric = {float(o) for o in options if isinstance(o, int | float) and not isinstance(o, bool)}
     strings = {o for o in options if isinstance(o, str)}
+    instants = {_instant(o) for o in options if isinstance(o, date)}
 
     def member(v: Any) -> bool:
+        if isinstance(v, list | tuple):
+            _coerce(v, None)  # a list is not a value: points to the array functions
+        if instants and isinstance(v, str | date):
+            return _instant(v) in instants
         if isinstance(v, str):
             return v in strings
         if isinstance(v, int | float | np.integer | np.floating):
@@ -758,6 +852,38 @@ def _arithmetic(symbol: str, func: Callable[[Any, Any], Any]) -> Callable[[list[
     return op
 
 
+def _array_function(name: str) -> Callable[[list[Any], Table], Any]:
+    """A_EQUALS, A_CONTAINS, A_CONTAINEDBY, A_OVERLAPS: both arrays compared as sets (CQL2
+    /req/array-functions/array-predicates); a null array is unknown."""
+    relation = {
+        "a_equals": operator.eq,
+        "a_contains": operator.ge,
+        "a_containedby": operator.le,
+        "a_overlaps": lambda a, b: not a.isdisjoint(b),
+    }[name]
+
+    def as_set(v: Any) -> frozenset[Any]:
+        if not isinstance(v, list | tuple):
+            raise _fail(
+                f"{name.upper()} compares arrays; {v!r} is not one (write a list as ('M1', 'M2'))"
+            )
+        out = set()
+        for x in v:
+            if isinstance(x, list | tuple | dict):
+                raise _fail(f"{name.upper()}: nested arrays are not supported")
+            num = isinstance(x, int | float | np.integer | np.floating)
+            out.add(float(x) if num and not isinstance(x, bool) else x)
+        return frozenset(out)
+
+    def op(args: list[Any], table: Table) -> Any:
+        a, b = (_eval(x, table) for x in args)
+        if isinstance(b, list) and any(isinstance(v, np.ndarray) for v in b):
+            raise _fail(f"{name.upper()} accepts literal values in its lists only")
+        return _elementwise(lambda x, y: relation(as_set(x), as_set(y)), a, b)
+
+    return op
+
+
 _MANY = 1 << 30
 #: Arguments each operator takes (min, max), checked once when the filter is prepared;
 #: every other operator takes two.
@@ -785,6 +911,7 @@ _OPERATORS: dict[str, Callable[[list[Any], Table], Any]] = {
     "like": _like,
     "between": _between,
     "in": _in,
+    **{f: _array_function(f) for f in ("a_equals", "a_contains", "a_containedby", "a_overlaps")},
     "casei": _string_function(fold_case),
     "accenti": _string_function(fold_accents),
     "+": _arithmetic("+", operator.add),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, is_lat_lon, to_pyproj, transformer
+from geo.ogc.geometry import round_valid
 
 #: Decimals kept in output coordinates: ~0.1 m in degrees, 1 cm in metres.
 DECIMALS_DEGREES = 6
@@ -64,8 +66,7 @@ def encode_geometries(
         work = shapely.simplify(_reproject(work, CRS84, metric), simplify_m, preserve_topology=True)
         src = metric
     work = _reproject(work, src, crs)
-    nd = decimals_for(crs)
-    work = shapely.transform(work, lambda xy: np.round(xy, nd))
+    work = round_valid(work, decimals_for(crs))
     texts = shapely.to_geojson(work)
     for i, text in zip(np.flatnonzero(present), texts, strict=True):
         out[int(i)] = orjson.Fragment(text)
@@ -73,10 +74,13 @@ def encode_geometries(
 
 
 def bbox_in(bounds: Sequence[float], crs: str) -> list[float]:
-    """A CRS84 bbox expressed in ``crs`` (its axis order), rounded."""
+    """A CRS84 bbox expressed in ``crs`` (its axis order), rounded **outward** (lower
+    corner down, upper corner up), so every feature lies inside its collection's extent."""
     if crs == CRS84:
-        return [round(float(v), DECIMALS_DEGREES) for v in bounds]
-    tx = transformer(CRS84, crs)
-    vals = tx.transform_bounds(*bounds, densify_pts=21)
-    nd = decimals_for(crs)
-    return [round(float(v), nd) for v in vals]
+        vals, nd = [float(v) for v in bounds], DECIMALS_DEGREES
+    else:
+        vals = list(transformer(CRS84, crs).transform_bounds(*bounds, densify_pts=21))
+        nd = decimals_for(crs)
+    scale = 10.0**nd
+    half = len(vals) // 2
+    return [(math.floor if i < half else math.ceil)(v * scale) / scale for i, v in enumerate(vals)]

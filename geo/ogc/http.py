@@ -25,6 +25,8 @@ TRS = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 REL_CONFORMANCE = "http://www.opengis.net/def/rel/ogc/1.0/conformance"
 REL_DATA = "http://www.opengis.net/def/rel/ogc/1.0/data"
+REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
+REL_SORTABLES = "http://www.opengis.net/def/rel/ogc/1.0/sortables"
 
 
 def negotiate(f: str | None, accept: str | None) -> str:
@@ -57,14 +59,40 @@ def negotiate(f: str | None, accept: str | None) -> str:
     return best
 
 
+#: Languages of titles and descriptions, the first the default (Italian, then English).
+LANGUAGES = ("it", "en")
+
+
+def negotiate_language(accept_language: str | None) -> str:
+    """``it`` or ``en`` from an Accept-Language header (q-values honoured); Italian when
+    neither is asked for."""
+    best, best_q = LANGUAGES[0], 0.0
+    for part in (accept_language or "").split(","):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            k, _, v = p.strip().partition("=")
+            if k == "q":
+                try:
+                    q = float(v)
+                except ValueError:
+                    q = 0.0
+        lang = tag.strip().lower().split("-")[0]
+        if lang in LANGUAGES and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
 @dataclass
 class OgcRequest:
-    """What the handlers need of a request: absolute base URL, path, query, format."""
+    """What the handlers need of a request: absolute base URL, path, query, format and the
+    language of titles and descriptions."""
 
     base_url: str
     path: str
     query: list[tuple[str, str]] = field(default_factory=list)
     fmt: str = "json"
+    lang: str = "it"
 
     def url(self, path: str | None = None, **changes: Any) -> str:
         """Absolute URL of ``path`` (default: this one) with the query changed."""
@@ -104,3 +132,31 @@ class ItemsRequest:
 def http_date(t: datetime) -> str:
     """RFC 9110 date."""
     return format_datetime(t.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
+def feature_etag(feature: dict[str, Any], variant: str = "") -> str:
+    """A strong ETag of one feature's data (properties and geometry), the same in every
+    worker and whatever the base URL; ``variant`` (format, CRS…) tells representations
+    apart. The canonical GeoJSON in CRS84 has no variant: that is the ETag ``If-Match``
+    is checked against before a write (OGC API – Features Part 4, optimistic locking)."""
+    import hashlib
+
+    import orjson
+    import shapely
+
+    geometry = feature.get("geometry")
+    if geometry is not None and not isinstance(geometry, dict):
+        geometry = shapely.geometry.mapping(geometry)
+    data = orjson.dumps(
+        {"id": feature.get("id"), "properties": feature.get("properties"), "geometry": geometry},
+        option=orjson.OPT_SORT_KEYS,
+        default=str,
+    )
+    digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+    return f'"{digest}-{variant}"' if variant else f'"{digest}"'
+
+
+def etag_matches(if_match: str, etag: str) -> bool:
+    """RFC 9110 ``If-Match``: ``*`` or one of the listed strong ETags (weak ones never)."""
+    candidates = [c.strip() for c in if_match.split(",")]
+    return "*" in candidates or etag in candidates

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-from geo.crs import CRS84, parse_crs, transformer
+import numpy as np
+import shapely
+
+from geo.crs import CRS84, is_lat_lon, parse_crs, to_pyproj, transformer
 from geo.errors import InvalidParameter
+from geo.ogc.geometry import BBox
 
 #: Default and maximum page size of /items.
 DEFAULT_LIMIT = 10
@@ -51,10 +56,27 @@ def check_parameters(names: Iterable[str], allowed: Iterable[str]) -> None:
             )
 
 
-def parse_bbox(
-    value: str | None, bbox_crs: str = CRS84
-) -> tuple[float, float, float, float] | None:
-    """``minx,miny,maxx,maxy`` (or 6 numbers) in ``bbox_crs`` axis order → CRS84 bounds."""
+def check_geographic(lons: Any, lats: Any, parameter: str) -> None:
+    """Longitudes within ±180° and latitudes within ±90°, else a 400 naming ``parameter``."""
+    lons, lats = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
+    if not (np.isfinite(lons).all() and np.isfinite(lats).all()):
+        raise InvalidParameter(parameter, "coordinates must be finite numbers")
+    if (np.abs(lats) > 90).any():
+        bad = float(lats[np.abs(lats) > 90][0])
+        raise InvalidParameter(parameter, f"latitude {bad:g} is out of range (-90 to 90)")
+    if (np.abs(lons) > 180).any():
+        bad = float(lons[np.abs(lons) > 180][0])
+        raise InvalidParameter(parameter, f"longitude {bad:g} is out of range (-180 to 180)")
+
+
+def parse_bbox(value: str | None, bbox_crs: str = CRS84) -> BBox | None:
+    """``minx,miny,maxx,maxy`` (or 6 numbers) in ``bbox_crs`` axis order → a :class:`BBox`:
+    CRS84 bounds plus the exact area asked for.
+
+    In geographic CRSs the first longitude may exceed the second: the box crosses the
+    antimeridian (OGC API – Features Part 1). In projected CRSs the box is transformed as
+    a densified polygon, so it selects what lies inside it, not inside its lon/lat envelope.
+    """
     if value is None or value == "":
         return None
     try:
@@ -66,19 +88,33 @@ def parse_bbox(
     if len(nums) != 4 or any(n != n or n in (float("inf"), float("-inf")) for n in nums):
         raise InvalidParameter("bbox", "give 4 (or 6) finite numbers: minx,miny,maxx,maxy")
     a, b, c, d = nums
+    if bbox_crs == CRS84 or (is_lat_lon(bbox_crs) and to_pyproj(bbox_crs).is_geographic):
+        # lon,lat (CRS84) or lat,lon (EPSG:4326): validate, allow the antimeridian
+        lon0, lat0, lon1, lat1 = (a, b, c, d) if bbox_crs == CRS84 else (b, a, d, c)
+        check_geographic([lon0, lon1], [lat0, lat1], "bbox")
+        if lat0 > lat1:
+            raise InvalidParameter("bbox", "the lower latitude must come before the upper one")
+        return BBox((lon0, lat0, lon1, lat1))
     if a > c or b > d:
         raise InvalidParameter("bbox", "the lower corner must come before the upper corner")
-    if bbox_crs == CRS84:
-        if not (-180 <= a <= 180 and -180 <= c <= 180 and -90 <= b <= 90 and -90 <= d <= 90):
-            raise InvalidParameter("bbox", "CRS84 coordinates out of range (lon, lat)")
-        return (a, b, c, d)
+    box = shapely.segmentize(shapely.box(a, b, c, d), max(c - a, d - b) / 32 or 1.0)
+    tx = transformer(bbox_crs, CRS84)
+
+    def _to_crs84(xy: np.ndarray) -> np.ndarray:
+        x, y = tx.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
     try:
-        x0, y0, x1, y1 = transformer(bbox_crs, CRS84).transform_bounds(a, b, c, d, densify_pts=21)
-    except Exception as exc:  # pyproj raises on impossible bounds
+        area = shapely.transform(box, _to_crs84)
+    except Exception as exc:  # pyproj raises on impossible coordinates
         raise InvalidParameter("bbox", f"cannot convert from bbox-crs: {exc}") from None
-    if any(v != v or v in (float("inf"), float("-inf")) for v in (x0, y0, x1, y1)):
+    coords = shapely.get_coordinates(area)
+    if not np.isfinite(coords).all():
         raise InvalidParameter("bbox", "outside the area of use of bbox-crs")
-    return (x0, y0, x1, y1)
+    check_geographic(coords[:, 0], coords[:, 1], "bbox")
+    if not area.is_valid:
+        area = shapely.make_valid(area)
+    return BBox(area.bounds, area)
 
 
 def parse_crs_param(value: str | None, parameter: str) -> str:
@@ -139,6 +175,47 @@ def parse_sortby(value: str | None, sortables: Iterable[str]) -> list[tuple[str,
             )
         out.append((term, ascending))
     return out
+
+
+def parse_limit(value: int | str | None) -> int:
+    """``limit``: a positive integer; above :data:`MAX_LIMIT` it is capped (Part 1:
+    /req/core/fc-limit-response-1 — the server answers with at most its maximum)."""
+    if value is None or value == "":
+        return DEFAULT_LIMIT
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter("limit", f"{value!r} is not an integer") from None
+    if n < 1:
+        raise InvalidParameter("limit", "give a positive number of features")
+    return min(n, MAX_LIMIT)
+
+
+def check_property_filters(values: dict[str, str], queryables: Iterable[Any]) -> None:
+    """``?name=value`` filters: the value must be of the queryable's type (a number for a
+    number, true/false for a boolean, an ISO date for a date), else a 400 naming it."""
+    types = {q.name: q for q in queryables}
+    for name, raw in values.items():
+        q = types.get(name)
+        if q is None:
+            continue
+        text = raw.strip()
+        try:
+            if q.type == "integer":
+                if not text.lstrip("+-").isdigit():
+                    raise ValueError
+            elif q.type == "number":
+                if float(text) != float(text) or abs(float(text)) == float("inf"):
+                    raise ValueError
+            elif q.type == "boolean":
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+            elif q.format == "date" or q.type == "datetime" or q.format == "date-time":
+                datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            kind = {"integer": "an integer", "number": "a number", "boolean": "true or false"}
+            wanted = kind.get(q.type, "an ISO 8601 date")
+            raise InvalidParameter(name, f"{raw!r} is not {wanted}") from None
 
 
 def parse_properties(value: str | None, names: Iterable[str]) -> list[str] | None:

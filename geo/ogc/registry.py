@@ -19,7 +19,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84
 from geo.errors import NotFound, ServiceUnavailable
+from geo.ogc.geometry import area_of, promote_to_multi
 
 log = logging.getLogger("cmm_geo.ogc")
 
@@ -63,12 +64,19 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class Queryable:
-    """A property that can be filtered: name, JSON-schema type, title."""
+    """A property that can be filtered: name, JSON-schema type, title.
+
+    ``array``: the property holds a list of values of ``type`` (filter it with the CQL2
+    array functions, or ``?name=value`` for membership); ``format``: ``date``,
+    ``date-time``, ``uri``… (``type="datetime"`` is a shorthand for string/date-time).
+    """
 
     name: str
     type: str  # "string" | "number" | "integer" | "boolean" | "datetime"
     title: str = ""
     enum: tuple[Any, ...] | None = None
+    array: bool = False
+    format: str | None = None
 
 
 class CollectionProvider(ABC):
@@ -88,6 +96,21 @@ class CollectionProvider(ABC):
     extra_parameters: tuple[str, ...] = ()
     #: CRS URIs the collection is offered in (first = default); None: every supported CRS.
     crs: list[str] | None = None
+    #: The one geometry type of its features (``MultiPolygon``…; see geo.ogc.geometry).
+    geometry_type: str | None = None
+    #: Licence of the data: (title, URL), published as a ``license`` link.
+    license: tuple[str, str] | None = None
+    #: Title and description per language (``{"en": ("Title", "Description")}``), served
+    #: by Accept-Language; the plain ``title``/``description`` otherwise.
+    translations: dict[str, tuple[str, str]] = {}  # noqa: RUF012 - never mutated
+
+    def localized(self, lang: str) -> tuple[str, str]:
+        """(title, description) in ``lang`` when translated."""
+        return self.translations.get(lang, (self.title, self.description))
+
+    def property_names(self) -> list[str]:
+        """Names of the properties its features carry (default: the queryables)."""
+        return [q.name for q in self.queryables()]
 
     @abstractmethod
     def version(self) -> str:
@@ -162,6 +185,19 @@ class SnapshotProvider(CollectionProvider):
         """The queryables of the current data."""
         return self._current().queryables()
 
+    def property_names(self) -> list[str]:
+        """The properties of the current data."""
+        return self._current().property_names()
+
+    def property_values(self, name: str) -> np.ndarray:
+        """Values of a property in the current data."""
+        return self._current().property_values(name)
+
+    @property
+    def geometry_type(self) -> str | None:  # type: ignore[override]
+        """The one geometry type of the current data."""
+        return self._current().geometry_type
+
     def extent(self) -> tuple[float, float, float, float]:
         """Bounds of the current data (CRS84)."""
         return self._current().extent()
@@ -191,6 +227,11 @@ class Registry:
         *,
         static: bool = False,
     ) -> None:
+        """Add (or replace) a collection, built on first use.
+
+        ``static``: its data never changes while the process runs and needs no store (the
+        territory), so serving it never waits for the refreshers or the database.
+        """
         self._factories[collection_id] = factory
         self._built.pop(collection_id, None)
         if static:
@@ -199,6 +240,7 @@ class Registry:
             self._static.discard(collection_id)
 
     def is_static(self, collection_id: str) -> bool:
+        """True for collections whose version needs no store (see :meth:`register`)."""
         return collection_id in self._static
 
     def unregister(self, collection_id: str) -> None:
@@ -229,7 +271,12 @@ class Registry:
         return collection_id in self._factories
 
     def get(self, collection_id: str) -> CollectionProvider | None:
-        """The provider of a collection, or None; ServiceUnavailable when its store is down."""
+        """The provider of a collection, or None; ServiceUnavailable when its store is down.
+
+        Every collection that is not static is looked up after the refreshers ran (one
+        revision read per request, see ``geo.store.request_revisions``), so a layer added or
+        deleted through another worker or replica is served, or 404, at once.
+        """
         if collection_id not in self._static and self._refreshers:
             self.refresh()
         return self._provider(collection_id)
@@ -262,7 +309,7 @@ class Registry:
             except ServiceUnavailable:
                 down.append(cid)
                 continue
-            except NotFound:
+            except NotFound:  # deleted meanwhile (another worker): not listed
                 continue
             if provider is not None:
                 providers.append(provider)
@@ -362,8 +409,13 @@ class MemoryProvider(CollectionProvider):
         datetime_property: str | None = None,
         attribution: str | None = None,
         storage_crs: str = CRS84,
+        geometry_type: str | None = None,
+        license: tuple[str, str] | None = None,
+        translations: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.id = collection_id
+        self.license = license
+        self.translations = translations or {}
         self.title = title
         self.description = description
         self.keywords = keywords
@@ -375,13 +427,12 @@ class MemoryProvider(CollectionProvider):
         self.ids = [str(f["id"]) for f in features]
         self._index = {fid: i for i, fid in enumerate(self.ids)}
         geoms = [f.get("geometry") for f in features]
-        self.geometries = np.array(
-            [
-                g if g is None or isinstance(g, BaseGeometry) else shapely.geometry.shape(g)
-                for g in geoms
-            ],
-            dtype=object,
-        )
+        # One geometry type per collection (Point+MultiPoint → MultiPoint…).
+        self.geometries, self.geometry_type = promote_to_multi(
+            [g if g is None or isinstance(g, BaseGeometry) else shapely.geometry.shape(g)
+             for g in geoms],
+            geometry_type,
+        )  # fmt: skip
         self.props: list[dict[str, Any]] = [dict(f.get("properties") or {}) for f in features]
         names: list[str] = []
         for p in self.props:
@@ -391,6 +442,7 @@ class MemoryProvider(CollectionProvider):
             col = np.empty(len(self.props), dtype=object)
             col[:] = [p.get(name) for p in self.props]
             columns[name] = col
+        self._names = names
         self.table = MemoryTable(columns, self.geometries)
         self._strings = {name: np.array([str(v) for v in col]) for name, col in columns.items()}
         self._queryables = queryables or [
@@ -413,8 +465,23 @@ class MemoryProvider(CollectionProvider):
         return self._last_modified
 
     def queryables(self) -> list[Queryable]:
-        """Declared or inferred queryables."""
-        return list(self._queryables)
+        """Declared or inferred queryables; a property holding lists is an array."""
+        return [
+            replace(q, array=True) if not q.array and self._holds_lists(q.name) else q
+            for q in self._queryables
+        ]
+
+    def _holds_lists(self, name: str) -> bool:
+        col = self.table.columns.get(name)
+        return col is not None and any(isinstance(v, list | tuple) for v in col)
+
+    def property_names(self) -> list[str]:
+        """The properties features carry, in order of first appearance."""
+        return list(self._names)
+
+    def property_values(self, name: str) -> np.ndarray:
+        """Every feature's value of a property (None where absent), for describing it."""
+        return self.table.columns[name]
 
     def extent(self) -> tuple[float, float, float, float]:
         """Bounds of all geometries, CRS84."""
@@ -433,7 +500,7 @@ class MemoryProvider(CollectionProvider):
         n = len(self.ids)
         mask = np.ones(n, dtype=bool)
         if q.bbox is not None:
-            hits = self.tree.query(shapely.box(*q.bbox), predicate="intersects")
+            hits = self.tree.query(area_of(q.bbox), predicate="intersects")
             bbox_mask = np.zeros(n, dtype=bool)
             bbox_mask[hits] = True
             mask &= bbox_mask

@@ -22,8 +22,9 @@ from typing import Any
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from geo.crs import CRS84, SUPPORTED_URIS
-from geo.errors import NotFound, ServiceUnavailable
+from geo.crs import CRS84, SUPPORTED_URIS, short_name
+from geo.errors import InvalidParameter, NotFound, ServiceUnavailable
+from geo.ogc import schema
 from geo.ogc.conformance import CONFORMANCE
 from geo.ogc.encode import bbox_in, encode_geometries
 from geo.ogc.http import (
@@ -36,13 +37,18 @@ from geo.ogc.http import (
     REL_CONFORMANCE,
     REL_DATA,
     REL_QUERYABLES,
+    REL_SCHEMA,
+    REL_SORTABLES,
     SCHEMA_JSON,
     TRS,
     ItemsRequest,
     OgcRequest,
     OgcResponse,
+    feature_etag,
     http_date,
 )
+from geo.ogc.metadata import JSONLD, dcat_record
+from geo.ogc.params import check_property_filters
 from geo.ogc.registry import CollectionProvider, Registry, registry_version
 from geo.ogc.tiles import REL_TILESETS_VECTOR, REL_TILING_SCHEMES
 
@@ -122,10 +128,12 @@ class OgcService:
         last_modified = last_modified or self._last_modified()
         etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
         headers = {
+            **_link_header(payload),
             "ETag": etag,
             "Last-Modified": http_date(last_modified),
             "Cache-Control": CACHE_CONTROL,
-            "Vary": "Accept, Accept-Encoding",
+            "Vary": "Accept, Accept-Encoding, Accept-Language",
+            "Content-Language": req.lang,
             **(extra_headers or {}),
         }
         return OgcResponse(body=body, media_type=media_type, headers=headers)
@@ -253,8 +261,8 @@ class OgcService:
     def _collection_rows(self, req: OgcRequest) -> list[dict[str, str]]:
         return [
             {
-                "title": p.title,
-                "description": p.description,
+                "title": p.localized(req.lang)[0],
+                "description": p.localized(req.lang)[1],
                 "href": req.url(f"/collections/{p.id}") + "?f=html",
                 "items": req.url(f"/collections/{p.id}/items") + "?f=html",
             }
@@ -273,10 +281,11 @@ class OgcService:
                 "interval": [[t.isoformat() if t else None for t in temporal]],
                 "trs": TRS,
             }
+        title, description = p.localized(req.lang)
         doc: dict[str, Any] = {
             "id": p.id,
-            "title": p.title,
-            "description": p.description,
+            "title": title,
+            "description": description,
             "keywords": list(p.keywords),
             "itemType": p.item_type,
             "extent": extent,
@@ -311,7 +320,34 @@ class OgcService:
                     "rel": REL_QUERYABLES,
                     "type": SCHEMA_JSON,
                     "title": "Queryables",
-                    "href": req.url(base + "/queryables") + "?f=json",
+                    "href": req.url(base + "/queryables"),
+                },
+                {
+                    "rel": REL_SCHEMA,
+                    "type": SCHEMA_JSON,
+                    "title": "Schema of the features (returnables)",
+                    "href": req.url(base + "/schema"),
+                },
+                {
+                    "rel": REL_SORTABLES,
+                    "type": SCHEMA_JSON,
+                    "title": "Sortables",
+                    "href": req.url(base + "/sortables"),
+                },
+                {
+                    # GDAL's OAPIF driver types its fields from this link (see geo.ogc.schema).
+                    # Spelt "describedBy": relation types compare case-insensitively (RFC 8288)
+                    # but GDAL up to 3.6 (Debian 12) compares them as written.
+                    "rel": "describedBy",
+                    "type": SCHEMA_JSON,
+                    "title": "JSON Schema of one GeoJSON feature",
+                    "href": req.url(base + "/feature-schema"),
+                },
+                {
+                    "rel": "describedby",
+                    "type": JSONLD,
+                    "title": "Metadata record (DCAT-AP_IT, JSON-LD)",
+                    "href": req.url(base + "/metadata"),
                 },
                 {  # OGC API – Tiles (geo.ogc.tiles)
                     "rel": REL_TILESETS_VECTOR,
@@ -321,6 +357,10 @@ class OgcService:
                 },
             ],
         }
+        if p.license:
+            doc["links"].append(
+                {"rel": "license", "type": HTML, "title": p.license[0], "href": p.license[1]}
+            )
         if p.attribution:
             doc["attribution"] = p.attribution
         return doc
@@ -383,45 +423,73 @@ class OgcService:
         )
         return self.respond(req, doc, JSON, p.last_modified(), html)
 
-    def queryables(self, req: OgcRequest, collection_id: str) -> OgcResponse:
-        """``/collections/{id}/queryables``: a JSON Schema of the filterable properties."""
-        p = self.provider(collection_id)
-        props: dict[str, Any] = {
-            "geometry": {
-                "title": "Geometry",
-                "format": "geometry-any",
-                "x-ogc-role": "primary-geometry",
-            }
-        }
-        for q in p.queryables():
-            schema: dict[str, Any] = {"title": q.title or q.name}
-            if q.type == "datetime":
-                schema.update(type="string", format="date-time")
-            else:
-                schema["type"] = q.type
-            if q.enum:
-                schema["enum"] = list(q.enum)
-            props[q.name] = schema
-        payload = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": req.url(f"/collections/{p.id}/queryables"),
-            "type": "object",
-            "title": p.title,
-            "properties": props,
-            "additionalProperties": False,
-        }
+    def _schema_response(
+        self, req: OgcRequest, p: CollectionProvider, title: str, payload: dict[str, Any]
+    ) -> OgcResponse:
+        props = payload["properties"]
+        fields = props.get("properties", {}).get("properties", props)
+        facts = [
+            (k, v.get("format", v.get("type")) if "type" not in v else _type_label(v))
+            for k, v in fields.items()
+        ]
         html = (
             "page.html",
             {
-                "title": f"Queryables of {p.title}",
+                "title": f"{title}: {p.title}",
                 "breadcrumbs": self._crumbs(
                     req, ("Collections", "/collections"), (p.title, f"/collections/{p.id}")
                 ),
-                "facts": [(k, v.get("type", v.get("format"))) for k, v in props.items()],
-                "links": self._alternates(req, SCHEMA_JSON, "Queryables")[1:],
+                "facts": facts,
+                "links": self._alternates(req, SCHEMA_JSON, title)[1:],
             },
         )
         return self.respond(req, payload, SCHEMA_JSON, p.last_modified(), html)
+
+    def queryables(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/queryables``: a JSON Schema of the filterable properties."""
+        p = self.provider(collection_id)
+        url = req.url(f"/collections/{p.id}/queryables")
+        return self._schema_response(req, p, "Queryables", schema.queryables_schema(p, url))
+
+    def schema(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/schema``: the properties of the features (Part 5)."""
+        p = self.provider(collection_id)
+        url = req.url(f"/collections/{p.id}/schema")
+        return self._schema_response(req, p, "Schema", schema.returnables_schema(p, url))
+
+    def sortables(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/sortables``: what ``sortby`` accepts (Part 5)."""
+        p = self.provider(collection_id)
+        url = req.url(f"/collections/{p.id}/sortables")
+        return self._schema_response(req, p, "Sortables", schema.sortables_schema(p, url))
+
+    def feature_schema(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/feature-schema``: one GeoJSON feature as JSON Schema (GDAL)."""
+        p = self.provider(collection_id)
+        url = req.url(f"/collections/{p.id}/feature-schema")
+        payload = schema.geojson_feature_schema(p, url)
+        return self._schema_response(req, p, "GeoJSON feature schema", payload)
+
+    def metadata(self, req: OgcRequest, collection_id: str) -> OgcResponse:
+        """``/collections/{id}/metadata``: the dataset's DCAT-AP_IT record (JSON-LD)."""
+        p = self.provider(collection_id)
+        payload = dcat_record(req, p, self.attribution)
+        html = (
+            "page.html",
+            {
+                "title": f"Metadata: {p.title}",
+                "breadcrumbs": self._crumbs(
+                    req, ("Collections", "/collections"), (p.title, f"/collections/{p.id}")
+                ),
+                "facts": [
+                    (k, v if isinstance(v, str) else orjson.dumps(v).decode())
+                    for k, v in payload.items()
+                    if k != "@context"
+                ],
+                "links": self._alternates(req, JSONLD, "Metadata")[1:],
+            },
+        )
+        return self.respond(req, payload, JSONLD, p.last_modified(), html)
 
     def _features(
         self,
@@ -453,6 +521,15 @@ class OgcService:
         """``/collections/{id}/items``: one page of features with paging links."""
         p = self.provider(collection_id)
         q = ir.query
+        check_property_filters(q.properties_eq, p.queryables())
+        sortable = {s.name for s in schema.sortables(p)}
+        for name, _ascending in q.sortby:
+            if name not in sortable:
+                raise InvalidParameter(
+                    "sortby",
+                    f"cannot sort by {name!r} (a list or not a property); sortables: "
+                    + ", ".join(sorted(sortable)),
+                )
         result = p.query(q)
         feats = self._features(req, p, result.features, ir.crs, ir.simplify)
         links = self._alternates(req, GEOJSON, "Items")
@@ -554,7 +631,19 @@ class OgcService:
                 "href": req.url(f"/collections/{p.id}"),
             },
         ]
-        headers = {"Content-Crs": f"<{crs}>"}
+        variant = ",".join(
+            v
+            for v in (
+                "html" if req.fmt == "html" else "",
+                "" if crs == CRS84 else short_name(crs),
+                "" if properties is None else "p=" + ",".join(properties),
+                "nogeom" if skip_geometry else "",
+                f"s={simplify:g}" if simplify else "",
+            )
+            if v
+        )
+        # A strong ETag of the feature's data: what If-Match is checked against (Part 4).
+        headers = {"Content-Crs": f"<{crs}>", "ETag": feature_etag(f, variant)}
         html = None
         if req.fmt == "html":
             inline = {"type": "FeatureCollection", "features": [feat]} if crs == CRS84 else None
@@ -582,6 +671,36 @@ class OgcService:
             p = self.registry.get(collection_id)
             return p.version() if p is not None else "missing"
         return registry_version(self.registry)
+
+
+#: Link relations repeated as ``Link`` headers (so HEAD answers carry them too).
+_HEADER_RELS = frozenset({"self", "alternate", "next", "prev", "collection", "license"})
+
+
+def _link_header(payload: Any) -> dict[str, str]:
+    """The payload's main links as an RFC 8288 ``Link`` header (Part 1 /rec/core/link-header)."""
+    links = payload.get("links") if isinstance(payload, dict) else None
+    if not isinstance(links, list):
+        return {}
+    parts = [
+        f'<{link["href"]}>; rel="{link["rel"]}"'
+        + (f'; type="{link["type"]}"' if link.get("type") else "")
+        for link in links
+        if isinstance(link, dict) and link.get("rel") in _HEADER_RELS and "href" in link
+    ]
+    return {"Link": ", ".join(parts)} if parts else {}
+
+
+def _type_label(v: dict[str, Any]) -> str:
+    """``number``, ``string (date)``, ``array of string``… for the HTML pages."""
+    t = v.get("type")
+    kinds = [k for k in (t if isinstance(t, list) else [t]) if k != "null"]
+    label = str(kinds[0]) if kinds else "any"
+    if label == "array":
+        label = "array of " + _type_label(v.get("items", {}))
+    if v.get("format"):
+        label += f" ({v['format']})"
+    return label
 
 
 class _NoExtent:

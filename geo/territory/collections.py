@@ -13,6 +13,12 @@ from geo import BOUNDARIES_ATTRIBUTION, REPO_DATA_DIR
 from geo.ogc.registry import MemoryProvider, Queryable, Registry, registry
 from geo.territory import Group, Territory, get_territory
 
+#: Licence of the ISTAT boundaries (see README "Data and licences").
+BOUNDARIES_LICENSE = (
+    "CC BY 4.0 — © ISTAT, openpolis",
+    "https://creativecommons.org/licenses/by/4.0/",
+)
+
 COMUNI_QUERYABLES = [
     Queryable("istat_code", "string", "ISTAT code (6 digits)"),
     Queryable("name", "string", "Name"),
@@ -102,6 +108,20 @@ def comuni_provider(t: Territory | None = None) -> MemoryProvider:
         keywords=("comuni", "confini", "ISTAT", "Città metropolitana di Milano"),
         queryables=COMUNI_QUERYABLES,
         attribution=BOUNDARIES_ATTRIBUTION,
+        translations={
+            "it": (
+                "Comuni della Città metropolitana di Milano",
+                "I 133 comuni con codici ISTAT e catastali, popolazione, superficie, zona "
+                "omogenea e unione di comuni.",
+            ),
+            "en": (
+                "Municipalities (comuni) of the Metropolitan City of Milan",
+                "The 133 comuni with ISTAT and cadastral codes, population, area, zona "
+                "omogenea and union of comuni.",
+            ),
+        },
+        geometry_type="MultiPolygon",
+        license=BOUNDARIES_LICENSE,
     )
 
 
@@ -119,6 +139,19 @@ def zones_provider(t: Territory | None = None) -> MemoryProvider:
         keywords=("zone omogenee", "Città metropolitana di Milano"),
         queryables=[*GROUP_QUERYABLES, Queryable("official_area_km2", "number", "Official area")],
         attribution=BOUNDARIES_ATTRIBUTION,
+        translations={
+            "it": (
+                "Zone omogenee",
+                "Le zone omogenee della Città metropolitana (e Milano), unione dei loro comuni.",
+            ),
+            "en": (
+                "Homogeneous zones (zone omogenee)",
+                "The zone omogenee of the metropolitan city (and Milano), dissolved from "
+                "their comuni.",
+            ),
+        },
+        geometry_type="MultiPolygon",
+        license=BOUNDARIES_LICENSE,
     )
 
 
@@ -135,6 +168,12 @@ def unions_provider(t: Territory | None = None) -> MemoryProvider:
         keywords=("unioni di comuni", "Città metropolitana di Milano"),
         queryables=[*GROUP_QUERYABLES, Queryable("short_name", "string", "Short name")],
         attribution=BOUNDARIES_ATTRIBUTION,
+        translations={
+            "it": ("Unioni di comuni", "Le unioni di comuni, unione dei loro membri."),
+            "en": ("Unions of comuni", "The unions of comuni, dissolved from their members."),
+        },
+        geometry_type="MultiPolygon",
+        license=BOUNDARIES_LICENSE,
     )
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import shapely
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transformer_xy
+from geo.crs import to_lonlat as crs_to_lonlat
 from geo.errors import InvalidParameter, NotFound
 from geo.territory import Territory, get_territory
 from geo.territory.batch import BatchAnswer, nearest_outside, read_csv_points
@@ -85,17 +86,13 @@ class PointInput:
 def to_lonlat(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
     """Convert coordinates given in ``crs``'s own axis order to lon/lat arrays.
 
-    EPSG:4326 takes (lat, lon) as the EPSG definition says; CRS84 (lon, lat); projected
-    CRSs (easting, northing). The caller's x/y are the first/second axis.
+    The caller's x/y are the CRS's first/second axis, as EPSG defines them: EPSG:4326 takes
+    (lat, lon), EPSG:6707 (northing, easting), CRS84 (lon, lat), the other projected CRSs
+    (easting, northing). One rule for single and batch lookups (``geo.crs.to_lonlat``).
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    if crs == CRS84:
-        return x, y
-    if crs == epsg_uri(4326):
-        return y, x
-    tx = transformer_xy(crs, CRS84)
-    lon, lat = tx.transform(x, y)
+    lon, lat = crs_to_lonlat(x, y, crs)
     return np.asarray(lon, dtype=float), np.asarray(lat, dtype=float)
 
 
@@ -171,8 +168,8 @@ def locate_point(
         lo, la = float(x), float(y)
     elif uri == _EPSG4326:
         lo, la = float(y), float(x)
-    else:
-        lo, la = transformer_xy(uri, CRS84).transform(x, y)
+    else:  # the CRS's own axis order (EPSG:6707 is northing first)
+        lo, la = (float(v) for v in crs_to_lonlat(x, y, uri))
     plausible = _PLAUSIBLE_LON[0] <= lo <= _PLAUSIBLE_LON[1]
     plausible &= _PLAUSIBLE_LAT[0] <= la <= _PLAUSIBLE_LAT[1]
     if not plausible:  # NaN fails every comparison
@@ -269,7 +266,8 @@ def _read_points_geojson(content: bytes) -> tuple[np.ndarray, np.ndarray, list[A
         coords = g.get("coordinates")
         if g.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2:
             raise InvalidParameter(
-                "file", f"feature {i}: expected a Point geometry, got {g.get('type')!r}",
+                "file",
+                f"feature {i}: expected a Point geometry, got {g.get('type')!r}",
                 feature=i,
             )
         try:
@@ -284,3 +282,99 @@ def _read_points_geojson(content: bytes) -> tuple[np.ndarray, np.ndarray, list[A
     if not xs:
         raise InvalidParameter("file", "the FeatureCollection has no features")
     return np.array(xs), np.array(ys), ids, crs
+
+
+# ----- suggestions as the user types -----------------------------------------------------
+
+_SUGGEST_CACHE: dict[str, list[dict[str, Any]]] = {}
+
+
+def _suggest_entries(t: Territory) -> list[dict[str, Any]]:
+    """Comuni, zones and unions with their folded words and forgiving keys (once per data)."""
+    from geo.names import fold, name_key
+
+    entries = _SUGGEST_CACHE.get(t.version)
+    if entries is None:
+        rows = [("comune", c.istat_code, c.name, [c.name]) for c in t.comuni_list]
+        rows += [("zona", z.id, z.name, [z.name]) for z in t.zones.values()]
+        rows += [("unione", u.id, u.name, [u.name, u.short_name or ""]) for u in t.unions.values()]
+        entries = [
+            {"kind": kind, "id": i, "name": name,
+             "words": [fold(n).split() for n in names if n],
+             "keys": [name_key(n) for n in names if n]}
+            for kind, i, name, names in rows
+        ]  # fmt: skip
+        _SUGGEST_CACHE.clear()
+        _SUGGEST_CACHE[t.version] = entries
+    return entries
+
+
+def _words_match(tokens: list[str], words: list[str]) -> bool:
+    """Each token begins a different word (``s n`` ~ ``sul naviglio``), in any order."""
+    free = list(words)
+    for tok in tokens:
+        hit = next((w for w in free if w.startswith(tok)), None)
+        if hit is None:
+            return False
+        free.remove(hit)
+    return True
+
+
+def suggest(q: str, limit: int = 8, territory: Territory | None = None) -> list[dict[str, Any]]:
+    """What a search box offers while the user types, best first.
+
+    Comuni by name typed any way (case, accents, apostrophes, partial words such as
+    ``san giul``, abbreviations such as ``Cernusco S/N`` or ``S. Giuliano``, typos), by
+    ISTAT code or cadastral code (prefixes too); zone omogenee and unions by name. Each
+    answer: ``kind`` (comune, zona, unione), ``id``, ``name``, ``score`` (0-100).
+    """
+    from geo.names import fold, name_key
+
+    t = territory or get_territory()
+    text = (q or "").strip()[:100]
+    if not text:
+        return []
+    scores: dict[tuple[str, str], float] = {}
+
+    def hit(kind: str, ident: str, score: float) -> None:
+        scores[(kind, ident)] = max(score, scores.get((kind, ident), 0.0))
+
+    if text.isdigit():
+        for code in t.comuni:
+            if code == text.zfill(6):
+                hit("comune", code, 100)
+            elif code.startswith(text) or code.lstrip("0").startswith(text.lstrip("0") or "-"):
+                hit("comune", code, 80)
+    if re.fullmatch(r"[A-Za-z]\d{1,3}", text):
+        for cad, code in t.by_cadastral.items():
+            if cad == text.upper():
+                hit("comune", code, 100)
+            elif cad.startswith(text.upper()):
+                hit("comune", code, 80)
+    key, tokens = name_key(text), fold(text).split()
+    if key:
+        for e in _suggest_entries(t):
+            for words, k in zip(e["words"], e["keys"], strict=True):
+                if k == key:
+                    score = 100.0
+                elif k.startswith(key):
+                    score = 95.0
+                elif tokens and _words_match(tokens, words):
+                    score = 90.0 if words and words[0].startswith(tokens[0]) else 85.0
+                elif len(key) >= 3 and key in k:
+                    score = 75.0
+                else:
+                    continue
+                hit(e["kind"], e["id"], score)
+        if not scores:  # typos: similar comune names
+            for s in t.name_index.suggest(text, limit=limit, cutoff=70.0):
+                hit("comune", s["value"], round(s["score"] * 0.7, 1))
+    names = {("comune", c): t.comuni[c].name for c in t.comuni}
+    names.update({("zona", z): g.name for z, g in t.zones.items()})
+    names.update({("unione", u): g.name for u, g in t.unions.items()})
+    order = {"comune": 0, "zona": 1, "unione": 2}
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], order[kv[0][0]], names[kv[0]]))
+    return [
+        {"kind": kind, "id": ident, "name": names[(kind, ident)], "score": score}
+        for (kind, ident), score in ranked[: max(1, min(limit, 20))]
+    ]

@@ -10,6 +10,8 @@ _F1 = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
 _F2 = "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/"
 _F3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 _C = "http://www.opengis.net/spec/cql2/1.0/conf/"
+_F4 = "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/"
+_F5 = "http://www.opengis.net/spec/ogcapi-common-3/1.0/conf/"
 
 #: Conformance class → tests (module.function) exercising it.
 COVERAGE: dict[str, list[str]] = {
@@ -70,6 +72,37 @@ COVERAGE: dict[str, list[str]] = {
     _C + "spatial-functions": ["test_ogc_filter.test_spatial_functions"],
     _C + "property-property": ["test_ogc_filter.test_property_property_and_arithmetic"],
     _C + "arithmetic": ["test_ogc_filter.test_property_property_and_arithmetic"],
+    _C + "array-functions": ["test_ogc_standards.test_array_functions_one_filter_for_a_mission"],
+    _F5 + "schemas": [
+        "test_ogc_standards.test_part5_schema_roles_types_and_links",
+        "test_ogc_standards.test_part5_schema_of_the_territory_and_html",
+    ],
+    _F5 + "advanced-property-roles": [
+        "test_ogc_standards.test_part5_schema_roles_types_and_links",
+        "test_ogc_standards.test_territory_one_geometry_type_and_valid",
+    ],
+    _F5 + "returnables-and-receivables": [
+        "test_ogc_standards.test_part5_schema_roles_types_and_links",
+        "test_ogc_desktop_clients.test_gdal_types_fields_from_the_schema",
+    ],
+    _F5 + "queryables": [
+        "test_ogc_standards.test_part5_schema_roles_types_and_links",
+        "test_ogc_filter.test_queryables_json_schema",
+    ],
+    _F5 + "sortables": ["test_ogc_standards.test_part5_schema_roles_types_and_links"],
+    _F4 + "create-replace-delete": [
+        "test_ogc_desktop_clients.test_owslib_creates_updates_deletes_and_stale_if_match_is_412",
+    ],
+    _F4 + "update": [
+        "test_ogc_desktop_clients.test_owslib_creates_updates_deletes_and_stale_if_match_is_412",
+    ],
+    _F4 + "optimistic-locking-etags": [
+        "test_ogc_desktop_clients.test_owslib_creates_updates_deletes_and_stale_if_match_is_412",
+    ],
+    _F4 + "features": [
+        "test_ogc_desktop_clients.test_owslib_creates_updates_deletes_and_stale_if_match_is_412",
+        "test_ogc_desktop_clients.test_options_answers_allow_by_caller",
+    ],
 }
 
 

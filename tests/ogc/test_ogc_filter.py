@@ -30,7 +30,8 @@ def test_queryables_json_schema(client):
     props = q["properties"]
     assert props["population"]["type"] == "integer"
     assert props["name"]["type"] == "string"
-    assert props["geometry"]["format"] == "geometry-any"
+    assert props["geometry"]["format"] == "geometry-multipolygon"
+    assert props["geometry"]["x-ogc-role"] == "primary-geometry"
 
 
 # --- basic-cql2 ------------------------------------------------------------------------

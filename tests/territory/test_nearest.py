@@ -90,3 +90,16 @@ def test_any_point_outside_matches_the_brute_force(lon, lat):
     ref_owner, ref_dist = reference(t, np.array([mx]), np.array([my]))
     assert owner[0] == ref_owner[0]
     assert abs(dist[0] - ref_dist[0]) < 1e-6
+
+
+def test_rdn2008_epsg_6707_is_northing_first_in_single_and_batch_lookups():
+    """EPSG:6707 (RDN2008 / UTM 32N) has northing as its first axis, as EPSG defines it."""
+    from pyproj import Transformer
+
+    n, e = Transformer.from_crs("EPSG:4326", "EPSG:6707").transform(45.4642, 9.19)
+    assert n > 5_000_000 > e  # first axis northing
+    assert lookup.locate_point(n, e, "EPSG:6707")["comune"]["name"] == "Milano"
+    row = lookup.locate_columns(np.array([n]), np.array([e]), "EPSG:6707").to_dict()
+    assert row["results"][0]["name"] == "Milano"
+    e2, n2 = Transformer.from_crs("EPSG:4326", "EPSG:7791", always_xy=True).transform(9.19, 45.4642)
+    assert lookup.locate_point(e2, n2, "EPSG:7791")["comune"]["name"] == "Milano"

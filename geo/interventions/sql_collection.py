@@ -1,0 +1,239 @@
+"""The ``interventions`` collection answered by the store (no copy of the table in memory).
+
+:class:`InterventionsSqlProvider` is a :class:`geo.ogc.sql.SqlCollection`: every query —
+bbox, ``?name=value``, CQL2, sorting, paging, ``numberMatched`` — runs as SQL against
+``interventions`` and ``intervention_comuni``; only the page's rows are read, and turned
+into features by the same function the snapshot uses (``store._properties``), so a feature
+reads the same whichever way it is served. A write is visible to the next read at once
+(the version is the store's revision of ``interventions``) and costs no reload.
+
+Properties in SQL:
+
+* scalar columns as they are; ``created``/``updated`` are the timestamp columns;
+  ``as_of`` an ISO date text;
+* ``missions``, ``objectives``, ``drivers`` (and ``comuni_named``) are JSON arrays;
+* ``comuni``, ``comuni_names``, ``zone``, ``unioni`` come from the links of
+  ``intervention_comuni``: ``zone = X`` / ``A_CONTAINS(zone, ('X'))`` means "has a link to
+  a comune of zone X" (the territory, 133 comuni in memory, maps values to ISTAT codes).
+
+``?name=value`` follows the rules of :mod:`geo.interventions.collection` (aliases,
+forgiving comune names, programme aliases, ``amount_min``/``amount_max``), except that a
+number compares as a number (``?amount_eur=1000000`` matches 1000000.0; the in-memory
+collection compared the text ``"1000000.0"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import shapely
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from geo.errors import InvalidParameter
+from geo.interventions.collection import (
+    ALIASES,
+    COLLECTION_ID,
+    LIST_PROPERTIES,
+    RANGE,
+    InterventionsProvider,
+    _queryables,
+)
+from geo.interventions.model import EXTRA_COLUMNS, TOPIC
+from geo.interventions.store import _properties, interventions_table, links_table
+from geo.ogc.geometry import promote_to_multi
+from geo.ogc.registry import Queryable
+from geo.ogc.sql import SQL_FALSE, SQL_TRUE, SqlCollection, SqlProperty, json_list
+from geo.plan import PlanCatalogue
+from geo.territory import Territory, get_territory
+
+#: The one geometry type of the collection (points and multi-points; see geo.ogc.geometry).
+GEOMETRY_TYPE = "MultiPoint"
+
+
+def link_list(name: str, values_by_code: Mapping[str, Any]) -> SqlProperty:
+    """A list property computed from the intervention's links to comuni.
+
+    ``values_by_code``: the value each comune (ISTAT code) contributes (its zone, union,
+    name…); comuni absent from it contribute nothing.
+    """
+    it, lt = interventions_table, links_table
+
+    def codes(values: list[Any]) -> list[str]:
+        wanted = set(values)
+        return sorted(c for c, v in values_by_code.items() if v in wanted)
+
+    def linked(cs: list[str]) -> ColumnElement[bool]:
+        return sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(lt)
+            .where(lt.c.intervention_id == it.c.id, lt.c.istat_code.in_(cs))
+        )
+
+    def any_in(values: list[Any]) -> ColumnElement[bool]:
+        cs = codes(values)
+        return linked(cs) if cs else SQL_FALSE
+
+    def all_in(values: list[Any]) -> ColumnElement[bool]:
+        others = sorted(set(values_by_code) - set(codes(values)))
+        return ~linked(others) if others else SQL_TRUE
+
+    return SqlProperty(name, "list", None, "text", any_in, all_in)
+
+
+def _sql_properties(dialect: str, t: Territory) -> dict[str, SqlProperty]:
+    c = interventions_table.c
+    text = (
+        "id",
+        "title",
+        "programme",
+        "status",
+        "period",
+        "cup",
+        "source_url",
+        "reliability",
+        "remark",
+        "source",
+        "precision",
+        *(x for x in EXTRA_COLUMNS if x not in ("pnrr_amount_eur", "as_of")),
+    )
+    props: dict[str, SqlProperty] = {n: SqlProperty(n, "text", c[n]) for n in text}
+    props["amount_eur"] = SqlProperty("amount_eur", "number", c.amount_eur)
+    props["pnrr_amount_eur"] = SqlProperty("pnrr_amount_eur", "number", c.pnrr_amount_eur)
+    props["as_of"] = SqlProperty("as_of", "date", c.as_of)
+    props["created"] = SqlProperty("created", "timestamp", c.created_at)
+    props["updated"] = SqlProperty("updated", "timestamp", c.updated_at)
+    props["precision_note"] = SqlProperty(
+        "precision_note",
+        "text",
+        sa.case(
+            (c.precision == "comune", _properties_note("comune")),
+            else_=_properties_note("exact"),
+        ),
+    )
+    for name in ("missions", "objectives", "comuni_named"):
+        props[name] = json_list(name, c[name], dialect)
+    props["drivers"] = json_list("drivers", c.drivers, dialect, element="number")
+    comuni = list(t.comuni.values())
+    props["comuni"] = link_list("comuni", {x.istat_code: x.istat_code for x in comuni})
+    props["comuni_names"] = link_list("comuni_names", {x.istat_code: x.name for x in comuni})
+    props["zone"] = link_list("zone", {x.istat_code: x.zona_id for x in comuni})
+    props["unioni"] = link_list(
+        "unioni", {x.istat_code: x.unione_id for x in comuni if x.unione_id}
+    )
+    for alias, name in ALIASES.items():
+        props[alias] = props[name]
+    return props
+
+
+def _fake_row(precision: str) -> SimpleNamespace:
+    """A row with every column, for reading what ``store._properties`` makes of it."""
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    values: dict[str, Any] = {col.name: None for col in interventions_table.c}
+    for name in ("missions", "objectives", "drivers", "comuni", "comuni_named"):
+        values[name] = []
+    values.update(precision=precision, created_at=now, updated_at=now)
+    return SimpleNamespace(**values)
+
+
+def _properties_note(precision: str) -> str:
+    return _properties(_fake_row(precision), get_territory())["precision_note"]
+
+
+class InterventionsSqlProvider(SqlCollection):
+    """Interventions from the store, every query run there (see the module docstring)."""
+
+    id = COLLECTION_ID
+    title = InterventionsProvider.title
+    description = InterventionsProvider.description
+    keywords = InterventionsProvider.keywords
+    translations = InterventionsProvider.translations
+    geometry_type = GEOMETRY_TYPE
+    license = None
+    table = interventions_table
+    topic = TOPIC
+    rtree = "rtree_interventions_geom"
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        super().__init__(engine)
+
+    def engine(self) -> Engine:
+        """The store, with the documented interventions seeded once."""
+        from geo.interventions.store import get_store
+
+        return get_store(self._engine)
+
+    def sql_properties(self, dialect: str) -> dict[str, SqlProperty]:
+        """Columns, JSON lists and link-derived lists (aliases included)."""
+        return _sql_properties(dialect, get_territory())
+
+    def property_alias(self, name: str) -> str:
+        """``comune`` → ``comuni`` and the other singular aliases."""
+        return ALIASES.get(name, name)
+
+    def queryables(self) -> list[Queryable]:
+        """As the in-memory collection declares them (geo.interventions.collection)."""
+        return _queryables()
+
+    def property_names(self) -> list[str]:
+        """The properties every feature carries, in order."""
+        return list(_properties(_fake_row("exact"), get_territory()))
+
+    def version(self) -> str:
+        """The store's revision of the interventions, and the territory's version."""
+        return f"{super().version()}-{get_territory().version}"
+
+    def empty_extent(self) -> tuple[float, float, float, float]:
+        """The metropolitan city, while there are no interventions."""
+        return tuple(float(v) for v in shapely.total_bounds(get_territory().geometries))  # type: ignore[return-value]
+
+    def property_condition(
+        self, name: str, value: str, props: Mapping[str, SqlProperty]
+    ) -> ColumnElement[bool]:
+        """``?name=value`` (rules in geo.interventions.collection)."""
+        key = name
+        name = ALIASES.get(name, name)
+        if name in RANGE:
+            try:
+                limit = float(value)
+            except ValueError:
+                raise InvalidParameter(key, f"not a number: {value!r}") from None
+            if limit != limit:  # NaN: no amount compares with it
+                return SQL_FALSE
+            amount = interventions_table.c.amount_eur
+            return amount >= limit if name == "amount_min" else amount <= limit
+        if name in LIST_PROPERTIES:
+            wanted = InterventionsProvider._normalise(name, value)
+            prop = props[name]
+            assert prop.any_in is not None
+            if prop.element == "number":
+                return prop.any_in([float(wanted)]) if isinstance(wanted, int) else SQL_FALSE
+            return prop.any_in([wanted]) if isinstance(wanted, str) else SQL_FALSE
+        if name == "programme":
+            with contextlib.suppress(KeyError):
+                value = PlanCatalogue.load().programme(value).name
+        return super().property_condition(name, value, props)
+
+    def build_features(
+        self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool
+    ) -> list[dict[str, Any]]:
+        """Features of rows of ``interventions`` (properties as the snapshot makes them)."""
+        t = get_territory()
+        if skip_geometry or not rows:
+            geoms = np.full(len(rows), None, dtype=object)
+        else:
+            decoded = shapely.from_wkb([r.geometry_wkb for r in rows])
+            geoms, _ = promote_to_multi(list(decoded), GEOMETRY_TYPE)
+        out = []
+        for r, g in zip(rows, geoms, strict=True):
+            props = _properties(r, t)
+            if properties is not None:
+                props = {k: props[k] for k in properties if k in props}
+            out.append({"type": "Feature", "id": r.id, "geometry": g, "properties": props})
+        return out

@@ -1,0 +1,1237 @@
+"""Collections answered by the store: CQL2 translated to SQL, and a provider on top.
+
+Two building blocks, in the spirit of tipg's ``PgCollection`` but for both backends
+(SQLite and PostgreSQL + PostGIS):
+
+* :class:`SqlFilter` translates the CQL2-JSON tree that :func:`geo.ogc.cql.parse_filter`
+  produces into a SQLAlchemy boolean expression with bound parameters, given a resolver
+  from property names to :class:`SqlProperty` (a SQL expression and its *kind*).
+  The semantics are exactly those of the in-memory evaluation in :mod:`geo.ogc.cql`:
+  SQL's three-valued logic is CQL2's (a comparison with a null is unknown, and ``NOT``
+  of unknown is unknown, so ``NOT`` never selects nulls), strings compare by code point,
+  numbers as floats, instants as instants, LIKE is case-sensitive with CQL2's ``\\``
+  escape, a division by zero is null. A part it cannot express exactly raises
+  :class:`Unsupported` internally; :meth:`SqlFilter.compile` then leaves that conjunct of
+  the top-level AND to be evaluated in Python (see below). A type error (a text compared
+  with a number, a list with a value…) is a 400, as in memory.
+* :class:`SqlCollection` is a :class:`~geo.ogc.registry.CollectionProvider` whose every
+  query runs in the store: bbox, ``?property=value``, datetime and CQL2 in one WHERE,
+  ``numberMatched`` by ``COUNT(*)`` with that WHERE, ``ORDER BY`` sortby then id,
+  ``LIMIT``/``OFFSET``, and only the page's rows read and turned into features
+  (geometries decoded with shapely's vectorised ``from_wkb``).
+
+What runs in Python, and why (bounded by :attr:`SqlCollection.max_python_rows`):
+
+* conjuncts whose exact semantics SQL lacks: ``%``, ``DIV`` and ``^`` (Python's float
+  modulo/floor division/power, and its overflow errors), arithmetic with literals beyond
+  1e100 (overflow), LIKE on non-text values (matched against Python's ``str()``),
+  comparisons of text with instants (parsed row by row), ``CASEI``/``ACCENTI`` on
+  PostgreSQL (Python's ``casefold`` and Unicode decomposition; on SQLite they run inside
+  the query as user functions). The other conjuncts still filter in SQL; the candidates
+  they leave are evaluated with :mod:`geo.ogc.cql` in chunks. More candidates than the
+  bound is a 400 asking to narrow the request.
+* on SQLite, exact spatial predicates: the R*Tree (or the bbox columns) selects
+  candidates, and a user function runs GEOS (shapely) on the candidates only, inside the
+  query, so counting and paging stay in SQL.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import shapely
+import sqlalchemy as sa
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from geo.errors import InvalidParameter
+from geo.ogc.cql import (
+    GEOMETRY_PROPERTY,
+    CqlFilter,
+    evaluate,
+    fold_accents,
+    fold_case,
+)
+from geo.ogc.geometry import area_of
+from geo.ogc.registry import (
+    CollectionProvider,
+    FeatureQuery,
+    MemoryTable,
+    QueryResult,
+)
+from geo.settings import get_settings
+
+#: Property kinds a resolver may declare.
+KINDS = ("text", "number", "date", "timestamp", "list")
+
+
+class Unsupported(Exception):
+    """The translator cannot express this part exactly in SQL (it is evaluated in Python)."""
+
+
+def _fail(message: str) -> InvalidParameter:
+    return InvalidParameter("filter", message)
+
+
+@dataclass(frozen=True)
+class SqlProperty:
+    """How a property reads in SQL.
+
+    ``kind``: ``text``, ``number`` (compared as floats), ``date`` (ISO ``YYYY-MM-DD`` text),
+    ``timestamp`` (a timezone-aware DateTime column, served as ISO text) or ``list``.
+    Scalars carry ``expr``; a list carries ``any_in(values)`` (some element is one of
+    ``values``) and ``all_in(values)`` (every element is one of them), whatever its storage
+    (a JSON array column, or rows of a link table), and the kind of its elements.
+    """
+
+    name: str
+    kind: str
+    expr: Any = None
+    element: str = "text"
+    any_in: Callable[[list[Any]], ColumnElement[bool]] | None = None
+    all_in: Callable[[list[Any]], ColumnElement[bool]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown property kind {self.kind!r}")
+
+
+def json_list(name: str, column: Any, dialect: str, element: str = "text") -> SqlProperty:
+    """A list property stored as a JSON array column (``json_each`` / ``json_array_elements``)."""
+
+    def elements() -> Any:
+        if dialect == "postgresql":
+            tv = sa.func.json_array_elements_text(column).table_valued("value").alias()
+            value = tv.c.value
+            if element == "number":
+                value = sa.cast(value, sa.Float)
+        else:
+            tv = sa.func.json_each(column).table_valued("value").alias()
+            value = tv.c.value
+        return tv, value
+
+    def any_in(values: list[Any]) -> ColumnElement[bool]:
+        if not values:
+            return sa.false()
+        tv, value = elements()
+        return sa.exists(sa.select(sa.literal(1)).select_from(tv).where(value.in_(values)))
+
+    def all_in(values: list[Any]) -> ColumnElement[bool]:
+        tv, value = elements()
+        return ~sa.exists(sa.select(sa.literal(1)).select_from(tv).where(value.not_in(values)))
+
+    return SqlProperty(name, "list", column, element, any_in, all_in)
+
+
+# --- constants ----------------------------------------------------------------------------
+
+_NO = object()
+
+
+@dataclass
+class _Operand:
+    """A translated operand: a SQL expression of a kind, or a Python constant."""
+
+    kind: str  # text number bool instant date timestamp list array geometry null
+    sql: Any = None
+    value: Any = _NO
+    prop: SqlProperty | None = None
+
+    @property
+    def const(self) -> bool:
+        return self.value is not _NO
+
+
+def _const(value: Any) -> _Operand:
+    if value is None:
+        return _Operand("null", value=None)
+    if isinstance(value, bool):
+        return _Operand("bool", value=value)
+    if isinstance(value, int | float):
+        return _Operand("number", value=float(value))
+    if isinstance(value, str):
+        return _Operand("text", value=value)
+    if isinstance(value, date):  # datetime too
+        return _Operand("instant", value=_instant(value))
+    if isinstance(value, BaseGeometry):
+        return _Operand("geometry", value=value)
+    if isinstance(value, list):
+        return _Operand("array", value=value)
+    raise _fail(f"unexpected value {value!r}")
+
+
+def _instant(v: date) -> datetime:
+    """A date or datetime as an aware UTC datetime (dates at 00:00 UTC), as geo.ogc.cql does."""
+    if isinstance(v, datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC)
+    return datetime(v.year, v.month, v.day, tzinfo=UTC)
+
+
+SQL_TRUE: ColumnElement[bool] = sa.true()
+SQL_FALSE: ColumnElement[bool] = sa.false()
+
+
+def sql_null() -> ColumnElement[bool]:
+    """A boolean NULL (unknown)."""
+    return sa.cast(sa.null(), sa.Boolean)
+
+
+def false_unless_null(expr: Any) -> ColumnElement[bool]:
+    """FALSE for rows where ``expr`` has a value, unknown where it is null."""
+    return sa.case((expr.is_(None), sql_null()), else_=sa.false())
+
+
+def true_unless_null(expr: Any) -> ColumnElement[bool]:
+    """TRUE for rows where ``expr`` has a value, unknown where it is null."""
+    return sa.case((expr.is_(None), sql_null()), else_=sa.true())
+
+
+def _has_property(node: Any) -> bool:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if "property" in n:
+                return True
+            stack.extend(n.get("args", []))
+        elif isinstance(n, list):
+            stack.extend(n)
+    return False
+
+
+def _fold_boolean(node: Any) -> ColumnElement[bool]:
+    """A condition without properties, evaluated once by geo.ogc.cql (true, false or null)."""
+    table = MemoryTable({}, np.array([None], dtype=object))
+    if evaluate(CqlFilter(tree=node, text=""), table)[0]:
+        return SQL_TRUE
+    if evaluate(CqlFilter(tree={"op": "not", "args": [node]}, text=""), table)[0]:
+        return SQL_FALSE
+    return sql_null()
+
+
+_ARITH = {
+    "+": lambda x, y: x + y,
+    "-": lambda x, y: x - y,
+    "*": lambda x, y: x * y,
+    "/": lambda x, y: x / y,
+    "%": lambda x, y: x % y,
+    "div": lambda x, y: x // y,
+    "^": lambda x, y: x**y,
+}
+#: Literals beyond this make an arithmetic conjunct run in Python (float overflow is a 400
+#: there, while SQLite would compute infinities).
+_ARITH_MAX = 1e100
+
+_SPATIAL = ("intersects", "disjoint", "within", "contains", "touches", "crosses", "overlaps")
+_SPATIAL_ALL = (*_SPATIAL, "equals")
+
+_COMPARE = {
+    "=": lambda a, b: a == b,
+    "<>": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_SWAP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
+# --- spatial ------------------------------------------------------------------------------
+
+
+class Spatial:
+    """The collection's geometry in SQL: bbox selection and CQL2 spatial predicates."""
+
+    def bbox(self, area: BaseGeometry) -> ColumnElement[bool]:
+        """Rows whose geometry intersects ``area`` (CRS84)."""
+        return self.predicate("intersects", area, literal_first=False)
+
+    def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
+        """``name(geometry, literal)`` (or ``name(literal, geometry)``), never null."""
+        raise NotImplementedError
+
+    def is_null(self) -> ColumnElement[bool]:
+        """Rows without geometry."""
+        raise NotImplementedError
+
+
+class PostgisSpatial(Spatial):
+    """A PostGIS ``geometry(…, 4326)`` column with a GIST index: ``&&`` then ``ST_*``."""
+
+    def __init__(self, geom: Any) -> None:
+        self.geom = geom
+
+    def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
+        if name == "disjoint":  # DE-9IM: disjoint is exactly "not intersects" (index-backed)
+            return ~self.predicate("intersects", literal, literal_first)
+        lit = sa.func.ST_GeomFromWKB(sa.literal(shapely.to_wkb(literal), sa.LargeBinary), 4326)
+        args = (lit, self.geom) if literal_first else (self.geom, lit)
+        test = sa.func.coalesce(getattr(sa.func, f"ST_{name.capitalize()}")(*args), sa.false())
+        if literal.is_empty:
+            return test
+        x0, y0, x1, y1 = literal.bounds
+        envelope = sa.func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
+        return sa.and_(self.geom.op("&&")(envelope), test)
+
+    def is_null(self) -> ColumnElement[bool]:
+        return self.geom.is_(None)
+
+
+@functools.lru_cache(maxsize=64)
+def _literal_geometry(wkb: bytes) -> BaseGeometry:
+    geom = shapely.from_wkb(wkb)
+    shapely.prepare(geom)
+    return geom
+
+
+def _sqlite_spatial(
+    name: str, row_wkb: bytes | None, literal_wkb: bytes, literal_first: int
+) -> int:
+    """The user function ``cmm_spatial``: a shapely predicate, false for a missing geometry."""
+    if row_wkb is None:
+        return 0
+    lit = _literal_geometry(literal_wkb)
+    geom = shapely.from_wkb(row_wkb)
+    func = getattr(shapely, name)
+    return int(bool(func(lit, geom) if literal_first else func(geom, lit)))
+
+
+def _sqlite_text(func: Callable[[str], str]) -> Callable[[Any], str | None]:
+    def call(value: Any) -> str | None:
+        return None if value is None else func(str(value))
+
+    return call
+
+
+def register_sqlite_functions(conn: Connection) -> None:
+    """Install the user functions the SQLite translation calls (cheap; per connection)."""
+    raw = conn.connection.dbapi_connection
+    raw.create_function("cmm_spatial", 4, _sqlite_spatial, deterministic=True)  # type: ignore[union-attr]
+    raw.create_function("cmm_casefold", 1, _sqlite_text(fold_case), deterministic=True)  # type: ignore[union-attr]
+    raw.create_function("cmm_accentfold", 1, _sqlite_text(fold_accents), deterministic=True)  # type: ignore[union-attr]
+
+
+class SqliteRtreeSpatial(Spatial):
+    """WKB + exact bbox columns on SQLite, with an R*Tree keyed by the table's rowid.
+
+    The R*Tree (float32 boxes, rounded outwards) selects candidates; the double-precision
+    bbox columns make the box test exact; shapely (user function ``cmm_spatial``) decides
+    the rest, only for candidates that are neither points nor inside a rectangular area.
+    """
+
+    def __init__(
+        self,
+        table: sa.Table,
+        rtree: str,
+        wkb: str = "geometry_wkb",
+        bounds: tuple[str, str, str, str] = ("minx", "miny", "maxx", "maxy"),
+        geometry_type: str | None = "geometry_type",
+    ) -> None:
+        self.table = table
+        self.rtree = sa.table(
+            rtree, *(sa.column(c) for c in ("id", "minx", "maxx", "miny", "maxy"))
+        )
+        self.wkb = table.c[wkb]
+        self.bounds = tuple(table.c[b] for b in bounds)
+        self.geometry_type = table.c[geometry_type] if geometry_type else None
+        self.rowid = sa.literal_column(f"{table.name}.rowid")
+
+    def _candidates(self, x0: float, y0: float, x1: float, y1: float) -> ColumnElement[bool]:
+        r = self.rtree.c
+        hits = sa.select(r.id).where(r.maxx >= x0, r.minx <= x1, r.maxy >= y0, r.miny <= y1)
+        minx, miny, maxx, maxy = self.bounds
+        return sa.and_(
+            self.rowid.in_(hits.scalar_subquery()),
+            maxx >= x0,
+            minx <= x1,
+            maxy >= y0,
+            miny <= y1,
+        )
+
+    def _exact(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
+        return (
+            sa.func.cmm_spatial(
+                name,
+                self.wkb,
+                sa.literal(shapely.to_wkb(literal), sa.LargeBinary),
+                int(literal_first),
+            )
+            == 1
+        )
+
+    def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
+        if name == "disjoint":
+            return ~self.predicate("intersects", literal, literal_first)
+        exact = self._exact(name, literal, literal_first)
+        if literal.is_empty:
+            return exact
+        x0, y0, x1, y1 = literal.bounds
+        candidates = self._candidates(x0, y0, x1, y1)
+        if name == "intersects" and literal.equals(shapely.box(x0, y0, x1, y1)):
+            # A rectangle: a point whose box meets it, or a geometry whose box lies inside
+            # it, intersects it; the exact test is left for the others.
+            minx, miny, maxx, maxy = self.bounds
+            inside = sa.and_(minx >= x0, maxx <= x1, miny >= y0, maxy <= y1)
+            shortcut = [inside]
+            if self.geometry_type is not None:
+                shortcut.insert(0, self.geometry_type == "Point")
+            return sa.and_(candidates, sa.or_(*shortcut, exact))
+        return sa.and_(candidates, exact)
+
+    def is_null(self) -> ColumnElement[bool]:
+        return self.wkb.is_(None)
+
+
+# --- the translator -----------------------------------------------------------------------
+
+
+class SqlFilter:
+    """CQL2 (the tree of :class:`geo.ogc.cql.CqlFilter`) → a SQLAlchemy condition.
+
+    ``properties`` resolves names (aliases included) to :class:`SqlProperty`;
+    ``spatial`` handles the geometry; ``dialect`` is ``sqlite`` or ``postgresql``.
+    """
+
+    def __init__(
+        self, properties: Mapping[str, SqlProperty], spatial: Spatial | None, dialect: str
+    ) -> None:
+        self.properties = properties
+        self.spatial = spatial
+        self.dialect = dialect
+        self.pg = dialect == "postgresql"
+
+    # -- entry points
+
+    def compile(self, tree: Any) -> tuple[ColumnElement[bool] | None, Any | None]:
+        """(the SQL condition, the part left to Python or None).
+
+        The top-level AND is split: every conjunct SQL expresses exactly goes to SQL; the
+        others form the residual, evaluated in Python on the rows SQL selected.
+        """
+        conjuncts = self._conjuncts(tree)
+        sql_parts: list[ColumnElement[bool]] = []
+        rest: list[Any] = []
+        for c in conjuncts:
+            try:
+                sql_parts.append(self.condition(c))
+            except Unsupported:
+                rest.append(c)
+        where = sa.and_(*sql_parts) if sql_parts else None
+        residual = None if not rest else rest[0] if len(rest) == 1 else {"op": "and", "args": rest}
+        return where, residual
+
+    @staticmethod
+    def _conjuncts(tree: Any) -> list[Any]:
+        out, stack = [], [tree]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, dict) and n.get("op") == "and":
+                stack.extend(reversed(n["args"]))
+            else:
+                out.append(n)
+        return out
+
+    def condition(self, node: Any) -> ColumnElement[bool]:
+        """A boolean node as SQL (raises :class:`Unsupported` or a 400)."""
+        if not _has_property(node):
+            return _fold_boolean(node)
+        if not isinstance(node, dict) or "op" not in node:
+            raise Unsupported("a value where a condition is expected")
+        op, args = node["op"], node["args"]
+        if op == "and":
+            return sa.and_(*(self.condition(a) for a in args))
+        if op == "or":
+            return sa.or_(*(self.condition(a) for a in args))
+        if op == "not":
+            return sa.not_(self.condition(args[0]))
+        if op in _COMPARE:
+            return self._compare(op, self.operand(args[0]), self.operand(args[1]))
+        if op == "isnull":
+            return self._is_null(self.operand(args[0]))
+        if op == "like":
+            return self._like(args)
+        if op == "between":
+            return self._between(*(self.operand(a) for a in args))
+        if op == "in":
+            return self._in(args)
+        if op.startswith("a_"):
+            return self._array(op, args)
+        if op.startswith("s_"):
+            return self._spatial(op[2:], args)
+        # an operand where a condition is expected (e.g. a bare property or arithmetic)
+        raise Unsupported(op)
+
+    # -- operands
+
+    def operand(self, node: Any) -> _Operand:
+        """A value node: property, literal, arithmetic, CASEI/ACCENTI."""
+        if isinstance(node, dict) and "property" in node:
+            name = node["property"]
+            if name == GEOMETRY_PROPERTY:
+                return _Operand("geometry")
+            prop = self.properties.get(name)
+            if prop is None:
+                raise _fail(f"unknown property {name!r}")
+            return _Operand(prop.kind, prop.expr, prop=prop)
+        if isinstance(node, dict) and "op" in node:
+            op, args = node["op"], node["args"]
+            if op in _ARITH:
+                return self._arithmetic(op, [self.operand(a) for a in args])
+            if op in ("casei", "accenti"):
+                return self._fold(op, self.operand(args[0]))
+            raise Unsupported(op)  # a condition used as a value
+        if isinstance(node, list):
+            return _Operand("array", value=[self._literal(v) for v in node])
+        return _const(node)
+
+    def _literal(self, node: Any) -> Any:
+        """A literal element of a list (constant expressions folded); 400 for properties."""
+        if isinstance(node, dict | list) and _has_property(node):
+            raise _fail("lists may hold literal values only")
+        v = self.operand(node)
+        if not v.const:
+            raise Unsupported("non-constant element")
+        return v.value
+
+    def _arithmetic(self, op: str, args: list[_Operand]) -> _Operand:
+        for a in args:
+            if a.kind == "null":
+                return _Operand("null", value=None)
+            if a.kind in ("text", "date", "timestamp") or (a.kind == "instant" and a.const):
+                raise _fail("arithmetic needs numbers")
+            if a.kind in ("list", "array", "geometry", "instant"):
+                raise _fail("cannot apply the operator to " + a.kind)
+            if a.kind == "bool" and not a.const:
+                raise Unsupported("boolean arithmetic")
+        x, y = args
+        if x.const and y.const:
+            return _const(self._calc(op, float(x.value), float(y.value)))
+        if op in ("%", "div", "^"):
+            raise Unsupported(op)  # Python float semantics, see the module docstring
+        for a in args:
+            if a.const and abs(float(a.value)) > _ARITH_MAX:
+                raise Unsupported("overflow-prone literal")
+
+        def sql(a: _Operand) -> Any:
+            return sa.literal(float(a.value), sa.Float) if a.const else a.sql
+
+        if op == "/":
+            if y.const and float(y.value) == 0.0:
+                return _Operand("null", value=None)
+            return _Operand("number", sql(x) / sa.func.nullif(sql(y), 0.0))
+        expr = {"+": sql(x) + sql(y), "-": sql(x) - sql(y), "*": sql(x) * sql(y)}[op]
+        return _Operand("number", expr)
+
+    @staticmethod
+    def _calc(op: str, x: float, y: float) -> float | None:
+        """Constant arithmetic, as geo.ogc.cql computes it."""
+        try:
+            result = _ARITH[op](x, y)
+        except ZeroDivisionError:
+            return None
+        except OverflowError:
+            result = math.inf
+        if isinstance(result, complex) or not math.isfinite(result):
+            raise _fail(f"arithmetic overflow: {x!r} {op} {y!r} has no finite real result")
+        return result
+
+    def _fold(self, op: str, v: _Operand) -> _Operand:
+        func = fold_case if op == "casei" else fold_accents
+        if v.const:
+            return _const(None if v.value is None else func(str(v.value)))
+        if v.kind not in ("text", "date") or self.pg:
+            raise Unsupported(op)  # str() of other kinds; PostgreSQL lacks casefold
+        name = "cmm_casefold" if op == "casei" else "cmm_accentfold"
+        return _Operand("text", getattr(sa.func, name)(v.sql))
+
+    # -- conditions
+
+    def _is_null(self, v: _Operand) -> ColumnElement[bool]:
+        if v.kind == "list":
+            return SQL_FALSE  # a list is never null (empty at most)
+        if v.kind == "geometry":
+            if self.spatial is None:
+                raise Unsupported("no geometry")
+            return self.spatial.is_null()
+        return v.sql.is_(None)
+
+    def _text(self, expr: Any) -> Any:
+        """Text ordered by code point, as Python compares strings."""
+        return expr.collate("C") if self.pg else expr
+
+    def _compare(self, op: str, a: _Operand, b: _Operand) -> ColumnElement[bool]:
+        if a.kind == "null" or b.kind == "null":
+            return sql_null()
+        if a.const and not b.const:
+            return self._compare(_SWAP[op], b, a)
+        for v in (a, b):
+            if v.kind in ("list", "array"):
+                raise _fail(
+                    "cannot compare a list with a value; use the array functions, "
+                    "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))"
+                )
+        ka, kb = a.kind, b.kind
+        fn = _COMPARE[op]
+        if "bool" in (ka, kb) or "geometry" in (ka, kb):
+            raise Unsupported("boolean or geometry comparison")
+        if ka == "number" and kb == "number":
+            return fn(a.sql, self._value(b, sa.Float))
+        if ka == "number" or kb == "number":
+            raise _fail(f"cannot compare {ka} with {kb}")
+        if kb == "instant":  # b is a constant here
+            if ka == "timestamp":
+                return fn(a.sql, sa.literal(b.value, sa.DateTime(timezone=True)))
+            if ka == "date":
+                return self._date_vs_instant(op, a.sql, b.value)
+            raise Unsupported("text compared with an instant (parsed row by row)")
+        if (ka == "text" and kb == "text") or (ka == "date" and kb in ("text", "date")):
+            if op in ("=", "<>"):
+                return fn(a.sql, self._value(b, sa.Text))
+            return fn(self._text(a.sql), self._value(b, sa.Text))
+        if ka == "text" and kb == "date":
+            return self._compare(_SWAP[op], b, a)
+        raise Unsupported(f"{ka} compared with {kb}")
+
+    @staticmethod
+    def _value(v: _Operand, type_: Any) -> Any:
+        if v.const:
+            return sa.literal(float(v.value) if type_ is sa.Float else v.value, type_)
+        return v.sql
+
+    def _date_vs_instant(self, op: str, col: Any, t: datetime) -> ColumnElement[bool]:
+        """An ISO date column (its instant is 00:00 UTC) compared with an instant."""
+        day = t.date()
+        fn = _COMPARE[op]
+        if t == datetime(day.year, day.month, day.day, tzinfo=UTC):
+            return fn(col, sa.literal(day.isoformat(), sa.Text))
+        d = sa.literal(day.isoformat(), sa.Text)  # t lies strictly inside ``day``
+        return {
+            "<": col <= d,
+            "<=": col <= d,
+            ">": col > d,
+            ">=": col > d,
+            "=": false_unless_null(col),
+            "<>": true_unless_null(col),
+        }[op]
+
+    def _between(self, v: _Operand, lo: _Operand, hi: _Operand) -> ColumnElement[bool]:
+        if "null" in (v.kind, lo.kind, hi.kind):
+            return sql_null()
+        both = sa.and_(self._compare("<=", lo, v), self._compare("<=", v, hi))
+        nullable = [o.sql for o in (lo, hi) if not o.const]
+        if not nullable:
+            return both  # only ``v`` may be null: both sides are unknown together
+        # CQL2: unknown when any operand is null (SQL's AND would say false)
+        anynull = sa.or_(*(x.is_(None) for x in [v.sql, *nullable] if x is not None))
+        return sa.case((anynull, sql_null()), else_=both)
+
+    def _like(self, args: list[Any]) -> ColumnElement[bool]:
+        v = self.operand(args[0])
+        pattern = self.operand(args[1])
+        if not (pattern.const and isinstance(pattern.value, str)):
+            raise _fail("LIKE needs a string pattern")
+        if v.kind == "null":
+            return sql_null()
+        if v.const:
+            return _fold_boolean({"op": "like", "args": [v.value, pattern.value]})
+        if v.kind not in ("text", "date"):
+            raise Unsupported("LIKE on a non-text value")
+        tokens = like_tokens(pattern.value)
+        if self.pg:
+            text = "".join(
+                "%" if k == "any" else "_" if k == "one" else ("\\" + c if c in "%_\\" else c)
+                for k, c in tokens
+            )
+            return v.sql.like(sa.literal(text, sa.Text), escape="\\")
+        # SQLite's LIKE ignores ASCII case: GLOB is case-sensitive, as CQL2's LIKE is
+        glob = "".join(
+            "*" if k == "any" else "?" if k == "one" else (f"[{c}]" if c in "*?[" else c)
+            for k, c in tokens
+        )
+        return v.sql.op("GLOB", is_comparison=True)(sa.literal(glob, sa.Text))
+
+    def _in(self, args: list[Any]) -> ColumnElement[bool]:
+        v = self.operand(args[0])
+        if not isinstance(args[1], list):
+            raise _fail("IN needs a list of values")
+        if any(isinstance(o, dict | list) and _has_property(o) for o in args[1]):
+            raise _fail("IN accepts literal values only")
+        options = [self._literal(o) for o in args[1]]
+        if v.kind == "null":
+            return sql_null()
+        if v.kind in ("list", "array"):
+            raise _fail("cannot compare a list with a value; use the array functions")
+        if v.kind in ("geometry", "bool"):
+            raise Unsupported("IN on geometries or booleans")
+        instants = sorted({_instant(o) for o in options if isinstance(o, date)})
+        strings = sorted({o for o in options if isinstance(o, str)})
+        numbers = sorted(
+            {float(o) for o in options if isinstance(o, int | float) and not isinstance(o, bool)}
+        )
+        col = v.sql
+        if v.kind == "number":
+            return col.in_(numbers) if numbers else false_unless_null(col)
+        if instants:
+            if v.kind == "timestamp":
+                return col.in_([sa.literal(t, sa.DateTime(timezone=True)) for t in instants])
+            if v.kind == "date":
+                days = [
+                    t.date().isoformat()
+                    for t in instants
+                    if t == datetime(t.year, t.month, t.day, tzinfo=UTC)
+                ]
+                return col.in_(days) if days else false_unless_null(col)
+            raise Unsupported("text IN instants (parsed row by row)")
+        if v.kind == "timestamp":
+            raise Unsupported("timestamp IN strings (compared as ISO text)")
+        return col.in_(strings) if strings else false_unless_null(col)
+
+    def _array(self, op: str, args: list[Any]) -> ColumnElement[bool]:
+        if op not in ("a_equals", "a_contains", "a_containedby", "a_overlaps"):
+            raise Unsupported(op)
+        a, b = (self.operand(x) for x in args)
+        for v in (a, b):
+            if v.kind == "null":
+                return sql_null()
+            if v.kind not in ("list", "array"):
+                raise _fail(f"{op.upper()} compares arrays; {v.kind} is not one")
+        if a.kind == "array" and b.kind == "list":
+            flip = {"a_contains": "a_containedby", "a_containedby": "a_contains"}
+            a, b, op = b, a, flip.get(op, op)
+        if b.kind != "array" or a.prop is None:
+            raise Unsupported("array function between two properties")
+        prop = a.prop
+        lits = b.value
+        for x in lits:
+            if isinstance(x, list | tuple | dict):
+                raise _fail(f"{op.upper()}: nested arrays are not supported")
+            if isinstance(x, bool):
+                raise Unsupported("boolean array element")
+        if prop.element == "number":
+            fits = [float(x) for x in lits if isinstance(x, int | float)]
+        else:
+            fits = [x for x in lits if isinstance(x, str)]
+        fits = sorted(set(fits))
+        kinds = (int, float) if prop.element == "number" else (str,)
+        misfit = any(not isinstance(x, kinds) for x in lits)
+        any_in, all_in = prop.any_in, prop.all_in
+        assert any_in is not None and all_in is not None
+
+        def contains() -> ColumnElement[bool]:
+            if misfit:
+                return SQL_FALSE  # an element of another type is in no list of this one
+            return sa.and_(SQL_TRUE, *(any_in([x]) for x in fits))
+
+        if op == "a_contains":
+            return contains()
+        if op == "a_overlaps":
+            return any_in(fits) if fits else SQL_FALSE
+        if op == "a_containedby":
+            return all_in(fits)
+        return sa.and_(all_in(fits), contains())  # a_equals
+
+    def _spatial(self, name: str, args: list[Any]) -> ColumnElement[bool]:
+        if name not in _SPATIAL_ALL:
+            raise Unsupported(name)
+        a, b = (self.operand(x) for x in args)
+        for v in (a, b):
+            if v.kind != "geometry":
+                raise _fail(f"S_{name.upper()} needs geometries, got {v.kind}")
+        if self.spatial is None or (not a.const and not b.const):
+            raise Unsupported("spatial predicate between two properties")
+        literal_first = a.const
+        literal = a.value if a.const else b.value
+        return self.spatial.predicate(name, literal, literal_first)
+
+
+def like_tokens(pattern: str) -> list[tuple[str, str]]:
+    """CQL2 LIKE pattern → [(kind, char)]: ``any`` (%), ``one`` (_), ``lit`` (``\\`` escapes,
+    a trailing lone ``\\`` is itself), as :class:`geo.ogc.cql.LikePattern` reads it."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(("lit", pattern[i + 1]))
+            i += 2
+            continue
+        out.append(("any", ch) if ch == "%" else ("one", ch) if ch == "_" else ("lit", ch))
+        i += 1
+    return out
+
+
+# --- the provider -------------------------------------------------------------------------
+
+
+class _Lru:
+    """A small thread-safe LRU map (counts, extents and samples per data revision)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
+        return _NO
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+
+class SqlCollection(CollectionProvider):
+    """A collection whose every query runs in the store (no copy of the table in memory).
+
+    Subclasses set ``table`` (SQLAlchemy Table with an ``id`` primary key, WKB geometry
+    and ``minx/miny/maxx/maxy`` bbox columns), ``topic`` (the store revision counter that
+    writes bump), ``rtree`` (SQLite R*Tree keyed by rowid) and implement
+    :meth:`sql_properties` and :meth:`build_features`.
+
+    ``numberMatched`` stays cheap because it is ``SELECT count(*)`` with the page's own
+    WHERE, which the indexes serve (GIST / R*Tree for bbox and spatial predicates, b-trees
+    on the filtered columns and the link table), and because counts are memoised per data
+    revision: the unfiltered count and the recent filtered ones cost one query per write,
+    not one per request (an LRU of :attr:`count_cache_size` entries).
+    """
+
+    table: sa.Table
+    topic: str
+    id_column = "id"
+    wkb_column = "geometry_wkb"
+    bounds_columns = ("minx", "miny", "maxx", "maxy")
+    geometry_type_column: str | None = "geometry_type"
+    #: SQLite R*Tree virtual table keyed by the table's rowid (migration helpers).
+    rtree: str | None = None
+    #: Most candidate rows a filter part evaluated in Python may leave (400 beyond).
+    max_python_rows = 100_000
+    #: Candidate rows read at a time when a filter part is evaluated in Python.
+    python_chunk = 5_000
+    #: Rows read to describe property values (schemas): a bounded sample.
+    property_sample_size = 1_000
+    count_cache_size = 512
+
+    def __init__(self, engine: Engine | None = None) -> None:
+        self._engine = engine
+        self._counts = _Lru(self.count_cache_size)
+        self._cache = _Lru(16)
+
+    # -- hooks
+
+    def engine(self) -> Engine:
+        """The engine to read (default: the store's)."""
+        from geo.store import get_engine
+
+        return self._engine or get_engine()
+
+    def sql_properties(self, dialect: str) -> dict[str, SqlProperty]:
+        """Every filterable property (aliases included) as SQL, for ``dialect``."""
+        raise NotImplementedError
+
+    def build_features(
+        self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool
+    ) -> list[dict[str, Any]]:
+        """GeoJSON-like features (geometry as shapely, CRS84) of rows of ``table``."""
+        raise NotImplementedError
+
+    def property_condition(
+        self, name: str, value: str, props: Mapping[str, SqlProperty]
+    ) -> ColumnElement[bool]:
+        """``?name=value``: a list holds it; a number equals it; other values equal its text.
+
+        (The literal text ``None`` also matches nulls, as the text of a null did in memory.)
+        """
+        prop = props.get(name)
+        if prop is None:
+            return SQL_FALSE
+        if prop.kind == "list":
+            assert prop.any_in is not None
+            if prop.element == "number":
+                try:
+                    return prop.any_in([float(value)])
+                except ValueError:
+                    return SQL_FALSE
+            return prop.any_in([value])
+        col = prop.expr
+        nulls = [col.is_(None)] if value == "None" else []
+        if prop.kind == "number":
+            try:
+                number = float(value)
+            except ValueError:
+                return sa.or_(SQL_FALSE, *nulls)
+            return (
+                sa.or_(col == number, *nulls)
+                if math.isfinite(number)
+                else sa.or_(*nulls, SQL_FALSE)
+            )
+        if prop.kind == "timestamp":
+            try:
+                t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return sa.or_(SQL_FALSE, *nulls)
+            if iso_text(t) != value:  # equality of the served text
+                return sa.or_(SQL_FALSE, *nulls)
+            return sa.or_(col == sa.literal(_instant(t), sa.DateTime(timezone=True)), *nulls)
+        return sa.or_(col == value, *nulls)
+
+    # -- plumbing
+
+    def _dialect(self, engine: Engine) -> str:
+        return engine.dialect.name
+
+    def _props(self, dialect: str) -> dict[str, SqlProperty]:
+        key = ("props", dialect)
+        got = self._cache.get(key)
+        if got is _NO:
+            got = self.sql_properties(dialect)
+            self._cache.put(key, got)
+        return got
+
+    def spatial(self, dialect: str) -> Spatial:
+        """The geometry's SQL (PostGIS ``geom`` column, or SQLite R*Tree + WKB)."""
+        if dialect == "postgresql":
+            return PostgisSpatial(sa.literal_column(f"{self.table.name}.geom"))
+        if self.rtree is None:
+            raise NotImplementedError("an SQLite collection needs an R*Tree")
+        return SqliteRtreeSpatial(
+            self.table, self.rtree, self.wkb_column, self.bounds_columns, self.geometry_type_column
+        )
+
+    def revision(self) -> tuple[int, datetime | None]:
+        """The store's change counter of ``topic`` (read once per request)."""
+        from geo.store import revision
+
+        return revision(self.engine(), self.topic)
+
+    def version(self) -> str:
+        """Changes with every write (the store's revision of ``topic``)."""
+        from geo.store import store_errors
+
+        with store_errors():
+            return f"r{self.revision()[0]}"
+
+    def last_modified(self) -> datetime:
+        """When ``topic`` last changed (a fixed date before the first write)."""
+        from geo.store import store_errors
+
+        with store_errors():
+            ts = self.revision()[1]
+        return ts or datetime(2025, 1, 1, tzinfo=UTC)
+
+    def where(self, q: FeatureQuery, dialect: str) -> tuple[list[Any], Any | None]:
+        """(SQL conditions, CQL2 part left to Python) of a query."""
+        props = self._props(dialect)
+        conds: list[Any] = []
+        if q.bbox is not None:
+            conds.append(self.spatial(dialect).bbox(area_of(q.bbox)))
+        for name, value in q.properties_eq.items():
+            conds.append(self.property_condition(name, value, props))
+        if q.datetime_range is not None and self.datetime_property:
+            prop = props.get(self.datetime_property)
+            if prop is not None:
+                start, end = q.datetime_range
+                conds.append(prop.expr.is_not(None))
+                ts = sa.DateTime(timezone=True)
+                if start is not None:
+                    conds.append(prop.expr >= sa.literal(_instant(start), ts))
+                if end is not None:
+                    conds.append(prop.expr <= sa.literal(_instant(end), ts))
+        residual = None
+        if q.filter is not None:
+            translator = SqlFilter(props, self.spatial(dialect), dialect)
+            sql, residual = translator.compile(q.filter.tree)
+            if sql is not None:
+                conds.append(sql)
+        return conds, residual
+
+    def order_by(self, q: FeatureQuery, dialect: str) -> list[Any]:
+        """ORDER BY sortby (nulls last both ways, text by code point), then id."""
+        props = self._props(dialect)
+        out: list[Any] = []
+        for name, ascending in q.sortby:
+            prop = props.get(name)
+            if prop is None or prop.kind == "list":
+                continue
+            expr = prop.expr
+            if dialect == "postgresql" and prop.kind in ("text", "date"):
+                expr = expr.collate("C")
+            out.append((expr.asc() if ascending else expr.desc()).nulls_last())
+        out.append(self.table.c[self.id_column].asc())
+        return out
+
+    def _connect(self, engine: Engine) -> Connection:
+        conn = engine.connect()
+        if engine.dialect.name == "sqlite":
+            register_sqlite_functions(conn)
+        return conn
+
+    def _count(self, conn: Connection, rev: int, q: FeatureQuery, conds: list[Any]) -> int:
+        stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
+        key = (id(conn.engine), rev, _query_key(q))
+        got = self._counts.get(key)
+        if got is _NO:
+            got = int(conn.execute(stmt).scalar_one())
+            self._counts.put(key, got)
+        return got
+
+    def _columns(self, skip_geometry: bool) -> list[Any]:
+        if skip_geometry:
+            return [c for c in self.table.c if c.name != self.wkb_column]
+        return list(self.table.c)
+
+    def query(self, q: FeatureQuery) -> QueryResult:
+        """One page of matching features and the number matched, all from the store."""
+        from geo.store import store_errors
+
+        with store_errors(), _filter_errors():
+            engine = self.engine()
+            rev = self.revision()[0]
+            dialect = self._dialect(engine)
+            conds, residual = self.where(q, dialect)
+            order = self.order_by(q, dialect)
+            with self._connect(engine) as conn:
+                if residual is not None:
+                    return self._query_in_python(conn, q, conds, order, residual)
+                matched = self._count(conn, rev, q, conds)
+                rows: list[Any] = []
+                if q.offset < matched and q.limit > 0:
+                    stmt = (
+                        sa.select(*self._columns(q.skip_geometry))
+                        .where(*conds)
+                        .order_by(*order)
+                        .limit(q.limit)
+                        .offset(q.offset)
+                    )
+                    rows = list(conn.execute(stmt))
+        return QueryResult(self.build_features(rows, q.properties, q.skip_geometry), matched)
+
+    def _query_in_python(
+        self, conn: Connection, q: FeatureQuery, conds: list[Any], order: list[Any], residual: Any
+    ) -> QueryResult:
+        """SQL selects candidates; the residual filter decides, chunk by chunk (bounded)."""
+        candidates = int(
+            conn.execute(
+                sa.select(sa.func.count()).select_from(self.table).where(*conds)
+            ).scalar_one()
+        )
+        if candidates > self.max_python_rows:
+            raise _fail(
+                f"part of this filter is evaluated outside the database ({_describe(residual)}) "
+                f"and the rest of the request leaves {candidates} features, more than "
+                f"{self.max_python_rows}; narrow it (bbox, more conditions)"
+            )
+        flt = CqlFilter(tree=residual, text="")
+        used = _properties_of(residual)
+        need_geometry = GEOMETRY_PROPERTY in used
+        budget = get_settings().request_timeout_s
+        deadline = time.monotonic() + budget
+        idcol = self.table.c[self.id_column]
+        stmt = sa.select(*self._columns(not need_geometry)).where(*conds).order_by(*order)
+        matched: list[Any] = []
+        result = conn.execution_options(yield_per=self.python_chunk).execute(stmt)
+        for chunk in result.partitions():
+            feats = self.build_features(chunk, None, not need_geometry)
+            columns: dict[str, np.ndarray] = {}
+            for name in used - {GEOMETRY_PROPERTY}:
+                col = np.empty(len(feats), dtype=object)
+                col[:] = [f["properties"].get(self.property_alias(name)) for f in feats]
+                columns[name] = col
+            geoms = np.empty(len(feats), dtype=object)
+            geoms[:] = [f.get("geometry") for f in feats]
+            mask = evaluate(flt, MemoryTable(columns, geoms), max(0.0, deadline - time.monotonic()))
+            matched.extend(r._mapping[idcol] for r, m in zip(chunk, mask, strict=True) if m)
+        page_ids = matched[q.offset : q.offset + q.limit]
+        rows: list[Any] = []
+        if page_ids:
+            got = {
+                r._mapping[idcol]: r
+                for r in conn.execute(
+                    sa.select(*self._columns(q.skip_geometry)).where(idcol.in_(page_ids))
+                )
+            }
+            rows = [got[i] for i in page_ids if i in got]
+        return QueryResult(self.build_features(rows, q.properties, q.skip_geometry), len(matched))
+
+    def property_alias(self, name: str) -> str:
+        """The property a filter name stands for (aliases)."""
+        return name
+
+    def get(self, feature_id: str) -> dict[str, Any] | None:
+        """One feature by primary key."""
+        from geo.store import store_errors
+
+        with store_errors():
+            idcol = self.table.c[self.id_column]
+            with self.engine().connect() as conn:
+                row = conn.execute(sa.select(self.table).where(idcol == feature_id)).first()
+        return None if row is None else self.build_features([row], None, False)[0]
+
+    def empty_extent(self) -> tuple[float, float, float, float]:
+        """The extent of a collection without features."""
+        return (-180.0, -90.0, 180.0, 90.0)
+
+    def extent(self) -> tuple[float, float, float, float]:
+        """min/max of the bbox columns, computed once per data revision."""
+        from geo.store import store_errors
+
+        with store_errors():
+            rev = self.revision()[0]
+            key = ("extent", id(self.engine()), rev)
+            got = self._cache.get(key)
+            if got is _NO:
+                minx, miny, maxx, maxy = (self.table.c[c] for c in self.bounds_columns)
+                with self.engine().connect() as conn:
+                    row = conn.execute(
+                        sa.select(
+                            sa.func.min(minx),
+                            sa.func.min(miny),
+                            sa.func.max(maxx),
+                            sa.func.max(maxy),
+                        )
+                    ).one()
+                got = self.empty_extent() if row[0] is None else tuple(float(v) for v in row)
+                self._cache.put(key, got)
+        return got  # type: ignore[no-any-return]
+
+    def property_names(self) -> list[str]:
+        """The properties features carry (subclasses list them)."""
+        return [q.name for q in self.queryables()]
+
+    def property_values(self, name: str) -> np.ndarray:
+        """A bounded sample of a property's values (for describing it in schemas).
+
+        The first :attr:`property_sample_size` features by id, plus a ``None`` when some
+        feature beyond the sample lacks the value (so "nullable" stays right); not every
+        value of a big table.
+        """
+        from geo.store import store_errors
+
+        with store_errors():
+            rev = self.revision()[0]
+            key = ("sample", id(self.engine()), rev)
+            sample = self._cache.get(key)
+            if sample is _NO:
+                idcol = self.table.c[self.id_column]
+                with self.engine().connect() as conn:
+                    rows = list(
+                        conn.execute(
+                            sa.select(*self._columns(True))
+                            .order_by(idcol)
+                            .limit(self.property_sample_size)
+                        )
+                    )
+                    nulls = self._null_columns(conn)
+                feats = self.build_features(rows, None, True)
+                sample = (feats, nulls)
+                self._cache.put(key, sample)
+        feats, nulls = sample
+        values = [f["properties"].get(name) for f in feats]
+        if name in nulls and None not in values:
+            values.append(None)
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+
+    def _null_columns(self, conn: Connection) -> set[str]:
+        """Names of nullable columns holding a null somewhere (one aggregate query)."""
+        cols = [c for c in self.table.c if c.nullable and c.name != self.wkb_column]
+        if not cols:
+            return set()
+        row = conn.execute(
+            sa.select(*(sa.func.max(sa.case((c.is_(None), 1), else_=0)) for c in cols))
+        ).one()
+        return {self.column_property(c.name) for c, v in zip(cols, row, strict=True) if v}
+
+    def column_property(self, column: str) -> str:
+        """The property a nullable column is served as (for :meth:`property_values`)."""
+        return column
+
+
+def _query_key(q: FeatureQuery) -> tuple[Any, ...]:
+    """What selects the features of a query (not its page, order or properties): the key
+    of its memoised count."""
+
+    def default(v: Any) -> Any:
+        if isinstance(v, BaseGeometry):
+            return shapely.to_wkb(v, hex=True)
+        raise TypeError
+
+    bbox = None if q.bbox is None else (tuple(q.bbox), shapely.to_wkb(area_of(q.bbox)))
+    tree = None if q.filter is None else orjson.dumps(q.filter.tree, default=default)
+    return (bbox, tuple(sorted(q.properties_eq.items())), q.datetime_range, tree)
+
+
+def _properties_of(tree: Any) -> set[str]:
+    out: set[str] = set()
+    stack = [tree]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if "property" in n:
+                out.add(str(n["property"]))
+            else:
+                stack.extend(n.get("args", []))
+        elif isinstance(n, list):
+            stack.extend(n)
+    return out
+
+
+def _describe(tree: Any) -> str:
+    ops: set[str] = set()
+    stack = [tree]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict) and "op" in n:
+            ops.add(str(n["op"]).upper())
+            stack.extend(n.get("args", []))
+        elif isinstance(n, list):
+            stack.extend(n)
+    ops -= {"AND", "OR", "NOT"}
+    return ", ".join(sorted(ops)) or "it"
+
+
+def iso_text(t: datetime) -> str:
+    """An instant as the services serve it: ISO 8601 in UTC with ``Z``."""
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class _FilterErrors:
+    """Errors the database raises while evaluating a filter (overflow, invalid geometry
+    literal) become a 400 on ``filter``; outages are left to ``store_errors``."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, sa.exc.DataError) or (
+            isinstance(exc, sa.exc.InternalError) and "GEOS" in str(exc)
+        ):
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+            raise _fail(f"the database cannot evaluate it: {detail}") from exc
+        if isinstance(exc, sa.exc.OperationalError) and "user-defined function raised" in str(exc):
+            raise _fail("a spatial or text function failed on this filter") from exc
+        return False
+
+
+def _filter_errors() -> _FilterErrors:
+    return _FilterErrors()
