@@ -9,9 +9,11 @@ test pass that should, never fail one that should pass).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -25,25 +27,35 @@ WORKERS = 4
 FRESH = 40  # requests on fresh connections per check
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgis"])
-def service(request, tmp_path_factory):
-    """A 4-worker server on a fresh store of each backend; yields (base URL, db URL)."""
-    db_url = None
-    schema = None
-    if request.param == "postgis":
-        base_url = request.getfixturevalue("postgis_url")
-        schema = f"w_{uuid.uuid4().hex[:10]}"
-        db_url = base_url + ("&" if "?" in base_url else "?")
-        db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
-        engine = sa.create_engine(base_url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    with uvicorn_app({}, "cmm-geo-workers-", workers=WORKERS, database_url=db_url) as base:
-        yield base, db_url
-    if schema:
+@contextlib.contextmanager
+def own_schema(postgis_url: str) -> Iterator[str]:
+    """A fresh PostGIS schema for a server of its own; yields its database URL, then drops it."""
+    schema = f"w_{uuid.uuid4().hex[:10]}"
+    db_url = postgis_url + ("&" if "?" in postgis_url else "?")
+    db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
+    engine = sa.create_engine(postgis_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield db_url
+    finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgis"])
+def service(request, tmp_path_factory):
+    """A 4-worker server on a fresh store of each backend; yields (base URL, db URL)."""
+    if request.param == "sqlite":
+        with uvicorn_app({}, "cmm-geo-workers-", workers=WORKERS) as base:
+            yield base, None
+        return
+    with (
+        own_schema(request.getfixturevalue("postgis_url")) as db_url,
+        uvicorn_app({}, "cmm-geo-workers-", workers=WORKERS, database_url=db_url) as base,
+    ):
+        yield base, db_url
 
 
 def fresh(method: str, url: str, **kw) -> httpx.Response:
@@ -171,69 +183,54 @@ def test_concurrent_writers_lose_nothing(service):
 
 def test_request_stuck_on_the_database_does_not_delay_lookup(postgis_url):
     """One worker; a PostGIS lock holds an items request; /lookup still answers meanwhile."""
-    schema = f"w_{uuid.uuid4().hex[:10]}"
-    db_url = postgis_url + ("&" if "?" in postgis_url else "?")
-    db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
     engine = sa.create_engine(postgis_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        with uvicorn_app({}, "cmm-geo-stuck-", database_url=db_url) as base:
-            assert fresh("GET", f"{base}/collections/interventions/items?limit=1").is_success
-            done = threading.Event()
-            with engine.connect() as locker:
-                tx = locker.begin()
-                locker.exec_driver_sql(
-                    f'LOCK TABLE "{schema}".store_meta, "{schema}".interventions '
-                    "IN ACCESS EXCLUSIVE MODE"
-                )
+    with (
+        own_schema(postgis_url) as db_url,
+        uvicorn_app({}, "cmm-geo-stuck-", database_url=db_url) as base,
+    ):
+        schema = db_url.rsplit("%3D", 1)[1].split("%2C")[0]
+        assert fresh("GET", f"{base}/collections/interventions/items?limit=1").is_success
+        done = threading.Event()
+        with engine.connect() as locker:
+            tx = locker.begin()
+            locker.exec_driver_sql(
+                f'LOCK TABLE "{schema}".store_meta, "{schema}".interventions '
+                "IN ACCESS EXCLUSIVE MODE"
+            )
 
-                def stuck() -> None:
-                    fresh("GET", f"{base}/collections/interventions/items?limit=2&offset=1")
-                    done.set()
+            def stuck() -> None:
+                fresh("GET", f"{base}/collections/interventions/items?limit=2&offset=1")
+                done.set()
 
-                t = threading.Thread(target=stuck)
-                t.start()
-                assert not done.wait(1.0), "the items request should be waiting on the lock"
-                for _ in range(20):
-                    r = fresh("GET", f"{base}/lookup", params={"lon": 9.19, "lat": 45.46})
-                    assert r.status_code == 200
-                    assert r.json()["comune"]["name"] == "Milano"
-                assert not done.is_set(), "the lock was released too early for this test"
-                tx.rollback()
-            t.join(60)
-            assert done.is_set()
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        engine.dispose()
+            t = threading.Thread(target=stuck)
+            t.start()
+            assert not done.wait(1.0), "the items request should be waiting on the lock"
+            for _ in range(20):
+                r = fresh("GET", f"{base}/lookup", params={"lon": 9.19, "lat": 45.46})
+                assert r.status_code == 200
+                assert r.json()["comune"]["name"] == "Milano"
+            assert not done.is_set(), "the lock was released too early for this test"
+            tx.rollback()
+        t.join(60)
+        assert done.is_set()
+    engine.dispose()
 
 
 def test_two_replicas_on_one_postgis_are_one_service(postgis_url):
     """Two separate server processes (replicas behind a load balancer) on one database."""
-    schema = f"w_{uuid.uuid4().hex[:10]}"
-    db_url = postgis_url + ("&" if "?" in postgis_url else "?")
-    db_url += f"options=-csearch_path%3D{schema}%2Cpublic"
-    engine = sa.create_engine(postgis_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        with (
-            uvicorn_app({}, "cmm-geo-replica-a-", database_url=db_url) as a,
-            uvicorn_app({}, "cmm-geo-replica-b-", database_url=db_url) as b,
-        ):
-            items = "/collections/interventions/items"
-            before = fresh("GET", f"{b}{items}?limit=1")
-            etag = before.headers["etag"]
-            fid = "replica-" + uuid.uuid4().hex[:8]
-            assert fresh("POST", a + items, json=feature(fid), headers=ADMIN).status_code == 201
-            assert fresh("GET", f"{b}{items}/{fid}").status_code == 200
-            after = fresh("GET", f"{b}{items}?limit=1", headers={"If-None-Match": etag})
-            assert after.status_code == 200  # not a stale 304
-            assert after.json()["numberMatched"] == before.json()["numberMatched"] + 1
-            assert fresh("DELETE", f"{b}{items}/{fid}", headers=ADMIN).status_code == 204
-            assert fresh("GET", f"{a}{items}/{fid}").status_code == 404
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        engine.dispose()
+    with (
+        own_schema(postgis_url) as db_url,
+        uvicorn_app({}, "cmm-geo-replica-a-", database_url=db_url) as a,
+        uvicorn_app({}, "cmm-geo-replica-b-", database_url=db_url) as b,
+    ):
+        items = "/collections/interventions/items"
+        before = fresh("GET", f"{b}{items}?limit=1")
+        etag = before.headers["etag"]
+        fid = "replica-" + uuid.uuid4().hex[:8]
+        assert fresh("POST", a + items, json=feature(fid), headers=ADMIN).status_code == 201
+        assert fresh("GET", f"{b}{items}/{fid}").status_code == 200
+        after = fresh("GET", f"{b}{items}?limit=1", headers={"If-None-Match": etag})
+        assert after.status_code == 200  # not a stale 304
+        assert after.json()["numberMatched"] == before.json()["numberMatched"] + 1
+        assert fresh("DELETE", f"{b}{items}/{fid}", headers=ADMIN).status_code == 204
+        assert fresh("GET", f"{a}{items}/{fid}").status_code == 404

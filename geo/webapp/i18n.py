@@ -9,8 +9,10 @@ pages) keep their own catalogue with the same shape and reuse :func:`negotiate`.
 
 from __future__ import annotations
 
-LANGS = ("it", "en")
-DEFAULT_LANG = "it"
+from geo.ogc.http import LANGUAGES as LANGS  # the service's languages, one list
+from geo.ogc.http import negotiate_language
+
+DEFAULT_LANG = LANGS[0]
 
 MESSAGES: dict[str, dict[str, str]] = {
     "it": {
@@ -311,21 +313,8 @@ def negotiate(accept_language: str | None, override: str | None = None) -> str:
         chosen = lang_of(override[:16])
         if chosen:
             return chosen
-    best, best_q = DEFAULT_LANG, 0.0
-    for part in (accept_language or "")[:512].split(","):
-        tag, _, params = part.partition(";")
-        q = 1.0
-        for p in params.split(";"):
-            k, _, v = p.strip().partition("=")
-            if k == "q":
-                try:
-                    q = float(v)
-                except ValueError:
-                    q = 0.0
-        lang = lang_of(tag)
-        if lang and q > best_q:
-            best, best_q = lang, q
-    return best
+    # The header's q-values are read the way the OGC resources read them (one rule).
+    return negotiate_language((accept_language or "")[:512].replace("_", "-"))
 
 
 def t(lang: str, key: str, **kw: object) -> str:
