@@ -10,18 +10,26 @@ sometimes the total): they are not one measure, and sums are indicative only.
 Filters: ``source`` (``documented``, ``pnrr``, …) and ``mission`` (``M1``…) select the
 interventions counted; ``amount="pnrr"`` sums the PNRR share (``pnrr_amount_eur``, known
 for PNRR open-data rows) instead of ``amount_eur`` (the total as the source states it).
+
+The store does the counting: one ``GROUP BY`` query per request (comuni through the
+``intervention_comuni`` links, zones and unions by mapping those codes, missions by
+unnesting their JSON lists), so no worker holds the table and a write costs nothing here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Engine
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection, Engine
 
 from geo.errors import InvalidParameter
-from geo.interventions.store import snapshot
+from geo.interventions.model import TOPIC
+from geo.interventions.store import get_store, interventions_table, links_table
 from geo.plan import PlanCatalogue
-from geo.territory import get_territory
+from geo.store import revision, store_errors
+from geo.territory import Territory, get_territory
 
 GROUPINGS = ("comune", "zona", "unione", "programme", "mission")
 AMOUNTS = ("total", "pnrr")
@@ -50,30 +58,13 @@ def intervention_stats(
         raise InvalidParameter("by", f"use one of {', '.join(GROUPINGS)}")
     if amount not in AMOUNTS:
         raise InvalidParameter("amount", f"use one of {', '.join(AMOUNTS)}")
-    snap = snapshot(engine)
     src = source.strip().lower() if source else None
     mis = mission.strip().upper() if mission else None
-    amounts = snap.pnrr_amount if amount == "pnrr" else snap.amount
     t = get_territory()
-    keys_of = {
-        "comune": lambda p: p["comuni"],
-        "zona": lambda p: p["zone"],
-        "unione": lambda p: p["unioni"],
-        "programme": lambda p: [p["programme"]],
-        "mission": lambda p: p["missions"],
-    }[by]
-    acc: dict[str, dict[str, Any]] = {}
-    n_selected = 0
-    for p, value in zip(snap.properties, amounts, strict=True):
-        if (src and p["source"] != src) or (mis and mis not in p["missions"]):
-            continue
-        n_selected += 1
-        for key in keys_of(p):
-            g = acc.setdefault(key, {"count": 0, "count_with_amount": 0, "amount_eur": 0.0})
-            g["count"] += 1
-            if value == value:  # not NaN
-                g["count_with_amount"] += 1
-                g["amount_eur"] += float(value)
+    engine = get_store(engine)
+    with store_errors(), engine.connect() as conn:
+        n_selected, acc = _aggregate(conn, t, by, src, mis, amount)
+    rev, _ = revision(engine, TOPIC)
     groups: list[dict[str, Any]] = []
     if by == "comune":
         for c in t.comuni_list:
@@ -105,6 +96,78 @@ def intervention_stats(
         "filters": {"source": src, "mission": mis},
         "amount": amount,
         "n_interventions": n_selected,
-        "revision": snap.revision,
+        "revision": rev,
         "groups": groups,
     }
+
+
+def _unnest(conn: Connection, column: sa.Column) -> sa.TableValuedAlias:
+    """The elements of a JSON list column, as a table joinable to its row."""
+    if conn.dialect.name == "postgresql":
+        return sa.func.json_array_elements_text(column).table_valued("value")
+    return sa.func.json_each(column).table_valued("value")
+
+
+def _aggregate(
+    conn: Connection, t: Territory, by: str, src: str | None, mis: str | None, amount: str
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """(interventions selected, {group key: count, count_with_amount, amount_eur})."""
+    it, lt = interventions_table, links_table
+    value = it.c.pnrr_amount_eur if amount == "pnrr" else it.c.amount_eur
+    where: list[sa.ColumnElement[bool]] = []
+    if src:
+        where.append(it.c.source == src)
+    if mis:
+        if conn.dialect.name == "postgresql":
+            where.append(sa.cast(it.c.missions, JSONB).op("?")(mis))
+        else:
+            m = _unnest(conn, it.c.missions)
+            where.append(sa.exists(sa.select(1).select_from(m).where(m.c.value == mis)))
+    n_selected = conn.execute(sa.select(sa.func.count()).select_from(it).where(*where)).scalar()
+    if by in ("comune", "zona", "unione"):
+        if by == "comune":
+            key = lt.c.istat_code
+        else:
+            owner = {
+                c.istat_code: (c.zona_id if by == "zona" else c.unione_id)
+                for c in t.comuni_list
+                if (c.zona_id if by == "zona" else c.unione_id)
+            }
+            key = sa.case(owner, value=lt.c.istat_code, else_=None)
+        pairs = (
+            sa.select(it.c.id.label("iid"), key.label("key"), value.label("value"))
+            .select_from(it.join(lt, lt.c.intervention_id == it.c.id))
+            .where(*where, lt.c.istat_code.in_(list(t.comuni)))
+            .distinct()
+            .subquery()
+        )
+    elif by == "programme":
+        pairs = (
+            sa.select(it.c.id.label("iid"), it.c.programme.label("key"), value.label("value"))
+            .where(*where)
+            .subquery()
+        )
+    else:  # mission
+        m = _unnest(conn, it.c.missions)
+        pairs = (
+            sa.select(it.c.id.label("iid"), m.c.value.label("key"), value.label("value"))
+            .select_from(it.join(m, sa.true()))
+            .where(*where)
+            .distinct()
+            .subquery()
+        )
+    rows = conn.execute(
+        sa.select(
+            pairs.c.key,
+            sa.func.count(),
+            sa.func.count(pairs.c.value),
+            sa.func.coalesce(sa.func.sum(pairs.c.value), 0.0),
+        )
+        .where(pairs.c.key.is_not(None))
+        .group_by(pairs.c.key)
+    ).all()
+    acc = {
+        str(k): {"count": int(n), "count_with_amount": int(na), "amount_eur": float(total)}
+        for k, n, na, total in rows
+    }
+    return int(n_selected or 0), acc

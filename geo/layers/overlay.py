@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import shapely
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from geo.errors import InvalidParameter
-from geo.interventions.store import snapshot
+from geo.interventions.store import get_store, interventions_table
 from geo.layers.checks import LINE, POINT, POLYGON
 from geo.layers.store import load_layer
 from geo.store import get_engine
@@ -243,6 +244,22 @@ def csv_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 # ----- a stored layer with the stored interventions -----------------------------------------
 
 
+def exact_interventions(engine: Engine) -> Interventions:
+    """Interventions with their own geometry, read from the store for this request only
+    (ids and WKB of the ``precision = exact`` rows; no copy kept by the worker)."""
+    it = interventions_table
+    with get_store(engine).connect() as conn:
+        rows = conn.execute(
+            sa.select(it.c.id, it.c.geometry_wkb).where(it.c.precision == "exact").order_by(it.c.id)
+        ).all()
+    return Interventions(
+        ids=[r.id for r in rows],
+        geometries=shapely.from_wkb([bytes(r.geometry_wkb) for r in rows])
+        if rows
+        else np.array([], dtype=object),
+    )
+
+
 def metrics(
     layer_id: str,
     by: str = "comune",
@@ -257,14 +274,8 @@ def metrics(
     """
     engine = engine or get_engine()
     layer = load_layer(layer_id, engine=engine)
-    snap = snapshot(engine)
-    exact = [i for i, p in enumerate(snap.properties) if p.get("precision") == "exact"]
-    iv = Interventions(
-        ids=[snap.ids[i] for i in exact],
-        geometries=np.asarray(snap.geometries, dtype=object)[exact]
-        if exact
-        else np.array([], dtype=object),
-    )
+    iv = exact_interventions(engine)
+    exact = iv.ids
     result = layer_metrics(
         layer.record["geometry_type"],
         layer.metric_geometries,

@@ -9,13 +9,13 @@ import pytest
 
 from geo import interventions as iv
 from geo.interventions.stats import GROUPINGS, intervention_stats
-from geo.store import get_engine
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    path = tmp_path_factory.mktemp("stats") / "cmm_geo.sqlite"
-    return iv.get_store(get_engine(f"sqlite:///{path}"))
+def engine(store_engine):
+    """Both backends: the aggregates are SQL (GROUP BY in the store); ``_by_hand`` counts
+    the same from the in-memory snapshot, the reference."""
+    return store_engine
 
 
 def _by_hand(engine, key: str) -> dict[str, tuple[int, float]]:
