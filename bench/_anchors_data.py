@@ -201,17 +201,22 @@ def create_views(engine: Engine, layer_id: str) -> None:
         )
 
 
-def write_sample_points(engine: Engine, path: Path, n: int = 10_000) -> int:
+def write_sample_points(
+    engine: Engine, path: Path, n: int = 10_000, layer_id: str | None = None
+) -> int:
     """``n`` random stored points (``x y`` lines) for the bbox case to centre its boxes on, so
-    every box holds data (a box drawn anywhere in the extent is empty half the time)."""
+    every box holds data (a box drawn anywhere in the extent is empty half the time); with
+    ``layer_id``, a point on the surface of ``n`` random features of that layer instead
+    (bench/tiles.py picks the tiles containing them)."""
+    sql = (
+        "SELECT ST_X(geom), ST_Y(geom) FROM interventions "
+        "WHERE id LIKE 'b-%' ORDER BY random() LIMIT :n"
+        if layer_id is None
+        else "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p "
+        "FROM layer_features WHERE layer_id = :layer ORDER BY random() LIMIT :n) s"
+    )
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT ST_X(geom), ST_Y(geom) FROM interventions "
-                "WHERE id LIKE 'b-%' ORDER BY random() LIMIT :n"
-            ),
-            {"n": n},
-        ).all()
+        rows = conn.execute(sa.text(sql), {"n": n, "layer": layer_id}).all()
     path.write_text("".join(f"{x:.6f} {y:.6f}\n" for x, y in rows))
     return len(rows)
 

@@ -40,7 +40,7 @@ class Case:
 
     key: str
     label: str
-    mode: str  # bbox | id | num | fixed
+    mode: str  # bbox | id | num | tile | fixed
     params: list[str]
     paths: dict[str, tuple[str, str]]
 
@@ -154,6 +154,8 @@ class Loader:
         if proc.returncode != 0 or "Requests/sec" not in proc.stdout:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
         run = parse_wrk(proc.stdout)
+        if answers := re.search(r"^TILE-ANSWERS (.*)$", proc.stdout, re.M):
+            run.extra.update({k: float(v) for k, v in re.findall(r"(\w+)=(\d+)", answers[1])})
         run.command = " ".join(_quote(c) for c in cmd)
         if logbase:
             files = sorted(Path(logbase).parent.glob(Path(logbase).name + "-*.txt"))
@@ -163,6 +165,9 @@ class Loader:
             repeats_of_earlier = sum(1 for u in set(urls) if u in seen)
             seen.update(urls)
             run.total, run.distinct = len(urls), len(set(urls)) - repeats_of_earlier
+            # Paths without their query: with a cache-busting query (tile mode) the tiles
+            # themselves may repeat while every URL differs.
+            run.extra["distinct_paths"] = len({u.split("?", 1)[0] for u in urls})
             if case.mode == "id":
                 self.id_start += self.threads * max((len(x) for x in lines), default=0)
         return run

@@ -171,6 +171,31 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants, in seconds (/proc)."""
+    total = 0
+    for p in _children(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, below: float = 0.05, window: float = 0.5, timeout: float = 120) -> float:
+    """Wait until ``pid`` (with its children) uses less than ``below`` of a core over
+    ``window`` seconds — requests wrk left in flight are done — or ``timeout``; seconds waited.
+    Without it a run of slow requests leaves a backlog that the next run pays for."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        c0 = cpu_seconds(pid)
+        time.sleep(window)
+        if cpu_seconds(pid) - c0 < below * window:
+            break
+    return time.perf_counter() - t0
+
+
 @dataclass
 class Server:
     """A running server: its process, base URL, command and start-up time."""
@@ -272,8 +297,11 @@ def ours(db_url: str, data_dir: Path, admin_token: str, ready_path: str) -> Serv
     return Server("ours", cmd, env, ROOT, port, ready_path)
 
 
-def tipg(py: Path, dsn: str, schema: str, ready_path: str) -> Server:
-    """tipg serving the two bench views of ``schema`` (asyncpg pool of its defaults)."""
+def tipg(
+    py: Path, dsn: str, schema: str, ready_path: str, settings: dict[str, str] | None = None
+) -> Server:
+    """tipg serving the two bench views of ``schema`` (asyncpg pool of its defaults);
+    ``settings``: further ``TIPG_*`` variables (bench/tiles.py matches its tile limits)."""
     port = free_port()
     cwd = WORK / "tipg"  # tipg reads a .env from its working directory: an empty one
     cwd.mkdir(parents=True, exist_ok=True)
@@ -283,6 +311,7 @@ def tipg(py: Path, dsn: str, schema: str, ready_path: str) -> Server:
         "DATABASE_URL": dsn,
         "TIPG_DB_SCHEMAS": f'["{schema}"]',
         "TIPG_DB_TABLES": f'["{schema}.bench_points", "{schema}.bench_polygons"]',
+        **(settings or {}),
     }
     return Server("tipg", cmd, env, cwd, port, ready_path)
 
