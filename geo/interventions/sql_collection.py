@@ -160,6 +160,12 @@ class InterventionsSqlProvider(SqlCollection):
     topic = TOPIC
     rtree = "rtree_interventions_geom"
 
+    #: What vector tiles carry (styling and identify; the API has the rest).
+    tile_properties = (
+        "title", "programme", "status", "amount_eur", "pnrr_amount_eur", "source",
+        "precision", "cup", "reliability", "period",
+    )  # fmt: skip
+
     def __init__(self, engine: Engine | None = None) -> None:
         super().__init__(engine)
 

@@ -93,6 +93,8 @@ class SqlProperty:
     Scalars carry ``expr``; a list carries ``any_in(values)`` (some element is one of
     ``values``) and ``all_in(values)`` (every element is one of them), whatever its storage
     (a JSON array column, or rows of a link table), and the kind of its elements.
+    ``nullable``: a list whose ``expr`` may be NULL (then ``IS NULL`` holds and the array
+    functions are unknown, as in memory); lists are never null by default.
     """
 
     name: str
@@ -101,13 +103,16 @@ class SqlProperty:
     element: str = "text"
     any_in: Callable[[list[Any]], ColumnElement[bool]] | None = None
     all_in: Callable[[list[Any]], ColumnElement[bool]] | None = None
+    nullable: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown property kind {self.kind!r}")
 
 
-def json_list(name: str, column: Any, dialect: str, element: str = "text") -> SqlProperty:
+def json_list(
+    name: str, column: Any, dialect: str, element: str = "text", nullable: bool = False
+) -> SqlProperty:
     """A list property stored as a JSON array column (``json_each`` / ``json_array_elements``)."""
 
     def elements() -> Any:
@@ -131,7 +136,7 @@ def json_list(name: str, column: Any, dialect: str, element: str = "text") -> Sq
         tv, value = elements()
         return ~sa.exists(sa.select(sa.literal(1)).select_from(tv).where(value.not_in(values)))
 
-    return SqlProperty(name, "list", column, element, any_in, all_in)
+    return SqlProperty(name, "list", column, element, any_in, all_in, nullable)
 
 
 # --- constants ----------------------------------------------------------------------------
@@ -559,6 +564,8 @@ class SqlFilter:
 
     def _is_null(self, v: _Operand) -> ColumnElement[bool]:
         if v.kind == "list":
+            if v.prop is not None and v.prop.nullable:
+                return v.sql.is_(None)
             return SQL_FALSE  # a list is never null (empty at most)
         if v.kind == "geometry":
             if self.spatial is None:
@@ -698,12 +705,18 @@ class SqlFilter:
         return col.in_(strings) if strings else false_unless_null(col)
 
     def _array(self, op: str, args: list[Any]) -> ColumnElement[bool]:
+        result, prop = self._array_of(op, args)
+        if prop is not None and prop.nullable:  # a null array is unknown
+            return sa.case((prop.expr.is_(None), sql_null()), else_=result)
+        return result
+
+    def _array_of(self, op: str, args: list[Any]) -> tuple[ColumnElement[bool], SqlProperty | None]:
         if op not in ("a_equals", "a_contains", "a_containedby", "a_overlaps"):
             raise Unsupported(op)
         a, b = (self.operand(x) for x in args)
         for v in (a, b):
             if v.kind == "null":
-                return sql_null()
+                return sql_null(), None
             if v.kind not in ("list", "array"):
                 raise _fail(f"{op.upper()} compares arrays; {v.kind} is not one")
         if a.kind == "array" and b.kind == "list":
@@ -734,12 +747,12 @@ class SqlFilter:
             return sa.and_(SQL_TRUE, *(any_in([x]) for x in fits))
 
         if op == "a_contains":
-            return contains()
+            return contains(), prop
         if op == "a_overlaps":
-            return any_in(fits) if fits else SQL_FALSE
+            return (any_in(fits) if fits else SQL_FALSE), prop
         if op == "a_containedby":
-            return all_in(fits)
-        return sa.and_(all_in(fits), contains())  # a_equals
+            return all_in(fits), prop
+        return sa.and_(all_in(fits), contains()), prop  # a_equals
 
     def _spatial(self, name: str, args: list[Any]) -> ColumnElement[bool]:
         if name not in _SPATIAL_ALL:
@@ -828,10 +841,58 @@ class SqlCollection(CollectionProvider):
     property_sample_size = 1_000
     count_cache_size = 512
 
+    #: Scalar properties carried in vector tiles (``geo.ogc.tiles``), besides ``id``; both
+    #: tile paths (PostGIS ``ST_AsMVT`` and the Python encoder) carry exactly these.
+    tile_properties: tuple[str, ...] = ()
+
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self._counts = _Lru(self.count_cache_size)
         self._cache = _Lru(16)
+
+    def postgis_tile(
+        self, z: int, col: int, row: int, *, extent: int, buffer: int, limit: int
+    ) -> bytes | None:
+        """The Mapbox Vector Tile ``z/row/col`` (WebMercatorQuad) encoded by PostGIS, or None
+        when empty: ``ST_AsMVTGeom`` clips and quantises, ``ST_AsMVT`` encodes, the GIST index
+        on ``geom`` selects. Only on PostgreSQL (NotImplementedError elsewhere)."""
+        engine = self.engine()
+        if engine.dialect.name != "postgresql":
+            raise NotImplementedError("PostGIS tiles need PostgreSQL")
+        props = self.sql_properties("postgresql")
+        t = self.table
+        tile = sa.func.ST_TileEnvelope(z, col, row)
+        # The same buffer the tile keeps: what lies within it is selected (and clipped).
+        margin = sa.func.ST_TileEnvelope(z, col, row, sa.text("margin => :m").bindparams(
+            m=buffer / extent))  # fmt: skip
+        geom = sa.literal_column(f'"{t.name}".geom')
+        columns = [sa.cast(t.c[self.id_column], sa.Text).label("id")]
+        for name in self.tile_properties:
+            prop = props[name]
+            expr = prop.expr
+            if prop.kind == "timestamp":
+                expr = sa.func.to_char(sa.func.timezone("UTC", expr), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            elif prop.kind == "number":
+                expr = sa.cast(expr, sa.Float)
+            columns.append(expr.label(name))
+        mvt_geom = sa.func.ST_AsMVTGeom(
+            sa.func.ST_Transform(geom, 3857), tile, extent, buffer, True
+        ).label("geom")
+        inner = (
+            sa.select(mvt_geom, *columns)
+            .select_from(t)
+            .where(geom.op("&&")(sa.func.ST_Transform(margin, 4326)), *self.scope())
+            .limit(limit)
+            .subquery("q")
+        )
+        stmt = sa.select(
+            sa.func.ST_AsMVT(sa.literal_column("q"), self.id, extent, "geom")
+        ).select_from(inner)
+        from geo.store import store_errors
+
+        with store_errors(), engine.connect() as conn:
+            body = conn.execute(stmt).scalar()
+        return bytes(body) if body else None
 
     # -- hooks
 
@@ -850,6 +911,11 @@ class SqlCollection(CollectionProvider):
     ) -> list[dict[str, Any]]:
         """GeoJSON-like features (geometry as shapely, CRS84) of rows of ``table``."""
         raise NotImplementedError
+
+    def scope(self) -> list[Any]:
+        """Conditions every statement of this collection carries (default: none), e.g.
+        ``layer_id = :id`` when several collections share one table."""
+        return []
 
     def property_condition(
         self, name: str, value: str, props: Mapping[str, SqlProperty]
@@ -938,7 +1004,7 @@ class SqlCollection(CollectionProvider):
     def where(self, q: FeatureQuery, dialect: str) -> tuple[list[Any], Any | None]:
         """(SQL conditions, CQL2 part left to Python) of a query."""
         props = self._props(dialect)
-        conds: list[Any] = []
+        conds: list[Any] = list(self.scope())
         if q.bbox is not None:
             conds.append(self.spatial(dialect).bbox(area_of(q.bbox)))
         for name, value in q.properties_eq.items():
@@ -1063,7 +1129,9 @@ class SqlCollection(CollectionProvider):
             got = {
                 r._mapping[idcol]: r
                 for r in conn.execute(
-                    sa.select(*self._columns(q.skip_geometry)).where(idcol.in_(page_ids))
+                    sa.select(*self._columns(q.skip_geometry)).where(
+                        *self.scope(), idcol.in_(page_ids)
+                    )
                 )
             }
             rows = [got[i] for i in page_ids if i in got]
@@ -1080,7 +1148,9 @@ class SqlCollection(CollectionProvider):
         with store_errors():
             idcol = self.table.c[self.id_column]
             with self.engine().connect() as conn:
-                row = conn.execute(sa.select(self.table).where(idcol == feature_id)).first()
+                row = conn.execute(
+                    sa.select(self.table).where(*self.scope(), idcol == feature_id)
+                ).first()
         return None if row is None else self.build_features([row], None, False)[0]
 
     def empty_extent(self) -> tuple[float, float, float, float]:
@@ -1104,7 +1174,7 @@ class SqlCollection(CollectionProvider):
                             sa.func.min(miny),
                             sa.func.max(maxx),
                             sa.func.max(maxy),
-                        )
+                        ).where(*self.scope())
                     ).one()
                 got = self.empty_extent() if row[0] is None else tuple(float(v) for v in row)
                 self._cache.put(key, got)
@@ -1133,6 +1203,7 @@ class SqlCollection(CollectionProvider):
                     rows = list(
                         conn.execute(
                             sa.select(*self._columns(True))
+                            .where(*self.scope())
                             .order_by(idcol)
                             .limit(self.property_sample_size)
                         )
@@ -1155,7 +1226,9 @@ class SqlCollection(CollectionProvider):
         if not cols:
             return set()
         row = conn.execute(
-            sa.select(*(sa.func.max(sa.case((c.is_(None), 1), else_=0)) for c in cols))
+            sa.select(*(sa.func.max(sa.case((c.is_(None), 1), else_=0)) for c in cols)).where(
+                *self.scope()
+            )
         ).one()
         return {self.column_property(c.name) for c, v in zip(cols, row, strict=True) if v}
 

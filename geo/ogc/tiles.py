@@ -260,12 +260,23 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
-def render_tile(p: CollectionProvider, t: TileAddress) -> bytes | None:
+def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -> bytes | None:
     """The MVT bytes of tile ``t`` of collection ``p``, or None when it holds no feature.
 
     One layer named after the collection; each feature keeps its properties (lists joined
-    with ", ") plus ``id``, and an integer MVT id when its id is a number.
+    with ", ") plus ``id``, and an integer MVT id when its id is a number. A collection in
+    PostGIS that declares ``tile_properties`` is encoded by the database (``ST_AsMVT``, on
+    the spatial index), unless ``native`` is False; it then carries those properties only,
+    on both paths, so the two encodings hold the same features and values.
     """
+    tile_properties = getattr(p, "tile_properties", ())
+    if native and tile_properties and hasattr(p, "postgis_tile"):
+        try:
+            return p.postgis_tile(
+                t.z, t.col, t.row, extent=EXTENT, buffer=BUFFER, limit=MAX_FEATURES
+            )
+        except NotImplementedError:  # the embedded store: the Python encoder below
+            pass
     tms = tile_matrix_set(t.tms_id)
     xy = tms.xy_bounds(t.col, t.row, t.z)
     width = xy.right - xy.left
@@ -273,7 +284,10 @@ def render_tile(p: CollectionProvider, t: TileAddress) -> bytes | None:
     to_lonlat = transformer_xy(epsg_uri(3857), CRS84)
     lon0, lat0 = to_lonlat.transform(xy.left - pad, xy.bottom - pad)
     lon1, lat1 = to_lonlat.transform(xy.right + pad, xy.top + pad)
-    result = p.query(FeatureQuery(bbox=(lon0, lat0, lon1, lat1), limit=MAX_FEATURES))
+    wanted = list(tile_properties) if tile_properties else None
+    result = p.query(
+        FeatureQuery(bbox=(lon0, lat0, lon1, lat1), limit=MAX_FEATURES, properties=wanted)
+    )
     feats = [f for f in result.features if f.get("geometry") is not None]
     if not feats:
         return None
