@@ -42,7 +42,11 @@ def crs_list(source_crs: str) -> list[str]:
 
 
 class LayerProvider(SnapshotProvider):
-    """One stored layer as an OGC collection, rebuilt from the store when it changes."""
+    """One stored layer as an OGC collection, rebuilt from the store when it changes.
+
+    No longer served (:class:`geo.layers.sql_collection.LayerSqlProvider` is): kept as the
+    reference the tests compare the store's answers with.
+    """
 
     def __init__(self, layer_id: str, engine: Engine | None = None) -> None:
         super().__init__()
@@ -107,6 +111,8 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
     Cheap when nothing changed (one read of the store's ``layers`` revision). Returns the
     layer ids served.
     """
+    from geo.layers.sql_collection import LayerSqlProvider  # it imports this module
+
     engine = engine or get_engine()
     reg = reg if reg is not None else registry
     rev, _ = revision(engine, TOPIC)
@@ -122,7 +128,7 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
             reg.unregister(gone)
         for lid in sorted(ids):
             # Re-register changed layers too, so the registry's built instance is fresh.
-            reg.register(lid, lambda lid=lid: LayerProvider(lid, engine))
+            reg.register(lid, lambda lid=lid: LayerSqlProvider(lid, engine))
         _registered[id(reg)] = ids
         _synced[key] = rev
     return sorted(ids)

@@ -850,6 +850,15 @@ class SqlCollection(CollectionProvider):
         self._counts = _Lru(self.count_cache_size)
         self._cache = _Lru(16)
 
+    def tile_column(self, name: str, prop: SqlProperty) -> Any:
+        """The PostgreSQL expression of a tile property (timestamps as ISO text, numbers as
+        doubles); a subclass may type one differently (e.g. booleans)."""
+        if prop.kind == "timestamp":
+            return sa.func.to_char(sa.func.timezone("UTC", prop.expr), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        if prop.kind == "number":
+            return sa.cast(prop.expr, sa.Float)
+        return prop.expr
+
     def postgis_tile(
         self, z: int, col: int, row: int, *, extent: int, buffer: int, limit: int
     ) -> bytes | None:
@@ -868,13 +877,7 @@ class SqlCollection(CollectionProvider):
         geom = sa.literal_column(f'"{t.name}".geom')
         columns = [sa.cast(t.c[self.id_column], sa.Text).label("id")]
         for name in self.tile_properties:
-            prop = props[name]
-            expr = prop.expr
-            if prop.kind == "timestamp":
-                expr = sa.func.to_char(sa.func.timezone("UTC", expr), 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            elif prop.kind == "number":
-                expr = sa.cast(expr, sa.Float)
-            columns.append(expr.label(name))
+            columns.append(self.tile_column(name, props[name]).label(name))
         mvt_geom = sa.func.ST_AsMVTGeom(
             sa.func.ST_Transform(geom, 3857), tile, extent, buffer, True
         ).label("geom")

@@ -216,3 +216,52 @@ def test_postgis_and_python_encode_the_same_tiles(backend, client):
                         assert v == pb[k], (fid, k)
             compared += len(props_a)
     assert compared > 10
+
+
+def test_layer_tiles_same_on_both_encoders(backend, client):
+    """An uploaded layer: PostGIS-encoded tiles hold the features and values the Python
+    encoder gives (strings, numbers, booleans, nulls dropped)."""
+    import json
+
+    from geo.ogc.registry import registry
+
+    x, y = 9.15, 45.45
+    feats = [
+        {
+            "type": "Feature",
+            "properties": {"nome": f"Parco {i}", "ettari": 1.5 * i, "n": i, "aperto": i % 2 == 0,
+                           "nota": None if i % 3 else "ok"},
+            "geometry": {"type": "Polygon", "coordinates": [[
+                [x + i * 0.01, y], [x + i * 0.01 + 0.005, y], [x + i * 0.01 + 0.005, y + 0.005],
+                [x + i * 0.01, y]]]},
+        }
+        for i in range(8)
+    ]  # fmt: skip
+    headers = {"Authorization": "Bearer test-admin-token"}
+    r = client.post(
+        "/layers",
+        files={"file": ("parchi.geojson", json.dumps({"type": "FeatureCollection",
+                                                      "features": feats}).encode())},
+        data={"name": "Parchi tile test"},
+        headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    try:
+        p = registry.get(lid)
+        assert set(p.tile_properties) == {"nome", "ettari", "n", "aperto", "nota"}
+        for z in (12, 14):
+            tile = TMS.tile(x + 0.02, y + 0.002, z)
+            address = T.TileAddress.parse("WebMercatorQuad", str(z), str(tile.y), str(tile.x))
+            a = mapbox_vector_tile.decode(T.render_tile(p, address))[lid]["features"]
+            b = mapbox_vector_tile.decode(T.render_tile(p, address, native=False))[lid]["features"]
+            pa = {f["properties"]["id"]: f["properties"] for f in a}
+            pb = {f["properties"]["id"]: f["properties"] for f in b}
+            assert pa.keys() == pb.keys() and len(pa) >= 2
+            for fid in pa:
+                assert pa[fid].keys() == pb[fid].keys()
+                for k, v in pa[fid].items():
+                    w = pb[fid][k]
+                    assert v == pytest.approx(w) if isinstance(v, float) else v == w, (k, v, w)
+    finally:
+        client.delete(f"/layers/{lid}", headers=headers)
