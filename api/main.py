@@ -17,6 +17,7 @@ from api.routes import downloads, interventions, layers, lookup, maps, ogc, plan
 from api.security import SecurityMiddleware
 from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
+from geo.territory import nearest
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    nearest.warm_in_background()  # the batch lookups' index of outlines, off the start-up path
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(

@@ -24,14 +24,22 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run ``uvicorn api.main:app`` (httptools + uvloop) and yield its base URL."""
+def serve(
+    workers: int = 1, env: dict[str, str] | None = None, cpus: str | None = None
+) -> Iterator[str]:
+    """Run ``uvicorn api.main:app`` (httptools + uvloop) and yield its base URL.
+
+    ``cpus`` (e.g. ``"0"``): pin the server to those CPUs (``taskset``), so load generators
+    pinned elsewhere do not take its CPU time and what is measured is the server.
+    """
     port = free_port()
     cmd = [
         sys.executable, "-m", "uvicorn", "api.main:app",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning", "--http", "httptools", "--loop", "uvloop",
     ]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})})
     base = f"http://127.0.0.1:{port}"
     try:

@@ -94,12 +94,20 @@ def main() -> None:
     rows.append(
         (f"in-process: batch core, {args.points:,} points", f"{args.points / dt:,.0f} points/s")
     )
+    lookup.locate_columns(x[:1000], y[:1000]).table()  # the outlines' index is built once
     t0 = time.perf_counter()
-    lookup.locate_batch(x[:100_000], y[:100_000])
+    answer = lookup.locate_columns(x, y)
+    answer.table()
     dt = time.perf_counter() - t0
     rows.append(
-        ("in-process: locate_batch with answers, 100,000 points", f"{1e5 / dt:,.0f} points/s")
-    )
+        (f"in-process: full answers column-wise (comune, zone, union; nearest outside), "
+         f"{args.points:,} points", f"{args.points / dt:,.0f} points/s")
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    lookup.locate_columns(x, y).csv_bytes()
+    dt = time.perf_counter() - t0
+    rate_csv = f"{args.points / dt:,.0f} points/s"
+    rows.append((f"in-process: full answers as CSV, {args.points:,} points", rate_csv))
     print(f"  ({(idx >= 0).mean():.0%} of the random points fall inside the territory)")
 
     if shutil.which("wrk") is None:
@@ -113,19 +121,25 @@ def main() -> None:
             rows.append(("HTTP, 1 worker: GET /lookup random points", f"{r:,.0f} req/s"))
             r = wrk(base + "/lookup?q=Cassano%20d%27Adda", args.seconds)
             rows.append(("HTTP, 1 worker: GET /lookup?q=name", f"{r:,.0f} req/s"))
-            bx, by = inside_points(10_000, seed=1)
-            body = "lon,lat\n" + "\n".join(f"{a:.6f},{b:.6f}" for a, b in zip(bx, by, strict=True))
-            with httpx.Client(base_url=base, timeout=60) as c:
-                c.post("/lookup", content=body, headers={"content-type": "text/csv"})
-                n, t0 = 0, time.perf_counter()
-                while time.perf_counter() - t0 < args.seconds:
-                    res = c.post("/lookup", content=body, headers={"content-type": "text/csv"})
-                    res.raise_for_status()
-                    n += 1
-                dt = time.perf_counter() - t0
-            rows.append(
-                ("HTTP, 1 worker: POST /lookup 10,000-point CSV", f"{n * 1e4 / dt:,.0f} points/s")
-            )
+            for size in (10_000, 100_000):
+                bx, by = inside_points(size, seed=1)
+                body = "lon,lat\n" + "\n".join(
+                    f"{a:.6f},{b:.6f}" for a, b in zip(bx, by, strict=True)
+                )
+                for fmt in ("json", "csv"):
+                    with httpx.Client(base_url=base, timeout=60) as c:
+                        url = f"/lookup?f={fmt}"
+                        c.post(url, content=body, headers={"content-type": "text/csv"})
+                        n, t0 = 0, time.perf_counter()
+                        while time.perf_counter() - t0 < args.seconds:
+                            res = c.post(url, content=body, headers={"content-type": "text/csv"})
+                            res.raise_for_status()
+                            n += 1
+                        dt = time.perf_counter() - t0
+                    rows.append(
+                        (f"HTTP, 1 worker: POST /lookup {size:,}-point CSV, answer f={fmt}",
+                         f"{n * size / dt:,.0f} points/s")
+                    )  # fmt: skip
 
     width = max(len(a) for a, _ in rows)
     lines = [

@@ -24,7 +24,7 @@ import shapely
 from geo.territory.model import Territory
 
 #: Side of a grid cell, metres.
-CELL_M = 500.0
+CELL_M = 250.0
 #: How far beyond the territory's bounding box the grid reaches, metres.
 MARGIN_M = 20_000.0
 #: Distances within this many metres count as equal (then the lowest code wins).
@@ -132,3 +132,15 @@ def nearest_index(t: Territory) -> NearestIndex:
             if idx is None:
                 idx = _indices[t.version] = NearestIndex.build(t)
     return idx
+
+
+def warm_in_background(t: Territory | None = None) -> threading.Thread:
+    """Build the index in a daemon thread (a few seconds of CPU), so the first batch lookup
+    does not wait for it and the service starts at once."""
+    from geo.territory import get_territory
+
+    thread = threading.Thread(
+        target=lambda: nearest_index(t or get_territory()), name="nearest-index", daemon=True
+    )
+    thread.start()
+    return thread
