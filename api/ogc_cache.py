@@ -43,6 +43,7 @@ class Entry:
     gzipped: bytes | None
     etag: bytes
     last_modified: bytes
+    cached: bool = False  # held by a ResponseCache (its size then counts the gzip too)
 
 
 class ResponseCache:
@@ -68,15 +69,20 @@ class ResponseCache:
             return
         old = self._data.pop(key, None)
         if old is not None:
+            old.cached = False
             self.size -= len(old.body) + len(old.gzipped or b"")
         self._data[key] = e
+        e.cached = True
         self.size += cost
         while len(self._data) > self.max_entries or self.size > self.max_bytes:
             _, ev = self._data.popitem(last=False)
+            ev.cached = False
             self.size -= len(ev.body) + len(ev.gzipped or b"")
 
     def clear(self) -> None:
         """Drop everything."""
+        for e in self._data.values():
+            e.cached = False
         self._data.clear()
         self.size = 0
 
@@ -186,7 +192,7 @@ class OgcCacheMiddleware:
         entry = Entry(
             headers=kept,
             body=body,
-            gzipped=gzip.compress(body, 6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None,
+            gzipped=None,  # compressed on the first request that accepts gzip (see _answer)
             etag=etag,
             last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
         )
@@ -217,7 +223,11 @@ class OgcCacheMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
         body = e.body
-        if e.gzipped is not None and b"gzip" in req_headers.get(b"accept-encoding", b""):
+        if len(body) >= GZIP_MIN_BYTES and b"gzip" in req_headers.get(b"accept-encoding", b""):
+            if e.gzipped is None:  # once per entry, and never for clients that do not ask
+                e.gzipped = gzip.compress(body, 6, mtime=0)
+                if e.cached:
+                    self.cache.size += len(e.gzipped)
             body = e.gzipped
             extra.append((b"content-encoding", b"gzip"))
         extra.append((b"content-length", str(len(body)).encode()))
