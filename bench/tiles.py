@@ -382,10 +382,10 @@ def report(
             for n in names
         ),
         f"- wrk: {m['wrk']}; Python {m['python']}; this repository at {m['commit']}.",
-        "- This service (geo/ogc/tiles.py): bbox query to the store (the spatial index), "
-        "reprojection, clip to the tile + 64/4096, simplification to a quarter pixel, "
-        "mapbox-vector-tile encoding, all properties; 204 when empty; at most 20,000 features "
-        "(then a `truncated` layer).",
+        "- This service (geo/ogc/tiles.py): on PostGIS `ST_AsMVTGeom`/`ST_AsMVT` in the "
+        "database (GIST on `geom`, the tile plus a 64/4096 buffer), the collection's "
+        "`tile_properties` (interventions: 10 scalar columns; layers: every scalar field); "
+        "204 when empty; at most 20,000 features a tile.",
         f"- tipg: `ST_AsMVT`/`ST_AsMVTGeom` in PostGIS, all columns as properties; {tipg_cfg}; "
         "an empty tile is a 200 with an empty body.",
         "- The properties differ (this service adds `comuni`, `comuni_names`, `zone`, `unioni`, "
