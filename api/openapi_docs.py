@@ -285,14 +285,41 @@ def _ogc_parameters(doc: dict[str, Any]) -> None:
                         param["schema"]["description"] = description
 
 
+#: The app's session (api.session): the cookie, and for JSON writes the CSRF header.
+SESSION_COOKIE = {
+    "type": "apiKey",
+    "in": "cookie",
+    "name": "cmmgeo_session",
+    "description": "A signed-in user's session (sign in at /app/login)",
+}
+CSRF_HEADER = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-CSRF-Token",
+    "description": "The session's CSRF token (from /app/session), required with the cookie",
+}
+#: Writes that need no one signed in (the sign-in itself) or no rights (batch lookups).
+_OPEN_WRITES = ("/lookup", "/app/login")
+
+
 def _security(doc: dict[str, Any]) -> None:
-    """Writes require a bearer token: declared once, referenced by every write."""
+    """Writes require a bearer token or a signed-in session: declared once, referenced by
+    every write (the app's form pages by the session alone, with the token in the form)."""
     comps = doc.setdefault("components", {})
-    comps.setdefault("securitySchemes", {})["bearerAuth"] = BEARER
+    schemes = comps.setdefault("securitySchemes", {})
+    schemes["bearerAuth"] = BEARER
+    schemes["sessionCookie"] = SESSION_COOKIE
+    schemes["csrfHeader"] = CSRF_HEADER
     for path, item in doc.get("paths", {}).items():
         for method, op in item.items():
-            if method in ("post", "put", "patch", "delete") and path not in ("/lookup",):
-                op.setdefault("security", [{"bearerAuth": []}])
+            if method not in ("post", "put", "patch", "delete") or path in _OPEN_WRITES:
+                continue
+            if path.startswith("/app/"):
+                op.setdefault("security", [{"sessionCookie": []}])
+            else:
+                op.setdefault(
+                    "security", [{"bearerAuth": []}, {"sessionCookie": [], "csrfHeader": []}]
+                )
 
 
 def _items_gets(doc: dict[str, Any]) -> None:

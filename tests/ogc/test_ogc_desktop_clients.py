@@ -191,7 +191,11 @@ def test_openapi_document_is_valid_and_lists_collections(server):
     assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     items = doc["paths"]["/collections/interventions/items"]
     assert {"get", "post"} <= set(items)
-    assert items["post"]["security"] == [{"bearerAuth": []}]
+    assert items["post"]["security"] == [
+        {"bearerAuth": []},
+        {"sessionCookie": [], "csrfHeader": []},
+    ]
+    assert doc["components"]["securitySchemes"]["sessionCookie"]["in"] == "cookie"
     names = {p["name"] for p in items["get"]["parameters"]}
     assert {"missions", "programme", "amount_eur", "bbox", "filter", "limit"} <= names
     comuni = {p["name"]: p for p in doc["paths"]["/collections/comuni/items"]["get"]["parameters"]}
