@@ -34,7 +34,8 @@ from geo.interventions.sql_collection import InterventionsSqlProvider
 from geo.interventions.store import interventions_table, links_table
 from geo.ogc.cql import parse_filter
 from geo.ogc.registry import FeatureQuery
-from geo.store import bump_revision, get_engine, transaction
+from geo.store import bump_revision, transaction
+from tests.sql_differential import answer, check, fresh_engine
 
 # --- a store per backend, with rows that exercise every corner --------------------------
 
@@ -132,21 +133,8 @@ def insert_rows(engine, rows: list, links: list) -> None:
 
 def _fresh_store(kind: str, request, tmp_path_factory):
     """(engine, cleanup) of a new, migrated, seeded store of ``kind``."""
-    if kind == "sqlite":
-        path = tmp_path_factory.mktemp("sqlstore") / "cmm_geo.sqlite"
-        return get_store(get_engine(f"sqlite:///{path.as_posix()}")), lambda: None
-    url = request.getfixturevalue("postgis_url")
-    schema = f"t_sql_{uuid.uuid4().hex[:8]}"
-    engine = get_store(get_engine(url, schema=schema))
-
-    def drop() -> None:
-        engine.dispose()
-        admin = sa.create_engine(url)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
-    return engine, drop
+    engine, drop = fresh_engine(kind, request, tmp_path_factory, "sqlstore")
+    return get_store(engine), drop
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgis"])
@@ -164,31 +152,6 @@ def providers(store):
 
 
 # --- the differential comparison ---------------------------------------------------------
-
-
-def _answer(provider, q: FeatureQuery) -> Any:
-    try:
-        r = provider.query(q)
-    except InvalidParameter as exc:
-        return ("error", exc.parameter)
-    return (
-        r.number_matched,
-        [f["id"] for f in r.features],
-        [f["properties"] for f in r.features],
-        [None if f["geometry"] is None else shapely.to_wkb(f["geometry"]) for f in r.features],
-    )
-
-
-def check(providers, *, cql: str | None = None, **kw: Any) -> Any:
-    """The SQL provider answers exactly as the in-memory one; returns that answer."""
-    mem, sql = providers
-    names = [q.name for q in sql.queryables()] + ["geometry"]
-    kw.setdefault("limit", 2000)
-    q = FeatureQuery(filter=parse_filter(cql, queryables=names) if cql else None, **kw)
-    expected, got = _answer(mem, q), _answer(sql, q)
-    assert got[:2] == expected[:2], (cql, kw)
-    assert got == expected, (cql, kw)
-    return got
 
 
 def test_property_names_queryables_and_metadata_agree(providers):
@@ -685,4 +648,4 @@ def test_twenty_thousand_rows_without_loading_them(big_store):
         FeatureQuery(bbox=(9.1, 45.4, 9.2, 45.5), limit=100, offset=50),
         FeatureQuery(properties_eq={"zona": "sud-ovest"}, offset=500, limit=20),
     ):
-        assert _answer(sql, q) == _answer(mem, q)
+        assert answer(sql, q) == answer(mem, q)

@@ -24,7 +24,7 @@ import pytest
 import shapely
 import sqlalchemy as sa
 
-from geo.errors import InvalidParameter, NotFound
+from geo.errors import NotFound
 from geo.layers import collection as lay
 from geo.layers.collection import LayerProvider
 from geo.layers.reading import read_upload
@@ -32,7 +32,7 @@ from geo.layers.sql_collection import LayerSqlProvider
 from geo.layers.store import features_table
 from geo.ogc.cql import parse_filter
 from geo.ogc.registry import FeatureQuery, Registry
-from geo.store import get_engine
+from tests.sql_differential import answer, check, fresh_engine
 
 NAMES = ["Parco Nord", "parco nord", "PLIS 50%", "a_b c", "back\\slash", "glob [x]*?",
          "Città", "Ünïcode", "", None]  # fmt: skip
@@ -89,21 +89,7 @@ def points_geojson(n: int) -> bytes:
 
 def _fresh_engine(kind: str, request, tmp_path_factory):
     """(engine, cleanup) of a new, migrated store of ``kind``."""
-    if kind == "sqlite":
-        path = tmp_path_factory.mktemp("layersql") / "cmm_geo.sqlite"
-        return get_engine(f"sqlite:///{path.as_posix()}"), lambda: None
-    url = request.getfixturevalue("postgis_url")
-    schema = f"t_lsql_{uuid.uuid4().hex[:8]}"
-    engine = get_engine(url, schema=schema)
-
-    def drop() -> None:
-        engine.dispose()
-        admin = sa.create_engine(url)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
-    return engine, drop
+    return fresh_engine(kind, request, tmp_path_factory, "lsql")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgis"])
@@ -132,31 +118,6 @@ def point_providers(store):
 
 
 # --- the differential comparison ---------------------------------------------------------
-
-
-def _answer(provider, q: FeatureQuery) -> Any:
-    try:
-        r = provider.query(q)
-    except InvalidParameter as exc:
-        return ("error", exc.parameter)
-    return (
-        r.number_matched,
-        [f["id"] for f in r.features],
-        [f["properties"] for f in r.features],
-        [None if f["geometry"] is None else shapely.to_wkb(f["geometry"]) for f in r.features],
-    )
-
-
-def check(providers, *, cql: str | None = None, **kw: Any) -> Any:
-    """The SQL provider answers exactly as the in-memory one; returns that answer."""
-    mem, sql = providers
-    names = [q.name for q in sql.queryables()] + ["geometry"]
-    kw.setdefault("limit", 2000)
-    q = FeatureQuery(filter=parse_filter(cql, queryables=names) if cql else None, **kw)
-    expected, got = _answer(mem, q), _answer(sql, q)
-    assert got[:2] == expected[:2], (cql, kw)
-    assert got == expected, (cql, kw)
-    return got
 
 
 def test_the_upload_has_every_kind_of_field(providers):
@@ -601,4 +562,4 @@ def test_twenty_thousand_polygons_without_loading_them(big_layer):
         FeatureQuery(properties_eq={"codice": "250"}, offset=500, limit=20),
         FeatureQuery(filter=parse_filter("A_CONTAINS(tags, ('bosco')) AND valore < 2")),
     ):
-        assert _answer(sql, q) == _answer(mem, q)
+        assert answer(sql, q) == answer(mem, q)
