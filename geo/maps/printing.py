@@ -13,13 +13,18 @@ import math
 import textwrap
 import threading
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# matplotlib is imported by the functions that draw (a print is rare; the import costs
+# ~0.4 s and ~40 MB at every worker's start otherwise).
 
 from geo import BOUNDARIES_ATTRIBUTION
 from geo.crs import METRIC_EPSG
@@ -53,7 +58,7 @@ def _scale_bar(ax, extent: tuple[float, float, float, float]) -> None:
     bx, by = x0 + (x1 - x0) * 0.04, y0 + (y1 - y0) * 0.05
     for i, colour in enumerate(("black", "white")):
         ax.add_patch(
-            Rectangle(
+            _mpl().Rectangle(
                 (bx + i * length / 2, by), length / 2, h,
                 facecolor=colour, edgecolor="black", linewidth=0.8, zorder=10,
             )
@@ -72,9 +77,18 @@ def _north_arrow(ax) -> None:
     )  # fmt: skip
 
 
+def _mpl() -> SimpleNamespace:
+    """matplotlib's Figure, Line2D, Patch and Rectangle, imported on first use."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    return SimpleNamespace(Figure=Figure, Line2D=Line2D, Patch=Patch, Rectangle=Rectangle)
+
+
 def _frame(title: str, subtitle: str) -> tuple[Figure, object, object]:
     """Figure with the map axes on the left, a legend panel on the right, title, attribution."""
-    fig = Figure(figsize=(PNG_SIZE[0] / DPI, PNG_SIZE[1] / DPI), dpi=DPI)
+    fig = _mpl().Figure(figsize=(PNG_SIZE[0] / DPI, PNG_SIZE[1] / DPI), dpi=DPI)
     fig.patch.set_facecolor("white")
     fig.text(0.02, 0.965, title, fontsize=16, fontweight="bold", va="top")
     fig.text(0.02, 0.92, subtitle, fontsize=10, va="top", color="#444444")
@@ -160,10 +174,14 @@ def print_territory(fmt: str = "png") -> bytes:
                                             linestyle="--")  # fmt: skip
         _groups_frame(list(t.zones.values())).boundary.plot(ax=ax, color="#333333", linewidth=0.8)
         handles: list = [
-            Patch(facecolor=colours[z.id], edgecolor="white", label=f"{z.name} ({len(z.comuni)})")
+            _mpl().Patch(
+                facecolor=colours[z.id], edgecolor="white", label=f"{z.name} ({len(z.comuni)})"
+            )
             for z in sorted(t.zones.values(), key=lambda z: z.id)
         ]
-        handles.append(Line2D([], [], color=UNION_COLOUR, linestyle="--", label="Unione di comuni"))
+        handles.append(
+            _mpl().Line2D([], [], color=UNION_COLOUR, linestyle="--", label="Unione di comuni")
+        )
         _legend(lax, handles, "Zone omogenee (n. comuni)")
         return _finish(fig, ax, tuple(gdf.total_bounds), fmt)
 
@@ -197,10 +215,10 @@ def print_zone(zona_id: str, fmt: str = "png") -> bytes:
             p = row.geometry.representative_point()
             ax.text(p.x, p.y, row.name, fontsize=fs, ha="center", va="center", zorder=5)
         handles: list = [
-            Patch(facecolor=colour, label=f"{zone.name} ({len(zone.comuni)} comuni)"),
-            Patch(facecolor="#dddddd", label="Altri comuni"),
+            _mpl().Patch(facecolor=colour, label=f"{zone.name} ({len(zone.comuni)} comuni)"),
+            _mpl().Patch(facecolor="#dddddd", label="Altri comuni"),
         ]
-        handles += [Line2D([], [], color=UNION_COLOUR, linestyle="--", label=u.name)
+        handles += [_mpl().Line2D([], [], color=UNION_COLOUR, linestyle="--", label=u.name)
                     for u in unions]  # fmt: skip
         _legend(lax, handles, "Legenda")
         return _finish(fig, ax, tuple(gdf[inside].total_bounds), fmt)
@@ -243,13 +261,15 @@ def print_comune(code: str, fmt: str = "png") -> bytes:
                     fontweight="bold" if row.istat_code == code else "normal",
                     ha="center", va="center", zorder=5)  # fmt: skip
         handles: list = [
-            Patch(facecolor=SELECTED_COLOUR, label=c.name),
-            Patch(facecolor=colours[zone.id], alpha=0.45,
+            _mpl().Patch(facecolor=SELECTED_COLOUR, label=c.name),
+            _mpl().Patch(facecolor=colours[zone.id], alpha=0.45,
                   label=f"Comuni confinanti ({len(neighbours)})"),
-            Line2D([], [], color="#333333", label=f"Zona omogenea {zone.name}"),
+            _mpl().Line2D([], [], color="#333333", label=f"Zona omogenea {zone.name}"),
         ]  # fmt: skip
         if union is not None:
-            handles.append(Line2D([], [], color=UNION_COLOUR, linestyle="--", label=union.name))
+            handles.append(
+                _mpl().Line2D([], [], color=UNION_COLOUR, linestyle="--", label=union.name)
+            )
         _legend(lax, handles, "Legenda")
         extent = shapely.total_bounds(np.array(list(gdf[is_nb | is_c].geometry)))
         return _finish(fig, ax, tuple(extent), fmt)

@@ -11,8 +11,6 @@ from typing import Any
 
 import geopandas as gpd
 import shapely
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
 from geo.errors import InvalidParameter
@@ -89,7 +87,7 @@ def print_view(
             gdf.plot(ax=ax, color=[colours[z] for z in gdf["zona_id"]], alpha=0.55,
                      edgecolor="white", linewidth=0.4)  # fmt: skip
             handles += [
-                Patch(facecolor=colours[z], alpha=0.55, label=t.zones[z].name)
+                printing._mpl().Patch(facecolor=colours[z], alpha=0.55, label=t.zones[z].name)
                 for z in sorted(set(inside["zona_id"]))
             ]
             if len(inside) <= 40:  # names only when they can be read
@@ -102,12 +100,12 @@ def print_view(
             printing._groups_frame(list(t.zones.values())).boundary.plot(
                 ax=ax, color="#333333", linewidth=1.2
             )
-            handles.append(Line2D([], [], color="#333333", label="Zona omogenea"))
+            handles.append(printing._mpl().Line2D([], [], color="#333333", label="Zona omogenea"))
         if "unioni" in layers:
             printing._groups_frame(list(t.unions.values())).boundary.plot(
                 ax=ax, color=UNION_COLOUR, linewidth=1.4, linestyle="--"
             )
-            handles.append(Line2D([], [], color=UNION_COLOUR, linestyle="--",
+            handles.append(printing._mpl().Line2D([], [], color=UNION_COLOUR, linestyle="--",
                                   label="Unione di comuni"))  # fmt: skip
         for name, colour, features in overlays.values():
             frame = _frame_of(features)
@@ -116,11 +114,15 @@ def print_view(
             family = _draw(ax, frame, colour)
             label = f"{clean_title(name)} ({len(frame)})"
             if family == "polygon":
-                handles.append(Patch(facecolor=colour, alpha=0.45, label=label))
+                handles.append(printing._mpl().Patch(facecolor=colour, alpha=0.45, label=label))
             elif family == "line":
-                handles.append(Line2D([], [], color=colour, linewidth=1.6, label=label))
+                handles.append(
+                    printing._mpl().Line2D([], [], color=colour, linewidth=1.6, label=label)
+                )
             else:
-                handles.append(Line2D([], [], color=colour, marker="o", linestyle="",
-                                      label=label))  # fmt: skip
+                marker = printing._mpl().Line2D(
+                    [], [], color=colour, marker="o", linestyle="", label=label
+                )
+                handles.append(marker)
         printing._legend(lax, handles, "Legenda")
         return printing._finish(fig, ax, extent, fmt)
