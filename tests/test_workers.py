@@ -234,3 +234,30 @@ def test_two_replicas_on_one_postgis_are_one_service(postgis_url):
         assert after.json()["numberMatched"] == before.json()["numberMatched"] + 1
         assert fresh("DELETE", f"{b}{items}/{fid}", headers=ADMIN).status_code == 204
         assert fresh("GET", f"{a}{items}/{fid}").status_code == 404
+
+
+def test_if_match_lets_exactly_one_of_concurrent_writers_through(service):
+    """Eight writers in different workers PATCH with the same If-Match: the check runs in
+    the write's transaction (row locked), so one wins and seven get 412."""
+    base, _ = service
+    fid = "ifmatch-" + uuid.uuid4().hex[:8]
+    url = f"{base}/collections/interventions/items"
+    assert fresh("POST", url, json=feature(fid), headers=ADMIN).status_code == 201
+    etag = fresh("GET", f"{url}/{fid}").headers["etag"]
+    barrier = threading.Barrier(8)
+
+    def patch(i: int) -> int:
+        with httpx.Client(timeout=60) as c:
+            barrier.wait()
+            r = c.patch(
+                f"{url}/{fid}",
+                json={"properties": {"status": f"writer {i}"}},
+                headers={**ADMIN, "If-Match": etag},
+            )
+            return r.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = sorted(pool.map(patch, range(8)))
+    assert codes == [200] + [412] * 7, codes
+    assert fresh("DELETE", f"{url}/{fid}", headers={**ADMIN, "If-Match": etag}).status_code == 412
+    assert fresh("DELETE", f"{url}/{fid}", headers=ADMIN).status_code == 204

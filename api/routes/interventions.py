@@ -158,8 +158,13 @@ async def _update(
     principal = await _principal(request, authorization)
     _crs_ok(content_crs)
     body = await _body(request)
-    await run_in_threadpool(_check_if_match, feature_id, if_match)
-    feature = await run_in_threadpool(write, feature_id, body, principal=principal)
+    feature = await run_in_threadpool(
+        write,
+        feature_id,
+        body,
+        principal=principal,
+        precondition=lambda: _check_if_match(feature_id, if_match),  # inside the write
+    )
     return await run_in_threadpool(_feature_response, feature, 200)
 
 
@@ -197,8 +202,11 @@ def delete_item(
     if_match: IfMatch = None,
 ):
     principal = principal_of(request, authorization)
-    _check_if_match(feature_id, if_match)
-    iv.delete(feature_id, principal=principal)
+    iv.delete(
+        feature_id,
+        principal=principal,
+        precondition=lambda: _check_if_match(feature_id, if_match),  # inside the write
+    )
     return Response(status_code=204)
 
 

@@ -5,6 +5,7 @@ Each goes through the same validation as an import and the same all-or-nothing u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,16 +132,39 @@ def create_feature(
     return feat
 
 
+def _locked(conn, intervention_id: str, precondition: Callable[[], None] | None) -> None:
+    """Inside the write's transaction: lock the row (``FOR UPDATE`` on PostgreSQL; SQLite's
+    write transaction is already exclusive), then check ``precondition`` (``If-Match``), so
+    no other write can slip between the check and this one."""
+    conn.execute(
+        sa.select(interventions_table.c.id)
+        .where(interventions_table.c.id == intervention_id)
+        .with_for_update()
+    ).first()
+    if precondition is not None:
+        precondition()
+
+
 def replace_feature(
     intervention_id: str,
     feature: dict[str, Any],
     *,
     principal: Principal = ADMIN,
     engine: Engine | None = None,
+    precondition: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """PUT: replace an existing intervention entirely (NotFound if absent)."""
+    """PUT: replace an existing intervention entirely (NotFound if absent).
+
+    ``precondition`` (e.g. the ``If-Match`` check) runs inside the write's transaction,
+    after the row is locked."""
     engine = get_store(engine)
-    current = get_feature(intervention_id, engine)
+    with transaction(engine) as conn:
+        _locked(conn, intervention_id, precondition)
+        return _replace(intervention_id, feature, principal, engine, conn)
+
+
+def _replace(intervention_id, feature, principal, engine, conn) -> dict[str, Any]:
+    current = get_feature(intervention_id, conn=conn)
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
     check_feature(feature)
@@ -152,8 +176,8 @@ def replace_feature(
     props.setdefault("source", current["properties"]["source"])
     feature["properties"] = props
     prepared = prepare(table_from_features([feature]), source="api")
-    upsert(prepared, principal=principal, engine=engine)
-    return get_feature(intervention_id, engine) or {}
+    upsert(prepared, principal=principal, conn=conn)
+    return _stored(intervention_id, conn)
 
 
 def patch_feature(
@@ -162,14 +186,22 @@ def patch_feature(
     *,
     principal: Principal = ADMIN,
     engine: Engine | None = None,
+    precondition: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """PATCH: merge ``patch`` (JSON merge patch of a Feature) into the stored intervention.
 
     A placed geometry (precision ``comune``) is placed again from the new comuni unless
-    the patch gives a geometry.
+    the patch gives a geometry. The stored intervention is read, merged and written in one
+    transaction with the row locked (``precondition`` runs there too).
     """
     engine = get_store(engine)
-    current = get_feature(intervention_id, engine)
+    with transaction(engine) as conn:
+        _locked(conn, intervention_id, precondition)
+        return _patch(intervention_id, patch, principal, engine, conn)
+
+
+def _patch(intervention_id, patch, principal, engine, conn) -> dict[str, Any]:
+    current = get_feature(intervention_id, conn=conn)
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
     check_feature(patch, patch=True)
@@ -193,5 +225,10 @@ def patch_feature(
         geometry = None
     merged = {"type": "Feature", "id": intervention_id, "geometry": geometry, "properties": props}
     prepared = prepare(table_from_features([merged]), source="api")
-    upsert(prepared, principal=principal, engine=engine)
-    return get_feature(intervention_id, engine) or {}
+    upsert(prepared, principal=principal, conn=conn)
+    return _stored(intervention_id, conn)
+
+
+def _stored(intervention_id: str, conn) -> dict[str, Any]:
+    """The intervention as this transaction wrote it (read on its own connection)."""
+    return get_feature(intervention_id, conn=conn) or {}

@@ -196,12 +196,23 @@ def _check_principal(
         )
 
 
-def delete(intervention_id: str, *, principal: Principal = ADMIN, engine: Engine | None = None):
-    """Delete one intervention (NotFound, Forbidden)."""
+def delete(
+    intervention_id: str,
+    *,
+    principal: Principal = ADMIN,
+    engine: Engine | None = None,
+    precondition=None,
+):
+    """Delete one intervention (NotFound, Forbidden); ``precondition`` (``If-Match``) runs
+    inside the transaction, the row locked."""
     engine = engine or get_store()
     it = interventions_table
     with transaction(engine) as conn:
-        row = conn.execute(sa.select(it).where(it.c.id == intervention_id)).first()
+        row = conn.execute(
+            sa.select(it).where(it.c.id == intervention_id).with_for_update()
+        ).first()
+        if precondition is not None and row is not None:
+            precondition()
         if row is None:
             raise NotFound(f"no intervention with id {intervention_id!r}")
         if not principal.may_write(row.comuni):
@@ -343,13 +354,18 @@ def snapshot(engine: Engine | None = None) -> Snapshot:
     return snap
 
 
-def get_feature(intervention_id: str, engine: Engine | None = None) -> dict[str, Any] | None:
+def get_feature(
+    intervention_id: str, engine: Engine | None = None, *, conn: Connection | None = None
+) -> dict[str, Any] | None:
     """One intervention as a GeoJSON Feature, or None (one row read by primary key, so the
-    write path never reloads the whole table)."""
-    engine = get_store(engine)
+    write path never reloads the whole table); on ``conn`` when given (inside a write)."""
     it = interventions_table
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(it).where(it.c.id == intervention_id)).first()
+    stmt = sa.select(it).where(it.c.id == intervention_id)
+    if conn is not None:
+        row = conn.execute(stmt).first()
+    else:
+        with get_store(engine).connect() as c:
+            row = c.execute(stmt).first()
     if row is None:
         return None
     return {
