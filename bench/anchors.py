@@ -743,6 +743,38 @@ def _commands(results: list[SizeResult], ctx: dict[str, Any], args) -> list[str]
 # ----- main -----------------------------------------------------------------------------------
 
 
+def bench_store(stack, url: str, schema: str, args, ctx: dict[str, Any], log):  # type: ignore[no-untyped-def]
+    """The bench schema: migrated, seeded, the polygons loaded as one layer and the views the
+    anchors read; dropped when ``stack`` closes (unless ``--keep-schema``). Fills
+    ``ctx`` with the PostgreSQL/PostGIS versions, ``layer_id`` and ``load_polygons_s``."""
+    from geo import interventions as iv
+    from geo.store import create_store_engine, migrate
+
+    engine = create_store_engine(url, schema=schema)
+
+    def drop() -> None:
+        engine.dispose()
+        if not args.keep_schema:
+            with create_store_engine(url).begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    stack.callback(drop)
+    migrate(engine)
+    iv.get_store(engine)  # seeds the 104 documented interventions
+    with engine.connect() as conn:
+        ctx["pg"] = conn.exec_driver_sql("SHOW server_version").scalar_one()
+        ctx["postgis"] = conn.exec_driver_sql("SELECT postgis_lib_version()").scalar_one()
+    t0 = time.perf_counter()
+    ctx["layer_id"] = data.load_polygons(engine, args.polygons)
+    ctx["load_polygons_s"] = time.perf_counter() - t0
+    log(
+        f"{args.polygons:,} polygons stored as layer {ctx['layer_id']!r} "
+        f"in {ctx['load_polygons_s']:.0f} s"
+    )
+    data.create_views(engine, ctx["layer_id"])
+    return engine
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -795,31 +827,8 @@ def main() -> None:
     results: list[SizeResult] = []
     with ExitStack() as stack:
         url, ctx["db_kind"] = stack.enter_context(database(log))
-        from geo import interventions as iv
-        from geo.store import create_store_engine, migrate
-
-        engine = create_store_engine(url, schema=schema)
+        engine = bench_store(stack, url, schema, args, ctx, log)
         ctx["engine"] = engine
-
-        def drop() -> None:
-            engine.dispose()
-            if not args.keep_schema:
-                with create_store_engine(url).begin() as conn:
-                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-        stack.callback(drop)
-        migrate(engine)
-        iv.get_store(engine)  # seeds the 104 documented interventions
-        with engine.connect() as conn:
-            ctx["pg"] = conn.exec_driver_sql("SHOW server_version").scalar_one()
-            ctx["postgis"] = conn.exec_driver_sql("SELECT postgis_lib_version()").scalar_one()
-        t0 = time.perf_counter()
-        ctx["layer_id"] = data.load_polygons(engine, args.polygons)
-        log(
-            f"{args.polygons:,} polygons stored as layer {ctx['layer_id']!r} "
-            f"in {time.perf_counter() - t0:.0f} s"
-        )
-        data.create_views(engine, ctx["layer_id"])
         data_dir = Path(tempfile.mkdtemp(prefix="cmm-geo-anchors-"))
         stack.callback(shutil.rmtree, data_dir, True)
         ours_url = with_search_path(url, schema)

@@ -47,7 +47,16 @@ import numpy as np
 from bench import _anchors_data as data
 from bench import _anchors_servers as srv
 from bench._anchors_load import Case, Loader, Run
-from bench.anchors import _f, _ratio, database, libpq_dsn, machine, parse_size, with_search_path
+from bench.anchors import (
+    _f,
+    _ratio,
+    bench_store,
+    database,
+    libpq_dsn,
+    machine,
+    parse_size,
+    with_search_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "tiles.md"
@@ -455,28 +464,7 @@ def main() -> None:
     results: dict[str, ServerResult] = {}
     with ExitStack() as stack:
         url, ctx["db_kind"] = stack.enter_context(database(log))
-        from geo import interventions as iv
-        from geo.store import create_store_engine, migrate
-
-        engine = create_store_engine(url, schema=schema)
-
-        def drop() -> None:
-            engine.dispose()
-            if not args.keep_schema:
-                with create_store_engine(url).begin() as conn:
-                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-        stack.callback(drop)
-        migrate(engine)
-        iv.get_store(engine)  # seeds the 104 documented interventions
-        with engine.connect() as conn:
-            ctx["pg"] = conn.exec_driver_sql("SHOW server_version").scalar_one()
-            ctx["postgis"] = conn.exec_driver_sql("SELECT postgis_lib_version()").scalar_one()
-        t0 = time.perf_counter()
-        ctx["layer_id"] = data.load_polygons(engine, args.polygons)
-        ctx["load_polygons_s"] = time.perf_counter() - t0
-        log(f"{args.polygons:,} polygons stored as layer {ctx['layer_id']!r}")
-        data.create_views(engine, ctx["layer_id"])
+        engine = bench_store(stack, url, schema, args, ctx, log)
         ctx["load_points_s"] = data.load_points(engine, args.size, log)
         data.vacuum_analyze(engine)
         ctx["points_files"] = {c: srv.WORK / f"tiles-{c}.txt" for c in COLLECTIONS}

@@ -119,14 +119,18 @@ def _refused(exc: GeoError, lang: str, session: Session) -> dict[str, list[str]]
     return field_errors(exc, lang)
 
 
-async def _posted_form(request: Request, session: Session) -> dict[str, list[str]] | Response:
-    """The posted form once its CSRF token is checked (403 page otherwise)."""
+async def _posted_form(request: Request) -> tuple[Session, dict[str, list[str]]] | Response:
+    """The signed-in session and its posted form, the CSRF token checked; else the answer
+    to send (the sign-in page, or the 403 page). Authentication comes before the body."""
+    session = await _signed_in(request)
+    if isinstance(session, Response):
+        return session
     data = await read_urlencoded(request)
     try:
         check_csrf(session, form_value(data, CSRF_FIELD))
     except CsrfFailed:
         return csrf_refused(request, session)
-    return data
+    return session, data
 
 
 # ----- new / edit / delete ------------------------------------------------------------------
@@ -147,12 +151,10 @@ async def new_form(request: Request) -> Response:
 @router.post("/app/interventions/new")
 async def create(request: Request) -> Response:
     """Create the intervention, or show the form again with each error beside its field."""
-    session = await _signed_in(request)
-    if isinstance(session, Response):
-        return session
-    data = await _posted_form(request, session)
-    if isinstance(data, Response):
-        return data
+    posted = await _posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    session, data = posted
     lang = lang_of(request)
     form = InterventionForm.from_post(data)
 
@@ -208,12 +210,10 @@ async def edit_form(request: Request, intervention_id: str) -> Response:
 @router.post("/app/interventions/{intervention_id}/edit")
 async def update(request: Request, intervention_id: str) -> Response:
     """Save the form (a merge patch: fields emptied in the form are removed)."""
-    session = await _signed_in(request)
-    if isinstance(session, Response):
-        return session
-    data = await _posted_form(request, session)
-    if isinstance(data, Response):
-        return data
+    posted = await _posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    session, data = posted
     lang = lang_of(request)
     form = InterventionForm.from_post(data)
     form.id = intervention_id
@@ -244,12 +244,10 @@ async def update(request: Request, intervention_id: str) -> Response:
 @router.post("/app/interventions/{intervention_id}/delete")
 async def delete(request: Request, intervention_id: str) -> Response:
     """First a confirmation page; with ``confirm=yes`` the intervention is deleted."""
-    session = await _signed_in(request)
-    if isinstance(session, Response):
-        return session
-    data = await _posted_form(request, session)
-    if isinstance(data, Response):
-        return data
+    posted = await _posted_form(request)
+    if isinstance(posted, Response):
+        return posted
+    session, data = posted
     lang = lang_of(request)
 
     def act() -> Response:
