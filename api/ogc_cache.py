@@ -1,7 +1,8 @@
 """A response cache for OGC GETs in front of FastAPI routing (pure ASGI).
 
 Responses of the OGC resources are stored as pre-encoded (and pre-gzipped) bytes keyed
-by (data version, host, path, query, negotiated format). A hit is answered without
+by (data version, host, path, query, negotiated format), from the second time a key is
+asked for (see :class:`ResponseCache`). A hit is answered without
 entering FastAPI: conditional requests (If-None-Match / If-Modified-Since → 304), gzip
 and CORS headers are handled here, so a hit costs a dictionary lookup and one send.
 """
@@ -47,13 +48,32 @@ class Entry:
 
 
 class ResponseCache:
-    """LRU of entries bounded by count and total bytes."""
+    """LRU of entries bounded by count and total bytes, admitting a response the second time
+    its key is asked for: URLs asked once (random bboxes, ids, filters from a crawler or a
+    benchmark) never take memory nor evict the pages people do ask for again (a "doorkeeper"
+    of recently seen key hashes, itself bounded)."""
 
-    def __init__(self, max_entries: int = 2048, max_bytes: int = 256 * 2**20) -> None:
+    def __init__(
+        self, max_entries: int = 2048, max_bytes: int = 64 * 2**20, seen_keys: int = 16384
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.size = 0
         self._data: OrderedDict[tuple, Entry] = OrderedDict()
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._seen_max = seen_keys
+
+    def admit(self, key: tuple) -> bool:
+        """True when ``key`` was asked for recently (then a response to it is worth keeping);
+        remembers it otherwise."""
+        h = hash(key)
+        if h in self._seen:
+            del self._seen[h]
+            return True
+        self._seen[h] = None
+        if len(self._seen) > self._seen_max:
+            self._seen.popitem(last=False)
+        return False
 
     def get(self, key: tuple) -> Entry | None:
         """The entry of ``key`` (marked as recently used), or None."""
@@ -196,7 +216,8 @@ class OgcCacheMiddleware:
             etag=etag,
             last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
         )
-        self.cache.put(key, entry)
+        if self.cache.admit(key):
+            self.cache.put(key, entry)
         return entry
 
     async def _answer(

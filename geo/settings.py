@@ -23,6 +23,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of a PostgreSQL + PostGIS database; "
         "the embedded database under data_dir when unset.",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL read replica (hot standby of database_url) "
+        "that answers reads; writes (and the If-Match checks) go to database_url. A read may "
+        "lag a write by the replication delay.",
+    )
     admin_token: str | None = Field(default=None, description="Bearer token of the administrator.")
     base_url: str | None = Field(
         default=None, description="Public base URL used in links (derived from requests if unset)."
@@ -59,6 +65,17 @@ class Settings(BaseSettings):
     )
     db_connect_timeout_s: float = Field(
         default=3.0, description="Seconds to wait for the database to accept a connection."
+    )
+    db_pool_size: int = Field(
+        default=16,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each worker keeps open (as many as requests it "
+        "serves at once, so none is opened and closed per request); workers × (pool + "
+        "overflow) must stay below the server's max_connections.",
+    )
+    db_max_overflow: int = Field(
+        default=4, ge=0, le=200, description="Extra connections a worker may open at peaks."
     )
     body_timeout_s: float = Field(
         default=60.0, description="Seconds a client may take to send a request body: 408 beyond."

@@ -8,11 +8,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import shapely
+import shapely.geometry
 import sqlalchemy as sa
 
 from geo.errors import InvalidParameter
 from geo.ogc.cql import parse_filter
+from geo.ogc.encode import encode_geometries
 from geo.ogc.registry import FeatureQuery
 from geo.store import get_engine
 
@@ -60,4 +63,34 @@ def check(providers, *, cql: str | None = None, **kw: Any) -> Any:
     expected, got = answer(mem, q), answer(sql, q)
     assert got[:2] == expected[:2], (cql, kw)
     assert got == expected, (cql, kw)
+    check_encoded(sql, q)
     return got
+
+
+def check_encoded(sql, q: FeatureQuery) -> None:
+    """When PostgreSQL encodes the page itself (``query_geojson``), it reads as the page the
+    service encodes from ``query``: same count, ids, properties (as JSON) and geometries
+    (type, and coordinates at the output precision)."""
+    try:
+        page = sql.query_geojson(q)
+    except InvalidParameter:
+        return
+    if page is None:
+        return
+    r = sql.query(q)
+    assert page.number_matched == r.number_matched
+    assert [fid for fid, _ in page.features] == [str(f["id"]) for f in r.features]
+    geoms = encode_geometries([f["geometry"] for f in r.features])
+    for (_fid, text), f, g in zip(page.features, r.features, geoms, strict=True):
+        got = orjson.loads(text)
+        assert got["type"] == "Feature" and got["id"] == str(f["id"])
+        assert got["properties"] == orjson.loads(orjson.dumps(f["properties"])), f["id"]
+        if g is None:
+            assert got["geometry"] is None
+            continue
+        want = orjson.loads(orjson.dumps(g))
+        assert got["geometry"]["type"] == want["type"], f["id"]
+        a = shapely.geometry.shape(got["geometry"])
+        b = shapely.geometry.shape(want)
+        assert a.is_valid, f["id"]
+        assert shapely.equals_exact(a, b, tolerance=2e-6) or a.equals(b), f["id"]

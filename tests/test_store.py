@@ -188,3 +188,59 @@ def test_postgis_geom_column_agrees_with_shapely(store_backend, store_engine):
     }
     assert ids == expected
     assert len(ids) > 10
+
+
+def test_reads_go_to_the_read_replica(postgis_url, monkeypatch):
+    """With CMM_GEO_READ_DATABASE_URL, reads — data and revisions — come from the replica and
+    writes go to the primary. The stand-in replica is another schema of the same server,
+    which differs from the primary by one deleted intervention."""
+    import uuid
+
+    from geo.interventions.sql_collection import InterventionsSqlProvider
+    from geo.ogc.registry import FeatureQuery
+    from geo.settings import get_settings
+    from geo.store import bump_revision, get_engine, read_engine
+
+    tag = uuid.uuid4().hex[:8]
+    schemas = (f"t_primary_{tag}", f"t_replica_{tag}")
+    admin = sa.create_engine(postgis_url)
+    with admin.begin() as conn:
+        for s in schemas:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{s}"')
+    sep = "&" if "?" in postgis_url else "?"
+    url_primary, url_replica = (
+        f"{postgis_url}{sep}options=-csearch_path%3D{s}%2Cpublic" for s in schemas
+    )
+    try:
+        monkeypatch.setenv("CMM_GEO_DATABASE_URL", url_primary)
+        get_settings.cache_clear()
+        primary = iv.get_store(get_engine(url_primary))
+        iv.get_store(get_engine(url_replica))  # the "replica": same rows, migrated apart
+        with transaction(primary) as conn:
+            gone = conn.execute(sa.text("SELECT min(id) FROM interventions")).scalar_one()
+            conn.execute(sa.text("DELETE FROM intervention_comuni WHERE intervention_id = :i"),
+                         {"i": gone})  # fmt: skip
+            conn.execute(sa.text("DELETE FROM interventions WHERE id = :i"), {"i": gone})
+            rev_primary = bump_revision(conn, "interventions")
+        provider = InterventionsSqlProvider(primary)
+        everything = FeatureQuery(limit=1)
+        assert provider.query(everything).number_matched == 103  # no replica: the primary
+
+        monkeypatch.setenv("CMM_GEO_READ_DATABASE_URL", url_replica)
+        get_settings.cache_clear()
+        provider = InterventionsSqlProvider(primary)
+        assert read_engine(primary) is not primary
+        assert provider.query(everything).number_matched == 104
+        assert provider.get(gone) is not None  # still on the replica
+        assert revision(primary, "interventions")[0] != rev_primary  # the replica's version
+        assert _count(primary) == 103  # direct use of the engine (writes) is the primary
+    finally:
+        read_engine(get_engine(url_primary)).dispose()  # the replica's pool, while configured
+        monkeypatch.delenv("CMM_GEO_READ_DATABASE_URL", raising=False)
+        get_settings.cache_clear()
+        for url in (url_primary, url_replica):
+            get_engine(url).dispose()
+        with admin.begin() as conn:
+            for s in schemas:
+                conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
+        admin.dispose()

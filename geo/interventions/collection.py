@@ -36,7 +36,7 @@ from geo.ogc.registry import (
     registry,
 )
 from geo.plan import PlanCatalogue
-from geo.territory import get_territory
+from geo.territory import Territory, get_territory
 
 COLLECTION_ID = "interventions"
 LIST_PROPERTIES = ("missions", "objectives", "drivers", "comuni", "comuni_names", "zone", "unioni")
@@ -51,9 +51,21 @@ ALIASES = {
 RANGE = ("amount_min", "amount_max")
 
 
+_queryables_memo: dict[tuple[int, str], tuple[Queryable, ...]] = {}
+
+
 def _queryables() -> list[Queryable]:
+    """The queryables (built once per catalogue and territory: every request checks them)."""
     cat = PlanCatalogue.load()
     t = get_territory()
+    key = (id(cat), t.version)
+    got = _queryables_memo.get(key)
+    if got is None:
+        got = _queryables_memo[key] = tuple(_build_queryables(cat, t))
+    return list(got)
+
+
+def _build_queryables(cat: PlanCatalogue, t: Territory) -> list[Queryable]:
     s = "string"
     out = [
         Queryable("id", s, "Identifier"),

@@ -49,7 +49,22 @@ from geo.interventions.model import EXTRA_COLUMNS, TOPIC
 from geo.interventions.store import _properties, interventions_table, links_table
 from geo.ogc.geometry import promote_to_multi
 from geo.ogc.registry import Queryable
-from geo.ogc.sql import SQL_FALSE, SQL_TRUE, SqlCollection, SqlProperty, json_list
+from geo.ogc.sql import (
+    _NO,
+    SQL_FALSE,
+    SQL_TRUE,
+    SqlCollection,
+    SqlProperty,
+    json_list,
+    pg_feature,
+    pg_geojson_geometry,
+    pg_json_number,
+    pg_json_raw,
+    pg_json_text,
+    pg_json_timestamp,
+    pg_rendered,
+    selected,
+)
 from geo.plan import PlanCatalogue
 from geo.territory import Territory, get_territory
 
@@ -146,6 +161,23 @@ def _properties_note(precision: str) -> str:
     return _properties(_fake_row(precision), get_territory())["precision_note"]
 
 
+def _linked_sql(column: str) -> str:
+    """PostgreSQL: the JSON list of ``column`` of the intervention's comuni known to the
+    territory (``territory_comuni``, see geo.territory.mirror): codes and names in the
+    stored order, zones and unions (``zona_id``/``unione_id``) sorted and each once — as
+    :func:`geo.interventions.store._properties` makes them."""
+    if column in ("istat_code", "name"):
+        agg = f"array_agg(tc.{column} ORDER BY e.ord)"
+    else:
+        agg = f"array_agg(DISTINCT tc.{column} ORDER BY tc.{column})"
+        agg += f" FILTER (WHERE tc.{column} IS NOT NULL)"
+    return (
+        f"(SELECT coalesce(array_to_json({agg})::text, '[]')"
+        " FROM json_array_elements_text(interventions.comuni) WITH ORDINALITY AS e(code, ord)"
+        " JOIN territory_comuni AS tc ON tc.istat_code = e.code)"
+    )
+
+
 class InterventionsSqlProvider(SqlCollection):
     """Interventions from the store, every query run there (see the module docstring)."""
 
@@ -225,6 +257,53 @@ class InterventionsSqlProvider(SqlCollection):
             with contextlib.suppress(KeyError):
                 value = PlanCatalogue.load().programme(value).name
         return super().property_condition(name, value, props)
+
+    def geojson_select(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> sa.Select[Any] | None:
+        """(id, Feature text) per row, encoded by PostgreSQL: the stored columns as they are,
+        ``comuni``/``comuni_names``/``zone``/``unioni`` from the comuni mirrored in the store
+        (``geo.territory.mirror``), as :func:`geo.interventions.store._properties` makes
+        them (unknown codes dropped, zones and unions sorted, each once)."""
+        from geo.territory.mirror import ensure_mirror
+
+        ensure_mirror(self.engine())
+        key = ("geojson", tuple(properties) if properties is not None else None, skip_geometry)
+        got = self._cache.get(key)
+        if got is _NO:
+            got = self._geojson_select(properties, skip_geometry)
+            self._cache.put(key, got)
+        return got  # type: ignore[no-any-return]
+
+    def _geojson_select(self, properties: list[str] | None, skip_geometry: bool) -> sa.Select[Any]:
+        names = selected(self.property_names(), properties)
+        c = interventions_table.c
+        values: dict[str, Any] = {}
+        for name, column in (
+            ("comuni", "istat_code"), ("comuni_names", "name"),
+            ("zone", "zona_id"), ("unioni", "unione_id"),
+        ):  # fmt: skip
+            values[name] = sa.literal_column(_linked_sql(column))
+        for name in ("missions", "objectives", "drivers", "comuni_named"):
+            values[name] = pg_json_raw(c[name])
+        for name in ("amount_eur", "pnrr_amount_eur"):
+            values[name] = pg_json_number(c[name])
+        values["created"] = pg_json_timestamp(c.created_at)
+        values["updated"] = pg_json_timestamp(c.updated_at)
+        values["precision_note"] = pg_json_text(
+            sa.case(
+                (c.precision == "comune", _properties_note("comune")),
+                else_=_properties_note("exact"),
+            )
+        )
+        pairs = [(n, values[n] if n in values else pg_json_text(c[n])) for n in names]
+        geometry = (
+            sa.literal("null", sa.Text)
+            if skip_geometry
+            else pg_geojson_geometry(sa.literal_column("interventions.geom"), GEOMETRY_TYPE)
+        )
+        feature = pg_rendered(pg_feature(c.id, geometry, pairs), self.engine())
+        return sa.select(c.id, feature).select_from(interventions_table)
 
     def build_features(
         self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool

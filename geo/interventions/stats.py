@@ -28,7 +28,7 @@ from geo.errors import InvalidParameter
 from geo.interventions.model import TOPIC
 from geo.interventions.store import get_store, interventions_table, links_table
 from geo.plan import PlanCatalogue
-from geo.store import revision, store_errors
+from geo.store import read_connection, revision, store_errors
 from geo.territory import Territory, get_territory
 
 GROUPINGS = ("comune", "zona", "unione", "programme", "mission")
@@ -62,7 +62,7 @@ def intervention_stats(
     mis = mission.strip().upper() if mission else None
     t = get_territory()
     engine = get_store(engine)
-    with store_errors(), engine.connect() as conn:
+    with store_errors(), read_connection(engine) as conn:
         n_selected, acc = _aggregate(conn, t, by, src, mis, amount)
     rev, _ = revision(engine, TOPIC)
     groups: list[dict[str, Any]] = []

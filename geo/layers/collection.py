@@ -29,7 +29,7 @@ from geo.layers.store import (
     store_replace,
 )
 from geo.ogc.registry import MemoryProvider, Queryable, Registry, SnapshotProvider, registry
-from geo.store import get_engine, revision
+from geo.store import get_engine, read_connection, revision
 
 
 def crs_list(source_crs: str) -> list[str]:
@@ -121,7 +121,7 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
         current = _registered.setdefault(id(reg), set())
         if _synced.get(key) == rev:
             return sorted(current)
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         ids = set(conn.execute(sa.select(layers_table.c.id)).scalars())
     with _reg_lock:
         for gone in current - ids:

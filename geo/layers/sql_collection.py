@@ -54,7 +54,17 @@ from geo.layers.collection import _queryable, crs_list
 from geo.layers.store import TOPIC, features_table, get_layer
 from geo.ogc.geometry import promote_to_multi
 from geo.ogc.registry import FeatureQuery, Queryable
-from geo.ogc.sql import SQL_FALSE, SqlCollection, SqlProperty, json_list
+from geo.ogc.sql import (
+    _NO,
+    SQL_FALSE,
+    SqlCollection,
+    SqlProperty,
+    json_list,
+    pg_feature,
+    pg_geojson_geometry,
+    pg_rendered,
+)
+from geo.store import read_connection
 
 #: SQL kind of each field type of an upload (geo.layers.attributes).
 FIELD_KINDS = {
@@ -234,7 +244,7 @@ class LayerSqlProvider(SqlCollection):
     def _read_geometry_type(self) -> str | None:
         c = features_table.c
         header = sa.func.substr(c.geometry_wkb, 1, 5)
-        with self.engine().connect() as conn:
+        with read_connection(self.engine()) as conn:
             headers = conn.execute(sa.select(header).where(*self.scope()).distinct()).scalars()
             types = {_wkb_type(bytes(h)) for h in headers if h is not None}
         return _one_type({t for t in types if t is not None})
@@ -320,7 +330,7 @@ class LayerSqlProvider(SqlCollection):
     def _array_element(self, j: _Json, name: str) -> str:
         """``number`` when the layer's first non-empty arrays hold numbers, else ``text``."""
         expr = j.array(name)
-        with self.engine().connect() as conn:
+        with read_connection(self.engine()) as conn:
             values = conn.execute(
                 sa.select(features_table.c.properties)
                 .where(*self.scope(), expr.is_not(None))
@@ -343,6 +353,29 @@ class LayerSqlProvider(SqlCollection):
             wanted = {"true": 1, "false": 0}.get(value.lower())
             return SQL_FALSE if wanted is None else prop.expr == wanted
         return super().property_condition(name, value, props)
+
+    def geojson_select(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> sa.Select[Any] | None:
+        """(fid text, Feature text) per row, encoded by PostgreSQL: the stored properties as
+        they are. None for a ``properties=`` subset (the Python path picks keys)."""
+        if properties is not None:
+            return None
+        key = ("geojson", skip_geometry, self.geometry_type)
+        got = self._cache.get(key)
+        if got is _NO:
+            c = features_table.c
+            fid = sa.cast(c.fid, sa.Text)
+            geometry = (
+                sa.literal("null", sa.Text)
+                if skip_geometry
+                else pg_geojson_geometry(sa.literal_column("layer_features.geom"), key[2])
+            )
+            props = sa.func.coalesce(sa.cast(c.properties, sa.Text), "{}")
+            feature = pg_rendered(pg_feature(fid, geometry, props), self.engine())
+            got = sa.select(fid, feature).select_from(features_table)
+            self._cache.put(key, got)
+        return got  # type: ignore[no-any-return]
 
     def build_features(
         self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool
@@ -385,7 +418,7 @@ class LayerSqlProvider(SqlCollection):
 
     def _read_sample(self) -> tuple[list[dict[str, Any]], set[str]]:
         c = features_table.c
-        with self.engine().connect() as conn:
+        with read_connection(self.engine()) as conn:
             sample = [
                 dict(p or {})
                 for p in conn.execute(

@@ -62,6 +62,16 @@ class QueryResult:
     number_matched: int
 
 
+@dataclass
+class GeojsonPage:
+    """One page as the store encoded it: (id, GeoJSON Feature text) per feature, in CRS84 at
+    the service's output precision, and the total number matched (see
+    :meth:`CollectionProvider.query_geojson`)."""
+
+    features: list[tuple[str, str]]
+    number_matched: int
+
+
 @dataclass(frozen=True)
 class Queryable:
     """A property that can be filtered: name, JSON-schema type, title.
@@ -139,6 +149,12 @@ class CollectionProvider(ABC):
     @abstractmethod
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by id, or None."""
+
+    def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
+        """The page of :meth:`query` already encoded as GeoJSON by the store, or None when
+        this collection cannot (the caller then uses :meth:`query`). The same features and
+        properties as :meth:`query`; only the encoding moves (into the database)."""
+        return None
 
 
 class SnapshotProvider(CollectionProvider):

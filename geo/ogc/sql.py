@@ -42,7 +42,8 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -67,10 +68,12 @@ from geo.ogc.geometry import area_of
 from geo.ogc.registry import (
     CollectionProvider,
     FeatureQuery,
+    GeojsonPage,
     MemoryTable,
     QueryResult,
 )
 from geo.settings import get_settings
+from geo.store import read_connection
 
 #: Property kinds a resolver may declare.
 KINDS = ("text", "number", "date", "timestamp", "list")
@@ -768,6 +771,139 @@ class SqlFilter:
         return self.spatial.predicate(name, literal, literal_first)
 
 
+# --- GeoJSON encoded by PostgreSQL ----------------------------------------------------------
+#
+# The texts below are what orjson writes for the same values (compact, floats with a decimal
+# point, null for a missing or non-finite number), so a page encoded by PostgreSQL reads as
+# the one Python encodes: same keys in the same order, same values.
+
+
+def pg_json_text(expr: Any) -> ColumnElement[str]:
+    """A text/varchar value as a JSON string (``null`` when NULL)."""
+    return sa.func.coalesce(sa.cast(sa.func.to_json(expr), sa.Text), "null")
+
+
+_NON_FINITE = [sa.literal_column(f"'{v}'::float8") for v in ("NaN", "Infinity", "-Infinity")]
+
+
+def pg_json_number(expr: Any) -> ColumnElement[str]:
+    """A float as orjson writes it: ``1000000.0``, ``0.5``, ``null`` for NULL/NaN/±inf."""
+    as_text = sa.cast(sa.func.to_json(expr), sa.Text)
+    return sa.case(
+        (sa.or_(expr.is_(None), expr.in_(_NON_FINITE)), "null"),
+        (sa.and_(expr == sa.func.trunc(expr), sa.func.abs(expr) < 1e16), as_text + ".0"),
+        else_=as_text,
+    )
+
+
+def pg_json_raw(expr: Any) -> ColumnElement[str]:
+    """A JSON column's stored text as it is (the store writes it with orjson)."""
+    return sa.func.coalesce(sa.cast(expr, sa.Text), "null")
+
+
+def pg_json_timestamp(expr: Any) -> ColumnElement[str]:
+    """A timestamptz as Python's ``isoformat`` in UTC with ``Z`` (microseconds only when
+    there are some), quoted; ``null`` when NULL."""
+    utc = sa.func.timezone("UTC", expr)
+    micro = sa.cast(sa.func.extract("microseconds", expr), sa.BigInteger) % 1_000_000
+    text = (
+        sa.literal('"')
+        + sa.func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
+        + sa.case((micro != 0, sa.func.to_char(utc, ".US")), else_="")
+        + 'Z"'
+    )
+    return sa.func.coalesce(text, "null")
+
+
+def pg_geojson_geometry(geom: Any, geometry_type: str | None) -> ColumnElement[str]:
+    """``ST_AsGeoJSON`` at the output precision (6 decimals), promoted to the collection's
+    Multi* type as :func:`geo.ogc.geometry.promote_to_multi` does; ``null`` when NULL."""
+    from geo.ogc.encode import DECIMALS_DEGREES
+
+    multi = geometry_type in ("MultiPoint", "MultiLineString", "MultiPolygon")
+
+    def promoted(g: Any) -> Any:
+        """Only the single form of the Multi* type is promoted (as ``promote`` does)."""
+        if not multi:
+            return g
+        single = sa.func.ST_GeometryType(g) == "ST_" + str(geometry_type)[5:]
+        return sa.case((single, sa.func.ST_Multi(g)), else_=g)
+
+    text = sa.func.ST_AsGeoJSON(promoted(geom), DECIMALS_DEGREES)
+    if geometry_type not in ("Point", "MultiPoint"):
+        # As geo.ogc.geometry.round_valid: what rounding would make invalid is snapped to
+        # the same grid by GEOS (ST_ReducePrecision), valid by construction.
+        grid = 10.0**-DECIMALS_DEGREES
+        snapped = sa.func.ST_ReducePrecision(geom, grid)
+        fixed = sa.func.ST_AsGeoJSON(promoted(snapped), DECIMALS_DEGREES)
+        text = sa.case((sa.func.ST_IsValid(sa.func.ST_SnapToGrid(geom, grid)), text), else_=fixed)
+    return sa.func.coalesce(text, "null")
+
+
+def pg_concat(parts: Sequence[Any]) -> ColumnElement[str]:
+    """``concat`` of any number of texts (a function takes at most 100 arguments)."""
+    parts = list(parts)
+    while len(parts) > 90:
+        parts = [sa.func.concat(*parts[i : i + 90]) for i in range(0, len(parts), 90)]
+    return sa.func.concat(*parts)
+
+
+def pg_json_object(pairs: Sequence[tuple[str, Any]]) -> ColumnElement[str]:
+    """``{"k":v,…}`` from (key, JSON text) pairs, keys bound as parameters."""
+    parts: list[Any] = []
+    for i, (key, value) in enumerate(pairs):
+        head = ("{" if i == 0 else ",") + orjson.dumps(key).decode() + ":"
+        parts += [sa.literal(head, sa.Text), value]
+    if not parts:
+        return sa.literal("{}", sa.Text)
+    parts.append(sa.literal("}", sa.Text))
+    return pg_concat(parts)
+
+
+def pg_feature(
+    id_text: Any, geometry: Any, properties: Sequence[tuple[str, Any]] | ColumnElement[str]
+) -> ColumnElement[str]:
+    """A GeoJSON Feature's text: ``{"type":"Feature","id":…,"geometry":…,"properties":…}``;
+    ``properties`` as (key, JSON text) pairs, or one JSON object's text."""
+    if not isinstance(properties, ColumnElement):
+        properties = pg_json_object(properties)
+    return pg_concat(
+        [
+            sa.literal('{"type":"Feature","id":', sa.Text),
+            pg_json_text(id_text),
+            sa.literal(',"geometry":', sa.Text),
+            geometry,
+            sa.literal(',"properties":', sa.Text),
+            properties,
+            sa.literal("}", sa.Text),
+        ]
+    )
+
+
+def pg_rendered(expr: Any, engine: Engine) -> ColumnElement[Any]:
+    """``expr`` compiled once into SQL text (its parameters inlined as literals).
+
+    For a big constant expression (a Feature's JSON, dozens of keys): executing it as an
+    expression costs SQLAlchemy a cache-key walk and psycopg a parse of every bound key on
+    each request; as text it is one short cache key and the statement keeps few parameters.
+    """
+    from sqlalchemy.dialects import postgresql
+
+    # Rendered without paramstyle escaping ("named"): the statement that embeds the text
+    # escapes its percent signs for the driver itself.
+    dialect = postgresql.dialect(paramstyle="named")
+    text = expr.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+    return sa.literal_column(str(text))
+
+
+def selected(names: Sequence[str], properties: list[str] | None) -> list[str]:
+    """The properties a ``properties=`` parameter keeps, in its order, each once."""
+    if properties is None:
+        return list(names)
+    known = set(names)
+    return [k for k in dict.fromkeys(properties) if k in known]
+
+
 def like_tokens(pattern: str) -> list[tuple[str, str]]:
     """CQL2 LIKE pattern → [(kind, char)]: ``any`` (%), ``one`` (_), ``lit`` (``\\`` escapes,
     a trailing lone ``\\`` is itself), as :class:`geo.ogc.cql.LikePattern` reads it."""
@@ -893,7 +1029,7 @@ class SqlCollection(CollectionProvider):
         ).select_from(inner)
         from geo.store import store_errors
 
-        with store_errors(), engine.connect() as conn:
+        with store_errors(), read_connection(engine) as conn:
             body = conn.execute(stmt).scalar()
         return bytes(body) if body else None
 
@@ -1045,11 +1181,12 @@ class SqlCollection(CollectionProvider):
         out.append(self.table.c[self.id_column].asc())
         return out
 
-    def _connect(self, engine: Engine) -> Connection:
-        conn = engine.connect()
-        if engine.dialect.name == "sqlite":
-            register_sqlite_functions(conn)
-        return conn
+    @contextmanager
+    def _connect(self, engine: Engine) -> Iterator[Connection]:
+        with read_connection(engine) as conn:
+            if engine.dialect.name == "sqlite":
+                register_sqlite_functions(conn)
+            yield conn
 
     def _count(self, conn: Connection, rev: int, q: FeatureQuery, conds: list[Any]) -> int:
         stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
@@ -1078,23 +1215,65 @@ class SqlCollection(CollectionProvider):
             with self._connect(engine) as conn:
                 if residual is not None:
                     return self._query_in_python(conn, q, conds, order, residual)
-                matched = self._count(conn, rev, q, conds)
-                rows: list[Any] = []
-                if q.offset < matched and q.limit > 0:
-                    stmt = (
-                        sa.select(*self._columns(q.skip_geometry))
-                        .where(*conds)
-                        .order_by(*order)
-                        .limit(q.limit)
-                        .offset(q.offset)
-                    )
-                    rows = list(conn.execute(stmt))
+                stmt = sa.select(*self._columns(q.skip_geometry))
+                matched, rows = self._page(conn, rev, q, conds, order, stmt)
         return QueryResult(self.build_features(rows, q.properties, q.skip_geometry), matched)
+
+    def _page(
+        self,
+        conn: Connection,
+        rev: int,
+        q: FeatureQuery,
+        conds: list[Any],
+        order: list[Any],
+        stmt: sa.Select[Any],
+    ) -> tuple[int, list[Any]]:
+        """(number matched, the page's rows of ``stmt``) — the count first, and no page
+        query when the page lies beyond it."""  # fmt: skip
+        matched = self._count(conn, rev, q, conds)
+        if q.offset >= matched or q.limit <= 0:
+            return matched, []
+        page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
+        return matched, list(conn.execute(page))
+
+    def geojson_select(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> sa.Select[Any] | None:
+        """PostgreSQL only: a SELECT of (id text, Feature JSON text) per row of ``table``,
+        the JSON exactly as :meth:`build_features` + the service's encoder would make it
+        (CRS84, 6 decimals, one geometry type); None when the subclass does not provide it."""
+        return None
+
+    def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
+        """The page encoded by PostgreSQL (``geojson_select``): the rows never become Python
+        objects. None on SQLite, without ``geojson_select``, or when part of the filter is
+        evaluated in Python."""
+        from geo.store import store_errors
+
+        with store_errors(), _filter_errors():
+            engine = self.engine()
+            if engine.dialect.name != "postgresql":
+                return None
+            stmt = self.geojson_select(q.properties, q.skip_geometry)
+            if stmt is None:
+                return None
+            rev = self.revision()[0]
+            conds, residual = self.where(q, "postgresql")
+            if residual is not None:
+                return None
+            order = self.order_by(q, "postgresql")
+            with self._connect(engine) as conn:
+                matched, rows = self._page(conn, rev, q, conds, order, stmt)
+        return GeojsonPage([(r[0], r[1]) for r in rows], matched)
 
     def _query_in_python(
         self, conn: Connection, q: FeatureQuery, conds: list[Any], order: list[Any], residual: Any
     ) -> QueryResult:
         """SQL selects candidates; the residual filter decides, chunk by chunk (bounded)."""
+        if conn.dialect.name == "postgresql":
+            # Candidates stream through a server-side cursor, which lives in a transaction
+            # (reads are in autocommit otherwise): one snapshot for the count and the chunks.
+            conn.execution_options(isolation_level="REPEATABLE READ")
         candidates = int(
             conn.execute(
                 sa.select(sa.func.count()).select_from(self.table).where(*conds)
@@ -1150,7 +1329,7 @@ class SqlCollection(CollectionProvider):
 
         with store_errors():
             idcol = self.table.c[self.id_column]
-            with self.engine().connect() as conn:
+            with read_connection(self.engine()) as conn:
                 row = conn.execute(
                     sa.select(self.table).where(*self.scope(), idcol == feature_id)
                 ).first()
@@ -1170,7 +1349,7 @@ class SqlCollection(CollectionProvider):
             got = self._cache.get(key)
             if got is _NO:
                 minx, miny, maxx, maxy = (self.table.c[c] for c in self.bounds_columns)
-                with self.engine().connect() as conn:
+                with read_connection(self.engine()) as conn:
                     row = conn.execute(
                         sa.select(
                             sa.func.min(minx),
@@ -1202,7 +1381,7 @@ class SqlCollection(CollectionProvider):
             sample = self._cache.get(key)
             if sample is _NO:
                 idcol = self.table.c[self.id_column]
-                with self.engine().connect() as conn:
+                with read_connection(self.engine()) as conn:
                     rows = list(
                         conn.execute(
                             sa.select(*self._columns(True))

@@ -78,6 +78,9 @@ store_meta = sa.Table(
 _JSON = {"json_serializer": lambda o: orjson.dumps(o).decode(), "json_deserializer": orjson.loads}
 
 _engines: dict[tuple[str, str | None], Engine] = {}
+#: (url, schema) of each engine :func:`get_engine` made, and the replica engines of reads.
+_engine_keys: dict[int, tuple[str, str | None]] = {}
+_replicas: dict[tuple[str, str | None], Engine] = {}
 _migrated: set[tuple[str, str | None]] = set()
 _lock = threading.Lock()
 
@@ -147,14 +150,43 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
     }
     engine = sa.create_engine(
         url,
-        pool_pre_ping=True,  # a connection broken by an outage is replaced, not reused
         pool_timeout=settings.request_timeout_s,  # waiting for a free connection
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         connect_args=connect_args,
         **_JSON,
     )
+    _ping_when_idle(engine)
     if engine.dialect.driver == "psycopg":
         _install_deadlines(engine, settings.db_connect_timeout_s, settings.request_timeout_s)
     return engine
+
+
+#: A pooled connection unused for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Replace a connection broken by an outage before it is used, at the cost of a round
+    trip only when it sat idle in the pool (``pool_pre_ping`` would ping on every checkout:
+    a round trip per request). A connection that breaks within the second after its last
+    use fails that one request with a 503 and is discarded (SQLAlchemy invalidates it)."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["cmm_geo_idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("cmm_geo_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception:  # any failure means "do not use it"
+            alive = False
+        if not alive:
+            raise sa.exc.DisconnectionError("stale connection")
 
 
 def _ensure_schema(engine: Engine, schema: str) -> None:
@@ -390,6 +422,7 @@ def get_engine(url: str | None = None, *, schema: str | None = None) -> Engine:
             return engine
         if engine is None:
             engine = _engines[key] = _new_engine(url, schema=schema)
+            _engine_keys[id(engine)] = key
         if schema and is_postgres(engine):
             _ensure_schema(engine, schema)
         migrate(engine)
@@ -400,9 +433,11 @@ def get_engine(url: str | None = None, *, schema: str | None = None) -> Engine:
 def dispose_engines() -> None:
     """Close and forget every cached engine (tests, restarts)."""
     with _lock:
-        for engine in _engines.values():
+        for engine in [*_engines.values(), *_replicas.values()]:
             engine.dispose()
         _engines.clear()
+        _engine_keys.clear()
+        _replicas.clear()
         _migrated.clear()
 
 
@@ -418,6 +453,41 @@ def transaction(engine: Engine | None = None) -> Iterator[Connection]:
         conn.execution_options(**{WRITE_OPTION: True})
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
+    """A connection for reads: on PostgreSQL in autocommit, so a read costs its statements
+    alone (no ``BEGIN``/``ROLLBACK`` round trips, and psycopg keeps its prepared statements,
+    which a rollback would drop). Statements of one read see no common snapshot; the
+    per-request revision (:func:`request_revisions`) is what ties a response to a version.
+    """
+    engine = read_engine(engine or get_engine())
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
+def read_engine(engine: Engine) -> Engine:
+    """Where reads of ``engine`` go: the read replica (``CMM_GEO_READ_DATABASE_URL``, same
+    schema) when ``engine`` is the configured PostgreSQL database, else ``engine`` itself.
+
+    The revisions are read there too, so a response's version (ETag, cache key) and its
+    data come from the same server and agree, however far the replica lags.
+    """
+    settings = get_settings()
+    if not settings.read_database_url or engine.dialect.name != "postgresql":
+        return engine
+    key = _engine_keys.get(id(engine))
+    if key is None or key[0] != settings.effective_database_url:
+        return engine
+    replica_key = (settings.read_database_url, key[1])
+    with _lock:
+        replica = _replicas.get(replica_key)
+        if replica is None:  # not migrated: a standby replays the primary's migrations
+            replica = _replicas[replica_key] = _new_engine(*replica_key[:1], schema=key[1])
+    return replica
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
@@ -482,7 +552,7 @@ def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
     memo = _REQUEST_REVISIONS.get()
     if memo is not None and id(engine) in memo:
         return memo[id(engine)]
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         rows = conn.execute(
             sa.select(store_meta.c.key, store_meta.c.value, store_meta.c.updated_at).where(
                 store_meta.c.key.like("revision:%")
