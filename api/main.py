@@ -8,6 +8,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 
 import api.routes.accounts as accounts  # sign-in, users
 import api.routes.editing as editing  # edit forms, history, upload
+import api.routes.layer_items as layer_items  # Part 4 writes of uploaded layers' features
 import api.routes.tiles as tiles  # OGC API – Tiles (vector tiles)
 from api import openapi_docs
 from api.errors import install_error_handlers
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(suggest.router)  # /lookup/suggest
     app.include_router(lookup.router)
     app.include_router(interventions.router)
+    app.include_router(layer_items.router)  # after the interventions' own paths
     app.include_router(plan.router)
     app.include_router(layers.router)
     app.include_router(maps.router)

@@ -106,6 +106,16 @@ SUCCESS: dict[tuple[str, str], tuple[str, dict[str, dict[str, Any]]]] = {
         "200",
         {"application/geo+json": FEATURE},
     ),
+    # Part 4 on every uploaded layer (api/routes/layer_items.py)
+    ("post", "/collections/{collectionId}/items"): ("201", {"application/geo+json": FEATURE}),
+    ("put", "/collections/{collectionId}/items/{featureId}"): (
+        "200",
+        {"application/geo+json": FEATURE},
+    ),
+    ("patch", "/collections/{collectionId}/items/{featureId}"): (
+        "200",
+        {"application/geo+json": FEATURE},
+    ),
     ("post", "/imports/interventions"): ("200", {"application/json": ANY_OBJ}),
     ("post", "/imports/pnrr"): ("200", {"application/json": ANY_OBJ}),
     ("get", "/stats/interventions"): ("200", {"application/json": STATS, "text/csv": STR}),
@@ -381,7 +391,8 @@ def collection_get(
 
 def with_collections(doc: dict[str, Any], providers: list[Any]) -> dict[str, Any]:
     """``doc`` plus, per collection, ``/collections/{id}/items`` (GET with its queryables as
-    parameters) and ``/collections/{id}/items/{featureId}``: what GDAL and QGIS look for."""
+    parameters) and ``/collections/{id}/items/{featureId}``: what GDAL and QGIS look for;
+    for an uploaded layer, with its writes (Part 4) next to the GETs."""
     out = copy.copy(doc)
     paths = dict(doc.get("paths", {}))
     generic_items = paths.get("/collections/{collectionId}/items", {}).get("get")
@@ -392,11 +403,43 @@ def with_collections(doc: dict[str, Any], providers: list[Any]) -> dict[str, Any
         items_path = f"/collections/{p.id}/items"
         item = dict(paths.get(items_path, {}))
         item["get"] = collection_get(generic_items, p.id, p.queryables())
+        writes = _takes_writes(p)
+        if writes:
+            item.update(collection_writes(paths["/collections/{collectionId}/items"], p.id))
         paths[items_path] = item
         one_path = f"/collections/{p.id}/items/{{featureId}}"
         if generic_item is not None and not any(k.startswith(items_path + "/{") for k in paths):
             paths[one_path] = {"get": collection_get(generic_item, p.id, [])}
+            if writes:
+                paths[one_path].update(
+                    collection_writes(paths["/collections/{collectionId}/items/{featureId}"], p.id)
+                )
     out["paths"] = paths
+    return out
+
+
+def _takes_writes(provider: Any) -> bool:
+    """An uploaded layer: its features take Part 4 writes (api/routes/layer_items.py)."""
+    from geo.layers.sql_collection import LayerSqlProvider
+
+    return isinstance(provider, LayerSqlProvider)
+
+
+def collection_writes(generic: dict[str, Any], collection_id: str) -> dict[str, Any]:
+    """The generic writes (every method but GET) of ``/collections/{collectionId}/items…``
+    for one collection: its own operation ids, no ``collectionId`` parameter."""
+    out: dict[str, Any] = {}
+    for method, generic_op in generic.items():
+        if method == "get" or not isinstance(generic_op, dict):
+            continue
+        op = copy.deepcopy(generic_op)
+        op["operationId"] = f"{op.get('operationId', method)}_{collection_id}".replace("-", "_")
+        op["parameters"] = [
+            p
+            for p in op.get("parameters", [])
+            if not (p.get("in") == "path" and p.get("name") == "collectionId")
+        ]
+        out[method] = op
     return out
 
 

@@ -62,8 +62,16 @@ def _crs_ok(content_crs: str | None) -> None:
         raise InvalidParameter("Content-Crs", "only CRS84 geometries can be written")
 
 
-def _feature_response(feature: dict[str, Any], status: int, **headers: str) -> Response:
-    etag = _current_etag(str(feature.get("id")))
+def _feature_response(
+    feature: dict[str, Any],
+    status: int,
+    *,
+    collection_id: str = COLLECTION_ID,
+    etag: str | None = None,
+    **headers: str,
+) -> Response:
+    """The written feature with the ETag a GET of it answers (read again unless given)."""
+    etag = etag or _current_etag(str(feature.get("id")), collection_id)
     if etag:
         headers["ETag"] = etag
     return json_response(feature, status_code=status, headers=headers, media_type=GEOJSON)
@@ -77,18 +85,21 @@ IfMatch = Annotated[
 ]
 
 
-def _current_etag(feature_id: str) -> str | None:
-    """The strong ETag ``GET /collections/interventions/items/{id}`` answers now."""
-    provider = registry.get(COLLECTION_ID)
+def _current_etag(feature_id: str, collection_id: str = COLLECTION_ID) -> str | None:
+    """The strong ETag ``GET /collections/{collection_id}/items/{id}`` answers now."""
+    provider = registry.get(collection_id)
     feature = provider.get(feature_id) if provider is not None else None
     return feature_etag(feature) if feature is not None else None
 
 
-def _check_if_match(feature_id: str, if_match: str | None) -> None:
-    """Optimistic locking: a write naming a stale version answers 412 and changes nothing."""
+def _check_if_match(
+    feature_id: str, if_match: str | None, collection_id: str = COLLECTION_ID
+) -> None:
+    """Optimistic locking: a write naming a stale version answers 412 and changes nothing
+    (the interventions', and every uploaded layer's, api.routes.layer_items)."""
     if if_match is None:
         return
-    etag = _current_etag(feature_id)
+    etag = _current_etag(feature_id, collection_id)
     if etag is None:
         return  # the write answers 404 itself
     if not etag_matches(if_match, etag):

@@ -5,7 +5,7 @@ Each goes through the same validation as an import and the same all-or-nothing u
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
@@ -49,6 +49,26 @@ def _fail(fieldname: str, message: str) -> ValidationFailed:
 
 def check_feature(feat: Any, *, patch: bool = False) -> None:
     """422 naming every unknown member or property (a typo must not be silently dropped)."""
+    props = check_members(feat, patch=patch)
+    bad = sorted(k for k in props if k not in WRITABLE and k not in READ_ONLY)
+    if bad:
+        raise _fail(
+            f"properties.{bad[0]}",
+            f"unknown propert{'y' if len(bad) == 1 else 'ies'} {', '.join(bad)} "
+            f"(writable: {', '.join(sorted(WRITABLE))})",
+        )
+    for k, v in props.items():
+        if k in WRITABLE and not _scalar_or_list(v):
+            raise _fail(f"properties.{k}", "expected text, a number, or a list of them")
+
+
+def check_members(
+    feat: Any, *, patch: bool = False, writable: Collection[str] = WRITABLE
+) -> dict[str, Any]:
+    """The properties a Feature (or a merge patch of one) sends; 422 naming a member that is
+    not a Feature's (``writable``: property names to hint at), a ``properties`` that is not
+    an object, a ``geometry`` that is neither an object nor null. Shared with the writes of
+    uploaded layers (:mod:`geo.layers.editing`)."""
     what = "a merge patch of a Feature" if patch else "a GeoJSON Feature"
     if not isinstance(feat, dict):
         raise _fail("body", f"expected {what} object")
@@ -57,7 +77,7 @@ def check_feature(feat: Any, *, patch: bool = False) -> None:
         raise _fail("type", f'expected "Feature", got {feat.get("type")!r}')
     unknown = sorted(set(feat) - FEATURE_KEYS)
     if unknown:
-        hint = [k for k in unknown if k in WRITABLE]
+        hint = [k for k in unknown if k in writable]
         raise _fail(
             unknown[0],
             f"unknown member(s) {', '.join(unknown)} of {what}"
@@ -70,17 +90,7 @@ def check_feature(feat: Any, *, patch: bool = False) -> None:
     geometry = feat.get("geometry")
     if geometry is not None and not isinstance(geometry, dict):
         raise _fail("geometry", "expected a GeoJSON geometry object or null")
-    props = props or {}
-    bad = sorted(k for k in props if k not in WRITABLE and k not in READ_ONLY)
-    if bad:
-        raise _fail(
-            f"properties.{bad[0]}",
-            f"unknown propert{'y' if len(bad) == 1 else 'ies'} {', '.join(bad)} "
-            f"(writable: {', '.join(sorted(WRITABLE))})",
-        )
-    for k, v in props.items():
-        if k in WRITABLE and not _scalar_or_list(v):
-            raise _fail(f"properties.{k}", "expected text, a number, or a list of them")
+    return props or {}
 
 
 def _scalar_or_list(v: Any) -> bool:

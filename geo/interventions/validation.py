@@ -319,17 +319,31 @@ def _check_geometry(
     )
     jidx = gi[good & inside]
     if len(jidx):
-        src_i, com_i = t.tree.query(geoms[jidx], predicate="intersects")
-        gsel = geoms[jidx][src_i]
-        areal = shapely.get_dimensions(gsel) > 0
-        keep = ~areal | shapely.relate_pattern(gsel, t.geometries[com_i], "T********")
-        for a, c in zip(jidx[src_i[keep]], com_i[keep], strict=True):
-            spatial_codes[a].append(str(t.codes[c]))
         touched = np.zeros(n, dtype=bool)
-        touched[jidx[src_i[keep]]] = True
+        for a, codes in zip(jidx, spatial_comuni(geoms[jidx], t), strict=True):
+            spatial_codes[a].extend(codes)
+            touched[a] = bool(codes)
         outside = _at(n, jidx) & ~touched
         err.add(outside, "geometry", "outside the 133 comuni of the Città metropolitana")
     return has_geom, spatial_codes
+
+
+def spatial_comuni(geoms: np.ndarray, t: Territory | None = None) -> list[list[str]]:
+    """Per CRS84 geometry, the ISTAT codes of the comuni it lies in: a point covered by the
+    comune, a line or polygon sharing interior with it (a polygon along a border does not
+    reach the neighbour). The one rule of "where a feature lies" for who may edit it
+    (interventions, and the features of uploaded layers, :mod:`geo.layers.editing`)."""
+    t = t or get_territory()
+    out: list[list[str]] = [[] for _ in range(len(geoms))]
+    if not len(geoms):
+        return out
+    src_i, com_i = t.tree.query(geoms, predicate="intersects")
+    gsel = geoms[src_i]
+    areal = shapely.get_dimensions(gsel) > 0
+    keep = ~areal | shapely.relate_pattern(gsel, t.geometries[com_i], "T********")
+    for a, c in zip(src_i[keep], com_i[keep], strict=True):
+        out[a].append(str(t.codes[c]))
+    return out
 
 
 def _records(

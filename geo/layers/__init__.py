@@ -8,6 +8,8 @@ Where things live:
 * :mod:`.store` — **where a layer is stored**: tables, records, writes, reads;
 * :mod:`.collection` — each stored layer served as an OGC collection; the writes that
   publish or withdraw it (:func:`add_layer`, :func:`rename_layer`, :func:`delete_layer`);
+* :mod:`.editing` — one feature at a time: create, replace, merge-patch, delete (OGC API –
+  Features Part 4, served by ``api/routes/layer_items.py``);
 * :mod:`.overlay` — measures per comune, zona, unione (EPSG:32632), :func:`metrics`;
 * :mod:`.membership` — which comuni each park, PLIS or Naviglio involves, checked
   against a layer;

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from geo.errors import InvalidParameter, NotFound
 from geo.layers.reading import LayerData
 from geo.names import fold
-from geo.store import bump_revision, get_engine, metadata, transaction, utcnow
+from geo.store import bump_revision, get_engine, metadata, store_meta, transaction, utcnow
 from geo.territory import to_metric
 
 TOPIC = "layers"
@@ -236,14 +236,25 @@ def store_rename(layer_id: str, name: str, *, engine: Engine | None = None) -> d
 
 
 def store_delete(layer_id: str, *, engine: Engine | None = None) -> None:
-    """Delete a layer and its features."""
+    """Delete a layer and its features (the record locked first, as the feature writes of
+    :mod:`geo.layers.editing` do, so the two never wait for each other in a circle)."""
     engine = engine or get_engine()
     with transaction(engine) as conn:
+        conn.execute(
+            sa.select(layers_table.c.id).where(layers_table.c.id == layer_id).with_for_update()
+        ).first()
         conn.execute(features_table.delete().where(features_table.c.layer_id == layer_id))
+        conn.execute(store_meta.delete().where(store_meta.c.key == fid_key(layer_id)))
         n = conn.execute(layers_table.delete().where(layers_table.c.id == layer_id)).rowcount
         if not n:
             raise _not_found(layer_id)
         bump_revision(conn, TOPIC)
+
+
+def fid_key(layer_id: str) -> str:
+    """``store_meta`` key of the highest feature id a layer ever had (ids of deleted
+    features are never given again, :mod:`geo.layers.editing`)."""
+    return f"layer-last-fid:{layer_id}"
 
 
 # ----- reads --------------------------------------------------------------------------------

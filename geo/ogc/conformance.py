@@ -31,15 +31,18 @@ QUERYABLES_QUERY_PARAMETERS = _F3 + "queryables-query-parameters"
 #: Part 3: filter, filter-lang, filter-crs (geo.ogc.cql).
 FILTER = _F3 + "filter"
 FEATURES_FILTER = _F3 + "features-filter"
-#: Part 4, on ``interventions``: POST items (201 + Location), PUT and DELETE one item
-#: (api.routes.interventions over geo.interventions.store; bearer token or session).
+#: Part 4, on ``interventions`` and every uploaded layer: POST items (201 + Location), PUT
+#: and DELETE one item (api.routes.interventions over geo.interventions.store,
+#: api.routes.layer_items over geo.layers.editing; bearer token or session).
 CREATE_REPLACE_DELETE = _F4 + "create-replace-delete"
-#: Part 4: PATCH one item as a JSON merge patch (geo.interventions.patch_feature).
+#: Part 4: PATCH one item as a JSON merge patch (geo.interventions.patch_feature,
+#: geo.layers.editing.patch_feature).
 UPDATE = _F4 + "update"
 #: Part 4: strong ETag on every item, If-Match on PUT/PATCH/DELETE, 412 when stale
 #: (geo.ogc.http.feature_etag, api.routes.interventions._check_if_match).
 OPTIMISTIC_LOCKING_ETAGS = _F4 + "optimistic-locking-etags"
-#: Part 4 for features: GeoJSON bodies, Content-Crs (CRS84 only) on writes.
+#: Part 4 for features: GeoJSON bodies, Content-Crs on writes (CRS84 only for interventions;
+#: any CRS the collection lists for uploaded layers).
 FEATURES_4 = _F4 + "features"
 #: Part 5: JSON Schema of the features, x-ogc-role id (geo.ogc.schema).
 SCHEMAS = _F5 + "schemas"
