@@ -12,6 +12,7 @@ import api.routes.layer_items as layer_items  # Part 4 writes of uploaded layers
 import api.routes.tiles as tiles  # OGC API – Tiles (vector tiles)
 from api import openapi_docs
 from api.errors import install_error_handlers
+from api.page_language import PageLanguageMiddleware
 from api.responses import JSONResponse
 from api.routes import app as webapp
 from api.routes import downloads, interventions, layers, lookup, maps, ogc, plan, suggest, territory
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)  # sign-in, session, users (/app/login, /app/users)
     app.include_router(editing.router)  # intervention forms, history, layer upload (/app/…)
     ogc.install(app, settings)  # "/" is the OGC landing page
+    # Outside the OGC response cache: ?lang= / the lang cookie become Accept-Language.
+    app.add_middleware(PageLanguageMiddleware)
     openapi_docs.install(app)  # real response schemas and every status code
     # Outermost: headers on every response, 414 before routing.
     app.add_middleware(SecurityMiddleware, settings=settings)

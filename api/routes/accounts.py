@@ -3,7 +3,10 @@
 ``GET /app/session`` tells the map application who is signed in (and the CSRF token its
 scripts send as ``X-CSRF-Token``); ``/app/login`` signs in (rate-limited, ``next`` only
 to a path of this site), ``POST /app/logout`` signs out, ``/app/users`` lets an admin
-create, disable and enable users. The pages are server-rendered (``geo.accounts.pages``).
+create, disable and enable users, ``/app/users/{name}/edit`` change one's role and comuni,
+``POST /app/users/{name}/delete`` delete one (after a confirmation page). The last enabled
+admin can be neither demoted, disabled nor deleted from here, and nobody deletes or
+disables themselves. The pages are server-rendered (``geo.accounts.pages``).
 """
 
 from __future__ import annotations
@@ -338,16 +341,16 @@ async def users_page(request: Request) -> Response:
     notice = None
     done, name = request.query_params.get("done"), request.query_params.get("name", "")
     known = {u.username for u in await run_in_threadpool(users.list_users)}
-    if done in ("created", "disabled", "enabled") and name in known:
-        notice = t(
-            lang,
-            {
-                "created": "users.created",
-                "disabled": "users.disabled_done",
-                "enabled": "users.enabled_done",
-            }[done],
-            name=name,
-        )
+    notices = {
+        "created": "users.created",
+        "updated": "users.updated",
+        "disabled": "users.disabled_done",
+        "enabled": "users.enabled_done",
+    }
+    if done in notices and name in known:
+        notice = t(lang, notices[done], name=name)
+    elif done == "deleted" and name not in known and users.USERNAME_RE.match(name):
+        notice = t(lang, "users.deleted_done", name=name)
     return await run_in_threadpool(lambda: _users_page(request, session, notice=notice))
 
 
@@ -373,7 +376,9 @@ async def users_post(request: Request) -> Response:
                 )
             )
         try:
-            await run_in_threadpool(users.set_disabled, username, action == "disable")
+            await run_in_threadpool(
+                lambda: users.set_disabled(username, action == "disable", keep_an_admin=True)
+            )
         except GeoError as exc:
             status, msg = form_status(exc), exc_text(lang, exc)
             return await run_in_threadpool(
@@ -409,3 +414,148 @@ async def users_post(request: Request) -> Response:
             lambda: _users_page(request, session, status=status, errors=errors, form=form)
         )
     return RedirectResponse(f"/app/users?done=created&name={quote(created.username)}", 303)
+
+
+# ----- one user: role and comuni, deletion (admin) ------------------------------------------
+
+
+async def _admin_form(request: Request) -> tuple[sessions.Session, dict[str, list[str]]] | Response:
+    """An admin's posted form, its CSRF token checked (the body is read after sign-in)."""
+    session = await _admin_session(request)
+    if isinstance(session, Response):
+        return session
+    data = await read_urlencoded(request)
+    try:
+        check_csrf(session, form_value(data, CSRF_FIELD))
+    except CsrfFailed:
+        return csrf_refused(request, session)
+    return session, data
+
+
+def _target(request: Request, session: sessions.Session, username: str) -> users.User | Response:
+    """The user named in the path, or a 404 page saying so (sync: reads the store)."""
+    try:
+        return users.get_user(username[:100])
+    except NotFound as exc:
+        return message_page(request, session, exc_text(lang_of(request), exc), status=404)
+
+
+def _user_page(
+    request: Request,
+    session: sessions.Session,
+    target: users.User,
+    *,
+    status: int = 200,
+    errors: dict[str, list[str]] | None = None,
+    form: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The form of one user's role and comuni, and the way to delete them."""
+    lang = lang_of(request)
+    return page(
+        request,
+        "user_edit.html",
+        title=t(lang, "users.edit_title", name=target.username),
+        session=session,
+        status=status,
+        target=target,
+        errors=errors or {},
+        form=form or {"role": "admin" if target.admin else "editor", "comuni": list(target.comuni)},
+        comuni_options=_comune_options(),
+        comune_names=_comune_names,
+        is_self=target.username == session.user.username,
+    )
+
+
+@router.get("/app/users/{username}/edit")
+async def user_form(request: Request, username: str) -> Response:
+    """Admins: one user's role and comuni, and a button to delete them."""
+    session = await _admin_session(request)
+    if isinstance(session, Response):
+        return session
+
+    def show() -> Response:
+        target = _target(request, session, username)
+        if isinstance(target, Response):
+            return target
+        return _user_page(request, session, target)
+
+    return await run_in_threadpool(show)
+
+
+@router.post("/app/users/{username}/edit")
+async def user_save(request: Request, username: str) -> Response:
+    """Make the user admin or editor of the chosen comuni (never the last admin demoted)."""
+    posted = await _admin_form(request)
+    if isinstance(posted, Response):
+        return posted
+    session, data = posted
+    lang = lang_of(request)
+    form = {
+        "role": "admin" if form_value(data, "role", 10) == "admin" else "editor",
+        "comuni": [c[:100] for c in data.get("comuni", [])[:200] if c],
+    }
+
+    def save() -> Response:
+        target = _target(request, session, username)
+        if isinstance(target, Response):
+            return target
+        try:
+            updated = users.set_role(
+                target.username,
+                admin=form["role"] == "admin",
+                comuni=form["comuni"],
+                keep_an_admin=True,
+            )
+        except GeoError as exc:
+            if exc.status >= 500:
+                raise
+            field = "role" if isinstance(exc, users.LastAdmin) else str(exc.extra.get("parameter"))
+            errors = {field if field in ("role", "comuni") else "": [exc_text(lang, exc)]}
+            return _user_page(
+                request, session, target, status=form_status(exc), errors=errors, form=form
+            )
+        if updated.username == session.user.username and not updated.admin:
+            message = t(lang, "users.self_demoted", comuni=", ".join(_comune_names(updated.comuni)))
+            title = t(lang, "users.updated", name=updated.username)
+            return message_page(request, session, message, status=200, title=title)
+        return RedirectResponse(f"/app/users?done=updated&name={quote(updated.username)}", 303)
+
+    return await run_in_threadpool(save)
+
+
+@router.post("/app/users/{username}/delete")
+async def user_delete(request: Request, username: str) -> Response:
+    """First a confirmation page; with ``confirm=yes`` the user and their sessions go."""
+    posted = await _admin_form(request)
+    if isinstance(posted, Response):
+        return posted
+    session, data = posted
+    lang = lang_of(request)
+
+    def act() -> Response:
+        target = _target(request, session, username)
+        if isinstance(target, Response):
+            return target
+        if target.username == session.user.username:
+            return _users_page(
+                request, session, status=422, errors={"": [t(lang, "users.delete_self")]}
+            )
+        if form_value(data, "confirm", 10) != "yes":
+            return page(
+                request,
+                "confirm_delete_user.html",
+                title=t(lang, "users.delete_title", name=target.username),
+                session=session,
+                target=target,
+            )
+        try:
+            users.delete_user(target.username, keep_an_admin=True)
+        except GeoError as exc:
+            if exc.status >= 500:
+                raise
+            return _users_page(
+                request, session, status=form_status(exc), errors={"": [exc_text(lang, exc)]}
+            )
+        return RedirectResponse(f"/app/users?done=deleted&name={quote(target.username)}", 303)
+
+    return await run_in_threadpool(act)

@@ -76,6 +76,27 @@ MESSAGES: dict[str, dict[str, str]] = {
         "users.enabled_done": "Utente {name} riattivato.",
         "users.self": "Non puoi disattivare il tuo stesso utente.",
         "users.none": "Nessun utente.",
+        "users.edit": "Modifica {name}",
+        "users.delete": "Elimina {name}",
+        "users.edit_title": "Utente {name}",
+        "users.edit_intro": "Il nuovo ruolo vale dalla prossima pagina che l'utente apre; "
+        "le sue sessioni restano aperte.",
+        "users.comuni_editor_help": "Solo per un editor: i comuni di cui modifica gli "
+        "interventi. Tieni premuto Ctrl (o ⌘) per sceglierne più d'uno.",
+        "users.updated": "Utente {name} aggiornato.",
+        "users.deleted_done": "Utente {name} eliminato.",
+        "users.delete_section": "Eliminare l'utente",
+        "users.delete_help": "Chi viene eliminato non può più accedere; il suo nome resta "
+        "nello storico delle modifiche. Per sospenderlo soltanto, disattivalo.",
+        "users.delete_title": "Eliminare l'utente {name}?",
+        "users.delete_confirm": "{name} ({display}) non potrà più accedere e le sue sessioni "
+        "saranno chiuse. Il suo nome resta nello storico delle modifiche. L'operazione non si "
+        "può annullare.",
+        "users.delete_yes": "Sì, elimina {name}",
+        "users.delete_self": "Non puoi eliminare il tuo stesso utente.",
+        "users.self_demoted": "Ora sei editor di {comuni}: la gestione degli utenti resta agli "
+        "altri amministratori.",
+        "users.back": "Torna agli utenti",
         "iv.new_title": "Nuovo intervento",
         "iv.edit_title": "Modifica intervento {id}",
         "iv.id": "Identificativo",
@@ -164,6 +185,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "Il livello appare nella mappa, con i suoi elementi cliccabili e le misure per comune.",
         "layers.drop": "Trascina qui il file, oppure",
         "layers.choose": "Scegli un file",
+        "layers.none_chosen": "Nessun file scelto.",
+        "layers.chosen": "File scelto: {name} ({size})",
         "layers.file": "File del livello",
         "layers.name": "Nome del livello",
         "layers.crs": "Sistema di riferimento delle coordinate",
@@ -270,6 +293,27 @@ MESSAGES: dict[str, dict[str, str]] = {
         "users.enabled_done": "User {name} enabled.",
         "users.self": "You cannot disable yourself.",
         "users.none": "No users.",
+        "users.edit": "Edit {name}",
+        "users.delete": "Delete {name}",
+        "users.edit_title": "User {name}",
+        "users.edit_intro": "The new role applies from the next page the user opens; their "
+        "sessions stay open.",
+        "users.comuni_editor_help": "For an editor only: the comuni whose interventions they "
+        "edit. Hold Ctrl (or ⌘) to choose more than one.",
+        "users.updated": "User {name} updated.",
+        "users.deleted_done": "User {name} deleted.",
+        "users.delete_section": "Delete the user",
+        "users.delete_help": "A deleted user can no longer sign in; their name stays in the "
+        "change history. To suspend them only, disable them.",
+        "users.delete_title": "Delete user {name}?",
+        "users.delete_confirm": "{name} ({display}) will no longer be able to sign in and "
+        "their sessions will end. Their name stays in the change history. This cannot be "
+        "undone.",
+        "users.delete_yes": "Yes, delete {name}",
+        "users.delete_self": "You cannot delete yourself.",
+        "users.self_demoted": "You are now an editor of {comuni}: managing users is left to "
+        "the other administrators.",
+        "users.back": "Back to the users",
         "iv.new_title": "New intervention",
         "iv.edit_title": "Edit intervention {id}",
         "iv.id": "Identifier",
@@ -357,6 +401,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "appears on the map, its features clickable, with its measures per comune.",
         "layers.drop": "Drop the file here, or",
         "layers.choose": "Choose a file",
+        "layers.none_chosen": "No file chosen.",
+        "layers.chosen": "Chosen file: {name} ({size})",
         "layers.file": "Layer file",
         "layers.name": "Layer name",
         "layers.crs": "Coordinate reference system",
@@ -417,6 +463,8 @@ REASONS_IT = {
     "unknown_comune": "Comune sconosciuto: «{value}».",
     "comuni_missing": "Un editor ha bisogno di almeno un comune.",
     "no_user": "Utente inesistente.",
+    "last_admin": "{username} è l'unico amministratore attivo: prima nomina amministratore "
+    "un altro utente.",
 }
 
 #: Validation messages of interventions (English, from geo.interventions) → Italian.

@@ -22,7 +22,7 @@ from geo.accounts.config import get_account_settings
 from geo.accounts.tables import sessions_table, users_table
 from geo.auth import Principal
 from geo.errors import Conflict, InvalidParameter, NotFound, Unauthorized
-from geo.store import get_engine, utcnow
+from geo.store import get_engine, transaction, utcnow
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 MAX_PASSWORD = 1024
@@ -197,6 +197,39 @@ def _update(conn: Connection, username: str, **values: Any) -> None:
         raise NotFound(f"no user {username!r}", reason="no_user")
 
 
+class LastAdmin(Conflict):
+    """The change would leave no enabled administrator (nobody could manage users)."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(
+            f"{username} is the only enabled administrator: make another user an "
+            "administrator first",
+            reason="last_admin",
+            username=username,
+        )
+
+
+def _keep_an_admin(conn: Connection, username: str) -> None:
+    """LastAdmin if ``username`` is the only enabled admin (checked before it loses that).
+
+    The enabled admins' rows are locked (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction is exclusive already), so two admins demoting each other at the same time
+    cannot both pass the check.
+    """
+    admins = (
+        conn.execute(
+            sa.select(users_table.c.username)
+            .where(users_table.c.admin.is_(True), users_table.c.disabled.is_(False))
+            .order_by(users_table.c.username)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    if list(admins) == [username.strip().lower()]:
+        raise LastAdmin(username.strip().lower())
+
+
 def _end_sessions(conn: Connection, username: str) -> None:
     conn.execute(
         sessions_table.delete().where(sessions_table.c.username == username.strip().lower())
@@ -212,9 +245,20 @@ def set_password(username: str, password: str, *, engine: Engine | None = None) 
         _end_sessions(conn, username)
 
 
-def set_disabled(username: str, disabled: bool = True, *, engine: Engine | None = None) -> None:
-    """Disable (or enable again) a user; disabling ends their sessions."""
-    with (engine or get_engine()).begin() as conn:
+def set_disabled(
+    username: str,
+    disabled: bool = True,
+    *,
+    keep_an_admin: bool = False,
+    engine: Engine | None = None,
+) -> None:
+    """Disable (or enable again) a user; disabling ends their sessions.
+
+    ``keep_an_admin`` (the web app): refuse to disable the last enabled admin (LastAdmin).
+    """
+    with transaction(engine) as conn:
+        if disabled and keep_an_admin:
+            _keep_an_admin(conn, username)
         _update(conn, username, disabled=disabled)
         if disabled:
             _end_sessions(conn, username)
@@ -225,22 +269,35 @@ def set_role(
     *,
     admin: bool,
     comuni: Iterable[str] = (),
+    keep_an_admin: bool = False,
     engine: Engine | None = None,
 ) -> User:
-    """Make a user admin, or editor of ``comuni``."""
+    """Make a user admin, or editor of ``comuni`` (rights change at their next request).
+
+    ``keep_an_admin`` (the web app): refuse to demote the last enabled admin (LastAdmin).
+    """
     codes = () if admin else resolve_comuni(comuni)
     if not admin and not codes:
         raise InvalidParameter(
             "comuni", "an editor needs at least one comune", reason="comuni_missing"
         )
-    with (engine or get_engine()).begin() as conn:
+    with transaction(engine) as conn:
+        if not admin and keep_an_admin:
+            _keep_an_admin(conn, username)
         _update(conn, username, admin=admin, comuni=list(codes))
     return get_user(username, engine=engine)
 
 
-def delete_user(username: str, *, engine: Engine | None = None) -> None:
-    """Delete a user and their sessions (their names stay in the change history)."""
-    with (engine or get_engine()).begin() as conn:
+def delete_user(
+    username: str, *, keep_an_admin: bool = False, engine: Engine | None = None
+) -> None:
+    """Delete a user and their sessions (their names stay in the change history).
+
+    ``keep_an_admin`` (the web app): refuse to delete the last enabled admin (LastAdmin).
+    """
+    with transaction(engine) as conn:
+        if keep_an_admin:
+            _keep_an_admin(conn, username)
         _end_sessions(conn, username)
         n = conn.execute(
             users_table.delete().where(users_table.c.username == username.strip().lower())

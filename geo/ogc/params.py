@@ -38,12 +38,13 @@ ITEMS_PARAMETERS = frozenset(
         "properties",
         "skipGeometry",
         "simplify",
+        "lang",
     }
 )
 #: Parameters of /collections/{id}/items/{featureId}.
-ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "simplify"})
-#: Parameters of the other OGC resources.
-META_PARAMETERS = frozenset({"f"})
+ITEM_PARAMETERS = frozenset({"f", "crs", "properties", "skipGeometry", "simplify", "lang"})
+#: Parameters of the other OGC resources (``lang``: it/en, as on the app's pages).
+META_PARAMETERS = frozenset({"f", "lang"})
 
 
 def check_parameters(names: Iterable[str], allowed: Iterable[str]) -> None:

@@ -27,11 +27,13 @@ from geo.errors import InvalidParameter, NotFound, ServiceUnavailable
 from geo.ogc import schema
 from geo.ogc.conformance import CONFORMANCE
 from geo.ogc.encode import bbox_in, encode_geometries
+from geo.ogc.html_texts import template_context
 from geo.ogc.http import (
     CACHE_CONTROL,
     GEOJSON,
     HTML,
     JSON,
+    LANGUAGES,
     LEAFLET_BASE,
     OPENAPI_JSON,
     REL_CONFORMANCE,
@@ -49,7 +51,7 @@ from geo.ogc.http import (
 )
 from geo.ogc.metadata import JSONLD, dcat_record
 from geo.ogc.params import check_property_filters
-from geo.ogc.registry import CollectionProvider, Registry, registry_version
+from geo.ogc.registry import CollectionProvider, QueryResult, Registry, registry_version
 from geo.ogc.tiles import REL_TILESETS_VECTOR, REL_TILING_SCHEMES
 
 
@@ -121,7 +123,7 @@ class OgcService:
     ) -> OgcResponse:
         """Encode ``payload`` (or render ``html`` when asked for HTML) with cache headers."""
         if req.fmt == "html" and html is not None:
-            body = self._render(*html)
+            body = self._render(*html, req)
             media_type = HTML + "; charset=utf-8"
         else:
             body = orjson.dumps(payload)
@@ -138,8 +140,11 @@ class OgcService:
         }
         return OgcResponse(body=body, media_type=media_type, headers=headers)
 
-    def _render(self, template: str, context: dict[str, Any]) -> bytes:
+    def _render(self, template: str, context: dict[str, Any], req: OgcRequest) -> bytes:
+        other = next(x for x in LANGUAGES if x != req.lang)
         ctx = {
+            # In the request's language: t(key), label(English label), the switch link.
+            **template_context(req.lang, req.url(lang=other)),
             "service_title": self.title,
             "tiles_url": self.tiles_url,
             "leaflet_base": self.leaflet_base,
@@ -404,8 +409,8 @@ class OgcService:
         html = (
             "page.html",
             {
-                "title": p.title,
-                "description": p.description,
+                "title": doc["title"],  # in the request's language
+                "description": doc["description"],
                 "breadcrumbs": self._crumbs(req, ("Collections", "/collections")),
                 "links": doc["links"][2:],
                 "facts": [
@@ -517,6 +522,17 @@ class OgcService:
             for f, g in zip(features, geoms, strict=True)
         ]
 
+    def _encoded_features(
+        self, req: OgcRequest, p: CollectionProvider, features: list[tuple[str, str]]
+    ) -> list[orjson.Fragment]:
+        """Features the store encoded, each given its ``self`` link (as :meth:`_features`)."""
+        prefix = req.url(f"/collections/{p.id}/items/")
+        head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":'
+        return [
+            orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
+            for fid, text in features
+        ]
+
     def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:
         """``/collections/{id}/items``: one page of features with paging links."""
         p = self.provider(collection_id)
@@ -530,8 +546,16 @@ class OgcService:
                     f"cannot sort by {name!r} (a list or not a property); sortables: "
                     + ", ".join(sorted(sortable)),
                 )
-        result = p.query(q)
-        feats = self._features(req, p, result.features, ir.crs, ir.simplify)
+        fmt = req.fmt
+        encoded = None
+        if fmt == "json" and ir.crs == CRS84 and not ir.simplify:
+            encoded = p.query_geojson(q)
+        if encoded is not None:
+            result = QueryResult([], encoded.number_matched)
+            feats: list[Any] = self._encoded_features(req, p, encoded.features)
+        else:
+            result = p.query(q)
+            feats = self._features(req, p, result.features, ir.crs, ir.simplify)
         links = self._alternates(req, GEOJSON, "Items")
         links.append(
             {
@@ -541,7 +565,6 @@ class OgcService:
                 "href": req.url(f"/collections/{p.id}"),
             }
         )
-        fmt = req.fmt
         nxt = prv = None
         if q.offset + len(feats) < result.number_matched:
             nxt = req.url(offset=q.offset + q.limit, limit=q.limit, f=fmt)
@@ -572,12 +595,13 @@ class OgcService:
             columns: list[str] = []
             for f in result.features:
                 columns.extend(k for k in (f.get("properties") or {}) if k not in columns)
+            title = p.localized(req.lang)[0]
             html = (
                 "page.html",
                 {
-                    "title": f"{p.title}: features",
+                    "title": f"{title}: features",
                     "breadcrumbs": self._crumbs(
-                        req, ("Collections", "/collections"), (p.title, f"/collections/{p.id}")
+                        req, ("Collections", "/collections"), (title, f"/collections/{p.id}")
                     ),
                     "links": links[1:2],
                     "features": [

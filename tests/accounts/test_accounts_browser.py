@@ -48,6 +48,10 @@ def server(map_assets, tmp_path_factory) -> Iterator[str]:
     users.create_user(
         "rho-b", PASSWORD, comuni=["Rho"], display_name="Ufficio di Rho", engine=engine
     )
+    users.create_user(
+        "sesto-b", PASSWORD, comuni=["Sesto San Giovanni"], display_name="Ufficio di Sesto",
+        engine=engine,
+    )  # fmt: skip
     with uvicorn_app({"CMM_GEO_TILES_URL": "none"}, "cmm-geo-accounts-", database_url=url) as b:
         yield b
     engine.dispose()
@@ -280,6 +284,45 @@ def test_upload_by_file_chooser_report_replace_and_crs_guess(browser, server, tm
         b.close()
 
 
+def test_upload_chooser_is_one_styled_button_reachable_by_keyboard(browser, server, tmp_path):
+    b = Browser(browser, server)
+    pg = b.page
+    path = tmp_path / "parchi_di_prova.geojson"
+    path.write_bytes(_geojson())
+    try:
+        b.sign_in("rho-b", "/app/layers/new")
+        native = pg.locator("#f-file")
+        box = native.bounding_box()
+        assert box is None or (box["width"] <= 1 and box["height"] <= 1)  # not drawn
+        label = pg.locator("label[for='f-file']")
+        assert label.is_visible() and label.inner_text() == "Scegli un file"
+        assert native.evaluate("i => i.labels[0].textContent") == "Scegli un file"  # its name
+        assert pg.locator("#file-name").inner_text() == "Nessun file scelto."
+        # Tab reaches the input; its label shows the focus ring; Space opens the chooser.
+        for _ in range(20):
+            pg.keyboard.press("Tab")
+            if pg.evaluate("document.activeElement.id") == "f-file":
+                break
+        assert pg.evaluate("document.activeElement.id") == "f-file"
+        assert label.evaluate("l => getComputedStyle(l).outlineStyle") == "solid"
+        b.shot("upload-focus")
+        with pg.expect_file_chooser() as chooser:
+            pg.keyboard.press("Space")
+        chooser.value.set_files(str(path))
+        expect(pg.locator("#file-name")).to_have_text("File scelto: parchi_di_prova.geojson (1 kB)")
+        expect(pg.locator("#file-state")).to_have_text(
+            "File letto: GeoJSON, elementi: 2 (poligono)."
+        )
+        # A click on the styled button opens the same chooser.
+        with pg.expect_file_chooser() as chooser:
+            label.click()
+        assert chooser.value.element.get_attribute("id") == "f-file"
+        b.shot("upload-chosen")
+        b.clean()
+    finally:
+        b.close()
+
+
 def test_admin_creates_an_editor_in_the_users_page(browser, server):
     b = Browser(browser, server)
     pg = b.page
@@ -298,6 +341,63 @@ def test_admin_creates_an_editor_in_the_users_page(browser, server):
         assert row.locator("td").nth(1).inner_text() == "Ufficio di Pero <b>"  # as text
         assert row.locator("td").nth(3).inner_text() == "Pero"
         b.shot("users")
+        b.clean()
+    finally:
+        b.close()
+
+
+def test_admin_changes_a_role_then_deletes_a_user(browser, server):
+    b = Browser(browser, server)
+    pg = b.page
+    try:
+        b.sign_in("admin-b", "/app/users")
+        # No way to delete oneself; the others have their buttons.
+        assert pg.get_by_role("button", name="Elimina admin-b").count() == 0
+        pg.get_by_role("link", name="Modifica sesto-b").click()
+        pg.wait_for_url(re.compile(r"/app/users/sesto-b/edit$"))
+        assert pg.locator("h1").inner_text() == "Utente sesto-b"
+        assert pg.get_by_label("Editor dei comuni scelti").is_checked()
+        comuni = pg.get_by_label("Comuni", exact=True)
+        assert comuni.evaluate("s => [...s.selectedOptions].map(o => o.label)") == [
+            "Sesto San Giovanni"
+        ]
+        comuni.select_option(label=["Cologno Monzese", "Sesto San Giovanni"])
+        b.shot("user-edit")
+        pg.get_by_role("button", name="Salva").click()
+        pg.wait_for_url(re.compile(r"/app/users\?done=updated"))
+        assert pg.get_by_role("status").inner_text() == "Utente sesto-b aggiornato."
+        row = pg.locator("tr", has_text="sesto-b")
+        assert row.locator("td").nth(3).inner_text() == "Cologno Monzese, Sesto San Giovanni"
+        b.shot("users-updated")
+        # An editor without comuni: the error beside the list, the choice kept.
+        pg.get_by_role("link", name="Modifica sesto-b").click()
+        pg.get_by_label("Comuni", exact=True).select_option([])
+        pg.get_by_role("button", name="Salva").click()
+        assert pg.locator("#err-comuni").inner_text() == "Un editor ha bisogno di almeno un comune."
+        assert pg.get_by_label("Comuni", exact=True).get_attribute("aria-invalid") == "true"
+        b.shot("user-edit-error")
+        # The only admin cannot step down.
+        b.go("/app/users/admin-b/edit")
+        pg.get_by_label("Editor dei comuni scelti").check()
+        pg.get_by_label("Comuni", exact=True).select_option(label="Rho")
+        pg.get_by_role("button", name="Salva").click()
+        assert pg.locator("#err-role").inner_text() == (
+            "admin-b è l'unico amministratore attivo: prima nomina amministratore un altro utente."
+        )
+        assert pg.get_by_label("Editor dei comuni scelti").is_checked()  # as chosen
+        assert pg.get_by_role("button", name="Elimina admin-b").count() == 0
+        b.shot("user-last-admin")
+        # Delete, after a confirmation.
+        b.go("/app/users")
+        pg.get_by_role("button", name="Elimina sesto-b").click()
+        assert pg.locator("h1").inner_text() == "Eliminare l'utente sesto-b?"
+        assert "Ufficio di Sesto" in pg.locator("main p").first.inner_text()
+        b.shot("user-delete-confirm")
+        pg.get_by_role("button", name="Sì, elimina sesto-b").click()
+        pg.wait_for_url(re.compile(r"/app/users\?done=deleted"))
+        assert pg.get_by_role("status").inner_text() == "Utente sesto-b eliminato."
+        assert pg.locator("tr", has_text="sesto-b").count() == 0
+        b.shot("users-deleted")
         b.clean()
     finally:
         b.close()
@@ -333,6 +433,11 @@ def test_no_serious_accessibility_violation(browser, server):
         found["upload"] = _axe(pg)
         b.go("/app/users")
         found["users"] = _axe(pg)
+        b.go("/app/users/rho-b/edit")
+        found["user-edit"] = _axe(pg)
+        pg.get_by_role("button", name="Elimina rho-b").click()
+        pg.wait_for_selector("text=Eliminare l'utente rho-b?")
+        found["user-delete"] = _axe(pg)
         bad = {
             page: [v for v in violations if v["impact"] in ("serious", "critical")]
             for page, violations in found.items()

@@ -328,7 +328,7 @@ def test_staff_filters_sorts_and_downloads(app, server, tmp_path):
     assert amounts == sorted(amounts)
     assert pg.locator("th[aria-sort='ascending']").count() == 1
     pg.locator("button.sort[data-col='title']").click()
-    titles = pg.locator("#iv-table tbody tr td:first-child").all_inner_texts()
+    titles = pg.locator("#iv-table tbody tr td:first-child button.link").all_inner_texts()
     assert titles == sorted(titles, key=str.casefold) or len(titles) < 2
     assert pg.locator("#chart-zona tr").count() >= 1
     app.shot("6-interventions-filtered")
@@ -352,6 +352,48 @@ def test_staff_filters_sorts_and_downloads(app, server, tmp_path):
     pg.locator("#iv-reset").click()
     pg.wait_for_function(f"() => document.querySelector('#iv-n')?.dataset.count === '{total}'")
     app.check_clean()
+
+
+@pytest.mark.parametrize(("viewport", "shot"), [(DESKTOP, "14-interventions-1366"),
+                                                (PHONE, "15-interventions-390")])  # fmt: skip
+def test_interventions_table_fits_without_horizontal_scroll(browser, server, viewport, shot):
+    a = App(browser, server, viewport=viewport)
+    try:
+        pg = a.open("/?tab=interventions")
+        pg.wait_for_selector("#iv-table tbody tr")
+        wrap = pg.locator("#iv-table").locator("xpath=..")
+        sizes = wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+        assert sizes[0] <= sizes[1], sizes  # nothing to scroll sideways
+        assert pg.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        box = wrap.bounding_box()
+        amounts = pg.locator("#iv-table tbody td.num")
+        assert amounts.count() == 15
+        for i in range(amounts.count()):
+            cell = amounts.nth(i).bounding_box()
+            right = cell["x"] + cell["width"]
+            assert box["x"] <= cell["x"] and right <= box["x"] + box["width"] + 0.5, (i, cell)
+        assert amounts.first.inner_text().replace(".", "").isdigit()  # whole, not cut
+        # The sidebar is narrow at both sizes: programme, status and source go under the title.
+        assert not pg.locator("#iv-table th.col-programme").is_visible()
+        assert pg.locator("#iv-table th.col-amount_eur").is_visible()
+        assert pg.locator("#iv-table tbody tr").first.locator(".iv-meta").is_visible()
+        # Long titles wrap inside their cell instead of widening the table.
+        title = pg.locator("#iv-table tbody td.col-title").first
+        assert title.bounding_box()["width"] < box["width"] * 0.75
+        # The columns without a header here are sorted from the list instead.
+        sort = pg.get_by_label("Ordina per")
+        assert sort.is_visible() and sort.input_value() == "amount_eur:desc"
+        sort.select_option("programme:asc")
+        metas = pg.locator("#iv-table tbody .iv-meta").all_inner_texts()
+        progs = [m.split(" · ")[0] for m in metas]
+        assert progs == sorted(progs, key=str.casefold) and len(set(progs)) > 1
+        assert pg.locator("th.col-programme[aria-sort='ascending']").count() == 1
+        sort.select_option("amount_eur:desc")
+        pg.locator("#iv-table").scroll_into_view_if_needed()
+        a.shot(shot)
+        a.check_clean()
+    finally:
+        a.close()
 
 
 def _amounts(pg) -> list[float]:

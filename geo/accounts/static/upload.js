@@ -10,6 +10,7 @@
   var fileInput = document.getElementById("f-file");
   var drop = document.getElementById("drop-zone");
   var fileState = document.getElementById("file-state");
+  var fileName = document.getElementById("file-name");
   var progress = document.getElementById("upload-progress");
   var nameInput = document.getElementById("f-name");
   var layerField = document.getElementById("layer-field");
@@ -24,9 +25,11 @@
   var chosen = null;
 
   function msg(key, vars) {
-    var text = M[key] || key;
-    Object.keys(vars || {}).forEach(function (k) { text = text.split("{" + k + "}").join(String(vars[k])); });
-    return text;
+    var v = vars || {};
+    // One pass: a value containing "{size}" (a file name) is never substituted again.
+    return (M[key] || key).replace(/\{(\w+)\}/g, function (m, k) {
+      return Object.prototype.hasOwnProperty.call(v, k) ? String(v[k]) : m;
+    });
   }
 
   function send(url, data, onDone) {
@@ -113,8 +116,18 @@
     });
   }
 
+  function size(bytes) {
+    var lang = document.documentElement.lang || "it";
+    if (bytes < 1024 * 1024) return Math.max(1, Math.ceil(bytes / 1024)).toLocaleString(lang) + " kB";
+    return (bytes / (1024 * 1024)).toLocaleString(lang, { maximumFractionDigits: 1 }) + " MB";
+  }
+
   function choose(file) {
     chosen = file || null;
+    fileName.classList.toggle("acc-none", !chosen);
+    fileName.textContent = chosen
+      ? msg("layers.chosen", { name: chosen.name, size: size(chosen.size) })
+      : msg("layers.none_chosen");
     nameInput.value = "";
     layerField.hidden = true;
     layerSelect.replaceChildren();

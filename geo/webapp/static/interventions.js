@@ -98,12 +98,42 @@ function canEdit(p) {
   return u.admin || (p.comuni || []).some((c) => (u.comuni || []).includes(c));
 }
 
+/** Text with a line-break opportunity after each "/" ("adeguamento/miglioramento"), which
+ * browsers otherwise keep on one line, widening the column. */
+function breakable(text) {
+  return String(text).split(/(?<=\/)/).flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
+}
+
+/** The source of an intervention: a link to its page when it has a safe URL. */
+function sourceNode(p) {
+  const url = safeUrl(p.source_url);
+  return url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, p.source || "fonte") : (p.source || "—");
+}
+
+/** The "sort by" list (shown where the table is too narrow for every column's header). */
+function renderSortSelect() {
+  const sel = document.getElementById("iv-sort");
+  if (!sel) return;
+  if (!sel.options.length) {
+    fill(sel, COLUMNS.flatMap((c) => ["desc", "asc"].map((dir) =>
+      el("option", { value: `${c}:${dir}` }, t(`iv.sort_${dir}`, { column: t(`iv.col.${c}`) })))));
+    sel.addEventListener("change", () => {
+      const [col, dir] = sel.value.split(":");
+      state.sort = { col, asc: dir === "asc" };
+      state.page = 0;
+      renderTable();
+    });
+  }
+  sel.value = `${state.sort.col}:${state.sort.asc ? "asc" : "desc"}`;
+}
+
 function renderTable() {
   const table = document.getElementById("iv-table");
   const head = table.querySelector("thead tr");
+  renderSortSelect();
   fill(head, COLUMNS.map((c) => {
     const sorted = state.sort.col === c;
-    return el("th", { scope: "col", "aria-sort": sorted ? (state.sort.asc ? "ascending" : "descending") : "none" },
+    return el("th", { scope: "col", class: `col-${c}`, "aria-sort": sorted ? (state.sort.asc ? "ascending" : "descending") : "none" },
       el("button", { type: "button", class: "sort", dataset: { col: c }, title: t("iv.sort", { column: t(`iv.col.${c}`) }),
         onclick: () => { state.sort = { col: c, asc: sorted ? !state.sort.asc : c !== "amount_eur" }; state.page = 0; renderTable(); },
       }, t(`iv.col.${c}`), sorted ? (state.sort.asc ? " ▲" : " ▼") : ""));
@@ -117,19 +147,21 @@ function renderTable() {
   } else {
     fill(body, rows.slice(state.page * PAGE, (state.page + 1) * PAGE).map((f) => {
       const p = f.properties;
-      const url = safeUrl(p.source_url);
       const edit = canEdit(p)
         ? [" ", el("a", { href: `/app/interventions/${encodeURIComponent(f.id)}/edit`, class: "edit" }, t("iv.edit")),
           " ", el("a", { href: `/app/interventions/${encodeURIComponent(f.id)}/history` }, t("iv.history"))]
         : null;
+      // Where the programme, status and source columns do not fit, they show under the title.
+      const meta = el("span", { class: "iv-meta" },
+        [p.programme, p.status].filter((x) => x).map((x) => [x, " · "]), sourceNode(p));
       return el("tr", { dataset: { id: f.id } },
-        el("td", {}, el("button", { type: "button", class: "link", title: t("iv.show_on_map"),
-          onclick: () => showHighlight(f.geometry ? f : null) }, p.title || f.id), edit),
-        el("td", {}, p.programme || "—"),
-        el("td", {}, (p.comuni_names || []).join(", ")),
-        el("td", {}, p.status || "—"),
-        el("td", { class: "num" }, p.amount_eur == null ? "—" : fmtInt(p.amount_eur)),
-        el("td", {}, url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, p.source || "fonte") : (p.source || "—")));
+        el("td", { class: "col-title" }, el("button", { type: "button", class: "link", title: t("iv.show_on_map"),
+          onclick: () => showHighlight(f.geometry ? f : null) }, breakable(p.title || f.id)), edit, meta),
+        el("td", { class: "col-programme" }, p.programme || "—"),
+        el("td", { class: "col-comuni_names" }, breakable((p.comuni_names || []).join(", "))),
+        el("td", { class: "col-status" }, p.status || "—"),
+        el("td", { class: "col-amount_eur num" }, p.amount_eur == null ? "—" : fmtInt(p.amount_eur)),
+        el("td", { class: "col-source" }, sourceNode(p)));
     }));
   }
   const pager = document.getElementById("iv-pager");
