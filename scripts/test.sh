@@ -5,7 +5,8 @@
 #
 # 1. Debian packages, only the missing ones (apt-get update only when something is missing):
 #    gdal-bin (ogrinfo/ogr2ogr), postgresql-<ver> + postgresql-<ver>-postgis-3, chromium,
-#    chromium-driver, fonts-liberation, wrk. Uses sudo when not root.
+#    chromium-driver, fonts-liberation, wrk, python3-qgis + qgis-providers (QGIS 3.22, for
+#    tests/clients/test_qgis.py). Uses sudo when not root.
 # 2. .venv in the repo root (python3 -m venv; installs python3-venv if needed), then
 #    `pip install -e ".[test]"`, skipped when the hash of pyproject.toml (+ python version)
 #    matches .venv/.cmm-geo-installed. CMM_GEO_FORCE_INSTALL=1 forces the pip step.
@@ -64,6 +65,7 @@ ensure_debian_packages() {
     command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
     pkg_installed fonts-liberation || missing+=(fonts-liberation)
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    pkg_installed python3-qgis && pkg_installed qgis-providers || missing+=(python3-qgis qgis-providers)
 
     if ! pg_throwaway_version >/dev/null 2>&1; then
         # A PostgreSQL server without PostGIS, or none at all: take the installed major version
@@ -180,7 +182,8 @@ export PATH="$VENV/bin:$PATH"
 
 # Two test processes unless told otherwise (-n N, or CMM_GEO_TEST_WORKERS=0 for one).
 if [[ " $* " != *" -n "* && " $* " != *" -n="* && "${CMM_GEO_TEST_WORKERS:-2}" != 0 ]]; then
-    set -- -n "${CMM_GEO_TEST_WORKERS:-2}" "$@"
+    # loadgroup: a module marked xdist_group runs whole on one worker (summary tests).
+    set -- -n "${CMM_GEO_TEST_WORKERS:-2}" --dist loadgroup "$@"
 fi
 log "setup took $(( $(date +%s) - T_START ))s; running: python -m pytest $*"
 set +e

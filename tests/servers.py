@@ -33,10 +33,12 @@ def uvicorn_app(
     *,
     workers: int = 1,
     database_url: str | None = None,
+    access_log: Path | None = None,
 ) -> Iterator[str]:
     """Run ``uvicorn api.main:app`` with ``env`` (``workers`` processes) over an embedded
     store in a fresh data dir (removed afterwards), or over ``database_url``; yield its base
-    URL once ``/maps`` answers."""
+    URL once ``/maps`` answers. With ``access_log``, uvicorn logs every request there (to
+    see what a client really asked the server)."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix=prefix)
     full = {**os.environ, **env, "CMM_GEO_DATA_DIR": data_dir, "CMM_GEO_PORT": str(port)}
@@ -44,10 +46,12 @@ def uvicorn_app(
     full.pop("CMM_GEO_BASE_URL", None)
     if database_url:
         full["CMM_GEO_DATABASE_URL"] = database_url
-    log = open(Path(data_dir) / "uvicorn.log", "wb")  # noqa: SIM115
+    log_path = access_log or Path(data_dir) / "uvicorn.log"
+    log = open(log_path, "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning", "--workers", str(workers)],
+         "--port", str(port), "--log-level", "info" if access_log else "warning",
+         "--workers", str(workers)],
         cwd=ROOT, env=full, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -56,7 +60,7 @@ def uvicorn_app(
         while True:
             if proc.poll() is not None:
                 log.close()
-                tail = (Path(data_dir) / "uvicorn.log").read_text()[-3000:]
+                tail = log_path.read_text()[-3000:]
                 pytest.fail(f"uvicorn exited: {tail}")
             try:
                 with urllib.request.urlopen(base + "/maps", timeout=30) as r:

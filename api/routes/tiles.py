@@ -21,7 +21,8 @@ from geo.ogc.http import CACHE_CONTROL, http_date
 router = APIRouter(tags=["OGC API – Tiles"])
 Req = Annotated[OgcRequest, Depends(ogc_request)]
 TmsId = Annotated[
-    str, Path(alias="tileMatrixSetId", description="Tile matrix set, e.g. WebMercatorQuad")
+    str,
+    Path(alias="tileMatrixSetId", description="Tile matrix set: WebMercatorQuad or WorldCRS84Quad"),
 ]
 
 _JSON_OK: dict[int | str, dict[str, Any]] = {

@@ -1,16 +1,21 @@
 """OGC API – Tiles: every collection as Mapbox Vector Tiles, so big layers stay fast on maps.
 
 A tile is a bbox query to the collection's provider (pushed down to the store where the
-provider does that), then array work with shapely: reprojection to EPSG:3857, clipping to
-the tile plus a buffer of ``BUFFER`` tile units, simplification to a fraction of a pixel,
-and the MVT encoding (``mapbox-vector-tile``, coordinates quantised to ``EXTENT``). An empty
-tile is ``None`` (the API answers 204, as the standard allows). Every tile's ETag is
-derived from the collection's data version and the tile's address, so it is known before
-encoding, identical in every worker, and changes only when the data does.
+provider does that), then array work with shapely: reprojection to the tile matrix set's CRS
+(EPSG:3857, or none for CRS84), clipping to the tile plus a buffer of ``BUFFER`` tile units,
+simplification to a fraction of a pixel, and the MVT encoding (``mapbox-vector-tile``,
+coordinates quantised to ``EXTENT``). An empty tile is ``None`` (the API answers 204, as
+the standard allows). Every tile's ETag is derived from the collection's data version and
+the tile's address, so it is known before encoding, identical in every worker, and changes
+only when the data does.
 
-Tile matrix sets come from ``morecantile`` (``WebMercatorQuad``, the one web maps and
-GDAL's MVT driver use). Documents follow OGC API – Tiles 1.0 (20-057) and the Tile Matrix
-Set and Tileset Metadata standard 2.0 (17-083r4).
+Tile matrix sets come from ``morecantile``: ``WebMercatorQuad``, the one web maps and GDAL's
+MVT driver use, and ``WorldCRS84Quad``, the one GDAL's OGCAPI driver picks by default. That
+driver (GDAL ≥ 3.7; Debian 12's 3.6.2 is built without its vector-tile code) computes the
+tiles of each zoom level from the collection's extent, which is in CRS84, without
+reprojecting it to the tile matrix set's CRS: in WebMercatorQuad it reads only zoom levels
+0–2, in WorldCRS84Quad every level. Documents follow OGC API – Tiles 1.0 (20-057) and the
+Tile Matrix Set and Tileset Metadata standard 2.0 (17-083r4).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import numpy as np
 import orjson
 import shapely
 
-from geo.crs import CRS84, epsg_uri, transformer_xy
+from geo.crs import CRS84, transformer_xy
 from geo.errors import InvalidParameter, NotFound
 from geo.ogc.registry import CollectionProvider, FeatureQuery
 
@@ -53,8 +58,8 @@ REL_TILING_SCHEME = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
 REL_TILING_SCHEMES = "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes"
 REL_TILESET = "http://www.opengis.net/def/rel/ogc/1.0/tileset"
 
-#: Tile matrix sets offered (ids as in the OGC registry).
-TILE_MATRIX_SETS = ("WebMercatorQuad",)
+#: Tile matrix sets offered (ids as in the OGC registry); the first is the web maps' one.
+TILE_MATRIX_SETS = ("WebMercatorQuad", "WorldCRS84Quad")
 #: Zoom levels tiles are served for (tileMatrix), and listed in tileMatrixSetLimits.
 MIN_ZOOM, MAX_ZOOM = 0, 22
 #: Tile coordinate space and the buffer around a tile kept for seamless rendering.
@@ -146,9 +151,9 @@ class TileAddress:
                 raise InvalidParameter(name, f"{name} must be a whole number ≥ 0, got {raw!r}")
             values.append(int(raw))
         zi, ri, ci = values
-        if not MIN_ZOOM <= zi <= min(MAX_ZOOM, tms.maxzoom):
+        if not MIN_ZOOM <= zi <= _max_zoom(tms):
             raise NotFound(
-                f"tileMatrix {zi} is not served; zoom levels {MIN_ZOOM}–{MAX_ZOOM}",
+                f"tileMatrix {zi} is not served; zoom levels {MIN_ZOOM}–{_max_zoom(tms)}",
                 parameter="tileMatrix",
             )
         matrix = tms.matrix(zi)
@@ -167,11 +172,21 @@ def tile_etag(version: str, t: TileAddress) -> str:
     return '"t' + hashlib.blake2b(key, digest_size=12).hexdigest() + '"'
 
 
+def _max_zoom(tms: morecantile.TileMatrixSet) -> int:
+    """The deepest tile matrix served in ``tms``."""
+    return min(MAX_ZOOM, tms.maxzoom)
+
+
+def _crs(tms: morecantile.TileMatrixSet) -> str:
+    """The URI of the tile matrix set's CRS."""
+    return str(tms.crs.root if hasattr(tms.crs, "root") else tms.crs)
+
+
 def _limits(extent: tuple[float, float, float, float], tms: morecantile.TileMatrixSet) -> list:
     """tileMatrixSetLimits covering ``extent`` (CRS84) at every served zoom."""
     w, s, e, n = extent
     out = []
-    for z in range(MIN_ZOOM, MAX_ZOOM + 1):
+    for z in range(MIN_ZOOM, _max_zoom(tms) + 1):
         ul = tms.tile(max(w, -180.0), min(n, 85.0511), z)
         lr = tms.tile(min(e, 180.0), max(s, -85.0511), z)
         out.append(
@@ -190,7 +205,7 @@ def tileset(p: CollectionProvider, tms_id: str, url: Any) -> dict[str, Any]:
         "title": f"{p.title} ({tms_id})",
         "description": p.description,
         "dataType": "vector",
-        "crs": str(tms.crs.root if hasattr(tms.crs, "root") else tms.crs),
+        "crs": _crs(tms),
         "tileMatrixSetURI": str(tms.uri),
         # The TMS document itself (the draft's name, which GDAL up to 3.6 reads).
         "tileMatrixSetDefinition": url(f"/tileMatrixSets/{tms_id}"),
@@ -202,7 +217,7 @@ def tileset(p: CollectionProvider, tms_id: str, url: Any) -> dict[str, Any]:
                 "dataType": "vector",
                 "geometryDimension": _dimension(getattr(p, "geometry_type", None)),
                 "minTileMatrix": str(MIN_ZOOM),
-                "maxTileMatrix": str(MAX_ZOOM),
+                "maxTileMatrix": str(_max_zoom(tms)),
             }
         ],
         "links": [
@@ -225,7 +240,7 @@ def tilesets(p: CollectionProvider, url: Any) -> dict[str, Any]:
             {
                 "title": f"{p.title} ({tms_id})",
                 "dataType": "vector",
-                "crs": str(tms.crs.root if hasattr(tms.crs, "root") else tms.crs),
+                "crs": _crs(tms),
                 "tileMatrixSetURI": str(tms.uri),
                 "links": [
                     {"rel": "self", "type": "application/json", "href": href},
@@ -267,10 +282,12 @@ def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -
     with ", ") plus ``id``, and an integer MVT id when its id is a number. A collection in
     PostGIS that declares ``tile_properties`` is encoded by the database (``ST_AsMVT``, on
     the spatial index), unless ``native`` is False; it then carries those properties only,
-    on both paths, so the two encodings hold the same features and values.
+    on both paths, so the two encodings hold the same features and values. Coordinates are
+    in the tile matrix set's CRS (the database encodes WebMercatorQuad only).
     """
     tile_properties = getattr(p, "tile_properties", ())
-    if native and tile_properties and hasattr(p, "postgis_tile"):
+    mercator = t.tms_id == "WebMercatorQuad"
+    if native and mercator and tile_properties and hasattr(p, "postgis_tile"):
         try:
             return p.postgis_tile(
                 t.z, t.col, t.row, extent=EXTENT, buffer=BUFFER, limit=MAX_FEATURES
@@ -278,12 +295,15 @@ def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -
         except NotImplementedError:  # the embedded store: the Python encoder below
             pass
     tms = tile_matrix_set(t.tms_id)
+    tms_crs = _crs(tms)
     xy = tms.xy_bounds(t.col, t.row, t.z)
     width = xy.right - xy.left
     pad = width * BUFFER / EXTENT
-    to_lonlat = transformer_xy(epsg_uri(3857), CRS84)
+    to_lonlat = transformer_xy(tms_crs, CRS84)
     lon0, lat0 = to_lonlat.transform(xy.left - pad, xy.bottom - pad)
     lon1, lat1 = to_lonlat.transform(xy.right + pad, xy.top + pad)
+    # The buffer of an edge tile reaches past the world's edge in CRS84.
+    lon0, lat0, lon1, lat1 = max(lon0, -180.0), max(lat0, -90.0), min(lon1, 180.0), min(lat1, 90.0)
     wanted = list(tile_properties) if tile_properties else None
     result = p.query(
         FeatureQuery(bbox=(lon0, lat0, lon1, lat1), limit=MAX_FEATURES, properties=wanted)
@@ -292,8 +312,11 @@ def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -
     if not feats:
         return None
     geoms = np.array([f["geometry"] for f in feats], dtype=object)
-    to_merc = transformer_xy(CRS84, epsg_uri(3857))
-    geoms = shapely.transform(geoms, lambda c: np.column_stack(to_merc.transform(c[:, 0], c[:, 1])))
+    if tms_crs != CRS84:
+        to_tms = transformer_xy(CRS84, tms_crs)
+        geoms = shapely.transform(
+            geoms, lambda c: np.column_stack(to_tms.transform(c[:, 0], c[:, 1]))
+        )
     geoms = shapely.clip_by_rect(
         geoms, xy.left - pad, xy.bottom - pad, xy.right + pad, xy.top + pad
     )

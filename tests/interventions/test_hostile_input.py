@@ -27,6 +27,10 @@ HEADER = "id,title,programme,comuni,lat,lon,amount_eur\n"
 MB = 1024 * 1024
 
 #: Every hostile request sent by this module and the status it got (checked at the end).
+
+#: One worker runs the whole module (its last test sums up what the others sent).
+pytestmark = pytest.mark.xdist_group("hostile_input")
+
 SENT: list[tuple[str, int]] = []
 
 

@@ -31,6 +31,10 @@ LATIN1 = (
     b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":'
     b'{"nome":"Citt\xe0"},"geometry":{"type":"Point","coordinates":[9.1,45.5]}}]}'
 )
+
+#: One worker runs the whole module (its last test sums up what the others sent).
+pytestmark = pytest.mark.xdist_group("hostile_uploads")
+
 SENT: list[tuple[str, int]] = []
 
 

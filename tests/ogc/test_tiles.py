@@ -1,9 +1,13 @@
 """OGC API – Tiles: tile matrix sets, tilesets, vector tiles whose content is the bbox query
-of the same area, ETags that change only with the data, GDAL's MVT driver reading a tile."""
+of the same area, ETags that change only with the data, GDAL's MVT driver reading a tile,
+GDAL's OGCAPI driver reading a collection's tiles (and what Debian 12's GDAL 3.6 can do)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import urllib.request
 
 import mapbox_vector_tile
 import morecantile
@@ -14,6 +18,7 @@ from fastapi.testclient import TestClient
 from geo.ogc import tiles as T
 
 TMS = morecantile.tms.get("WebMercatorQuad")
+TMS_IDS = ("WebMercatorQuad", "WorldCRS84Quad")
 MVT = "application/vnd.mapbox-vector-tile"
 
 
@@ -25,9 +30,21 @@ def client():
         yield c
 
 
-def tile_url(collection: str, z: int, lon: float, lat: float) -> tuple[str, morecantile.Tile]:
-    t = TMS.tile(lon, lat, z)
-    return f"/collections/{collection}/tiles/WebMercatorQuad/{z}/{t.y}/{t.x}", t
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(base URL, access log) of a real uvicorn server, for the GDAL tests."""
+    from tests.servers import uvicorn_app
+
+    log = tmp_path_factory.mktemp("tiles-server") / "access.log"
+    with uvicorn_app({}, "cmm-geo-tiles-", access_log=log) as base:
+        yield base, log
+
+
+def tile_url(
+    collection: str, z: int, lon: float, lat: float, tms_id: str = "WebMercatorQuad"
+) -> tuple[str, morecantile.Tile]:
+    t = morecantile.tms.get(tms_id).tile(lon, lat, z)
+    return f"/collections/{collection}/tiles/{tms_id}/{z}/{t.y}/{t.x}", t
 
 
 def decoded_ids(body: bytes, layer: str) -> set[str]:
@@ -45,13 +62,23 @@ def bbox_ids(client, collection: str, bounds: tuple[float, float, float, float])
 def test_tile_matrix_sets_and_tilesets(client):
     r = client.get("/tileMatrixSets")
     assert r.status_code == 200
-    assert [s["id"] for s in r.json()["tileMatrixSets"]] == ["WebMercatorQuad"]
+    assert [s["id"] for s in r.json()["tileMatrixSets"]] == list(TMS_IDS)
     tms = client.get("/tileMatrixSets/WebMercatorQuad").json()
     assert tms["crs"].endswith("/EPSG/0/3857") and len(tms["tileMatrices"]) == 25
+    crs84 = client.get("/tileMatrixSets/WorldCRS84Quad").json()
+    assert crs84["crs"] == crs84["supportedCRS"] == "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+    assert crs84["tileMatrices"][0]["matrixWidth"] == 2  # two tiles of 180° at zoom 0
     assert client.get("/tileMatrixSets/Nope").status_code == 404
 
     sets = client.get("/collections/comuni/tiles").json()["tilesets"]
-    assert sets[0]["dataType"] == "vector"
+    assert [s["dataType"] for s in sets] == ["vector", "vector"]
+    assert [s["tileMatrixSetURI"].rsplit("/", 1)[1] for s in sets] == list(TMS_IDS)
+    ts84 = client.get("/collections/comuni/tiles/WorldCRS84Quad").json()
+    assert len(ts84["tileMatrixSetLimits"]) == T.MAX_ZOOM + 1
+    z12 = next(lim for lim in ts84["tileMatrixSetLimits"] if lim["tileMatrix"] == "12")
+    milano84 = morecantile.tms.get("WorldCRS84Quad").tile(9.19, 45.46, 12)
+    assert z12["minTileCol"] <= milano84.x <= z12["maxTileCol"]
+    assert z12["minTileRow"] <= milano84.y <= z12["maxTileRow"]
     ts = client.get("/collections/comuni/tiles/WebMercatorQuad").json()
     item = next(link for link in ts["links"] if link["rel"] == "item")
     assert item["type"] == MVT and "{tileMatrix}/{tileRow}/{tileCol}" in item["href"]
@@ -68,12 +95,13 @@ def test_tile_matrix_sets_and_tilesets(client):
     assert set(T.CONFORMANCE) <= declared
 
 
+@pytest.mark.parametrize("tms_id", TMS_IDS)
 @pytest.mark.parametrize("z", [9, 11, 13, 15])
 @pytest.mark.parametrize("collection", ["comuni", "zone-omogenee", "unioni"])
-def test_tile_holds_what_a_bbox_query_of_its_area_returns(client, collection, z):
-    url, t = tile_url(collection, z, 9.19, 45.46)
+def test_tile_holds_what_a_bbox_query_of_its_area_returns(client, collection, z, tms_id):
+    url, t = tile_url(collection, z, 9.19, 45.46, tms_id)
     r = client.get(url)
-    b = TMS.bounds(t)
+    b = morecantile.tms.get(tms_id).bounds(t)
     inside = bbox_ids(client, collection, (b.left, b.bottom, b.right, b.top))
     if not inside:
         assert r.status_code == 204
@@ -122,9 +150,11 @@ def test_etag_and_304(client):
     assert client.get(other).headers["etag"] != etag
 
 
-def test_intervention_tiles_change_with_the_data(backend, client):
-    """Both backends: a new intervention appears in its tile, with a new ETag."""
-    url, _ = tile_url("interventions", 14, 9.2301, 45.4701)
+@pytest.mark.parametrize("tms_id", TMS_IDS)
+def test_intervention_tiles_change_with_the_data(backend, client, tms_id):
+    """Both backends, both tile matrix sets (on PostGIS, WorldCRS84Quad tiles are encoded
+    in Python): a new intervention appears in its tile, with a new ETag."""
+    url, _ = tile_url("interventions", 14, 9.2301, 45.4701, tms_id)
     before = client.get(url)
     assert before.status_code in (200, 204)
     feature = {
@@ -146,18 +176,16 @@ def test_intervention_tiles_change_with_the_data(backend, client):
     assert "tile-test-1" not in decoded_ids(client.get(url).content or b"", "interventions")
 
 
-def test_gdal_reads_a_tile(tmp_path):
+def test_gdal_reads_a_tile(server):
     """ogrinfo with the MVT driver on a tile URL served by a real server."""
-    from tests.servers import uvicorn_app
-
-    with uvicorn_app({}, "cmm-geo-tiles-") as base:
-        t = TMS.tile(9.19, 45.46, 12)
-        url = f"{base}/collections/comuni/tiles/WebMercatorQuad/12/{t.y}/{t.x}.pbf"
-        out = subprocess.run(
-            ["ogrinfo", "-ro", "-al", f"/vsicurl/{url}",
-             "-oo", "Z=12", "-oo", f"X={t.x}", "-oo", f"Y={t.y}"],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+    base, _ = server
+    t = TMS.tile(9.19, 45.46, 12)
+    url = f"{base}/collections/comuni/tiles/WebMercatorQuad/12/{t.y}/{t.x}.pbf"
+    out = subprocess.run(
+        ["ogrinfo", "-ro", "-al", f"/vsicurl/{url}",
+         "-oo", "Z=12", "-oo", f"X={t.x}", "-oo", f"Y={t.y}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "Layer name: comuni" in out.stdout
     assert "name (String) = Milano" in out.stdout
@@ -265,3 +293,62 @@ def test_layer_tiles_same_on_both_encoders(backend, client):
                     assert v == pytest.approx(w) if isinstance(v, float) else v == w, (k, v, w)
     finally:
         client.delete(f"/layers/{lid}", headers=headers)
+
+
+def _items_ids(base: str, collection: str, bbox: tuple[float, ...]) -> set[str]:
+    query = f"limit=10000&bbox={','.join(map(str, bbox))}"
+    with urllib.request.urlopen(f"{base}/collections/{collection}/items?{query}") as r:
+        return {str(f["id"]) for f in json.loads(r.read())["features"]}
+
+
+def test_gdal_ogcapi_driver_reads_the_vector_tiles(server):
+    """GDAL's OGCAPI driver, given only the collection's URL, follows our links
+    (collection → ``tilesets-vector`` → tileset → ``tiling-scheme``), picks WorldCRS84Quad
+    and exposes one layer per zoom level, read from the MVT tiles; the comuni it finds in
+    an area are those a bbox query of the same area returns.
+
+    GDAL ≥ 3.7 is needed (pyogrio's wheel bundles one): Debian 12's GDAL 3.6.2 was built
+    without the driver's vector-tile code (its ``OGR_ENABLE_DRIVER_GML`` guard was not set
+    by CMake; fixed in 3.7.1 by GDAL pull request 7993), so there ``OGCAPI:`` on a
+    collection with tiles fails without a message, whatever the server sends."""
+    import pyogrio
+
+    assert pyogrio.__gdal_version__ >= (3, 7, 1), pyogrio.__gdal_version_string__
+    base, log = server
+    source = f"OGCAPI:{base}/collections/comuni"
+    layers = pyogrio.list_layers(source)[:, 0].tolist()
+    assert layers == [f"Zoom level {z}" for z in range(T.MAX_ZOOM + 1)]
+    box = (9.0, 45.40, 9.30, 45.55)  # Milano and the comuni around it
+    for z in (10, 12):
+        df = pyogrio.read_dataframe(source, layer=f"Zoom level {z}", bbox=box)
+        assert df.crs.to_string() == "OGC:CRS84"
+        # A comune cut by tile edges comes once per tile: compare the distinct ids.
+        got = set(df["id"])
+        assert len(got) > 10 and got == _items_ids(base, "comuni", box), z
+        assert "Milano" in set(df["name"]) and df["population"].dtype.kind == "i"
+    whole = pyogrio.read_dataframe(source, layer="Zoom level 9", columns=["id"])
+    assert set(whole["id"]) == _items_ids(base, "comuni", (8.5, 45.0, 9.8, 45.8))
+    tiles = re.findall(r"GET /collections/comuni/tiles/(\w+)/(\d+)/\d+/\d+ ", log.read_text())
+    assert {tms for tms, _ in tiles} == {"WorldCRS84Quad"} and {"9", "10", "12"} <= {
+        z for _, z in tiles
+    }
+
+
+def test_gdal_3_6_lists_collections_and_reads_items_through_ogcapi(server):
+    """Debian 12's ogrinfo (GDAL 3.6) with the OGCAPI driver: the landing page lists every
+    collection; a collection opens with ``-oo API=ITEMS`` (the driver hands it to OAPIF).
+    Without it the driver chooses the tiles, which this build cannot read."""
+    base, _ = server
+    listing = subprocess.run(
+        ["ogrinfo", "-ro", f"OGCAPI:{base}/"], capture_output=True, text=True, timeout=120
+    )
+    assert listing.returncode == 0, listing.stderr
+    for cid in ("comuni", "zone-omogenee", "unioni", "interventions"):
+        assert f"NAME=OGCAPI:{base}/collections/{cid}" in listing.stdout, cid
+    items = subprocess.run(
+        ["ogrinfo", "-ro", "-so", f"OGCAPI:{base}/collections/comuni", "-oo", "API=ITEMS",
+         "comuni"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert items.returncode == 0, items.stderr
+    assert "Feature Count: 133" in items.stdout and "Geometry: Multi Polygon" in items.stdout
