@@ -110,6 +110,11 @@ def _one_type(types: set[str]) -> str | None:
     return multis.pop() if len(multis) == 1 else "GeometryCollection"
 
 
+#: Geometry type per (engine, layer, upload), see LayerSqlProvider.geometry_type.
+_TYPE_MEMO: dict[tuple[Any, ...], str | None] = {}
+_TYPE_LOCK = threading.Lock()
+
+
 class _Json:
     """Expressions reading one key of the ``properties`` JSON column, per dialect."""
 
@@ -235,11 +240,22 @@ class LayerSqlProvider(SqlCollection):
 
     @property  # type: ignore[override]
     def geometry_type(self) -> str | None:
-        """The one geometry type, from the WKB headers of the layer's rows (per revision)."""
+        """The one geometry type, from the WKB headers of the layer's rows: read once per
+        version of the layer (a scan of it) and shared by every instance of the provider, so
+        a write to another layer (which renews every provider) does not read it again."""
         from geo.store import store_errors
 
         with store_errors():
-            return self._memoised(("geometry_type", *self._stamp()), self._read_geometry_type)  # type: ignore[no-any-return]
+            key = (self.id, *self._stamp())
+            with _TYPE_LOCK:
+                if key in _TYPE_MEMO:
+                    return _TYPE_MEMO[key]
+            value = self._read_geometry_type()
+            with _TYPE_LOCK:
+                if len(_TYPE_MEMO) > 1024:
+                    _TYPE_MEMO.clear()
+                _TYPE_MEMO[key] = value
+            return value
 
     def _read_geometry_type(self) -> str | None:
         c = features_table.c

@@ -55,6 +55,14 @@ SCHEMA_QUERYABLES = _F5 + "queryables"
 #: Part 5: /collections/{id}/sortables, what sortby accepts (geo.ogc.schema.sortables).
 SORTABLES = _F5 + "sortables"
 
+#: The same Schemas class under the Features Part 5 draft URI, which clients look for
+#: (QGIS ≥ 3.34 reads /schema only when it is declared; pygeoapi declares it too).
+FEATURES_5_SCHEMAS = "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas"
+#: CQL2's basic spatial functions under their name in the CQL2 drafts, which clients
+#: look for before sending spatial filters (QGIS ≥ 3.34): the same class as
+#: ``basic-spatial-functions`` (geo.ogc.cql).
+CQL2_BASIC_SPATIAL_OPERATORS = "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators"
+
 #: Everything /conformance declares, in order.
 CONFORMANCE: tuple[str, ...] = (
     CORE,
@@ -67,7 +75,9 @@ CONFORMANCE: tuple[str, ...] = (
     FILTER,
     FEATURES_FILTER,
     *CQL2_CONFORMANCE,
+    CQL2_BASIC_SPATIAL_OPERATORS,
     SCHEMAS,
+    FEATURES_5_SCHEMAS,
     ADVANCED_PROPERTY_ROLES,
     RETURNABLES,
     SCHEMA_QUERYABLES,

@@ -66,6 +66,9 @@ COVERAGE: dict[str, list[str]] = {
     _C + "basic-spatial-functions": [
         "test_ogc_filter.test_basic_spatial_s_intersects_point_and_bbox"
     ],
+    _C + "basic-spatial-operators": [  # the drafts' name of basic-spatial-functions
+        "test_ogc_filter.test_basic_spatial_s_intersects_point_and_bbox"
+    ],
     _C + "basic-spatial-functions-plus": [
         "test_ogc_filter.test_basic_spatial_plus_polygon_and_filter_crs"
     ],
@@ -74,6 +77,10 @@ COVERAGE: dict[str, list[str]] = {
     _C + "arithmetic": ["test_ogc_filter.test_property_property_and_arithmetic"],
     _C + "array-functions": ["test_ogc_standards.test_array_functions_one_filter_for_a_mission"],
     _F5 + "schemas": [
+        "test_ogc_standards.test_part5_schema_roles_types_and_links",
+        "test_ogc_standards.test_part5_schema_of_the_territory_and_html",
+    ],
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas": [
         "test_ogc_standards.test_part5_schema_roles_types_and_links",
         "test_ogc_standards.test_part5_schema_of_the_territory_and_html",
     ],
