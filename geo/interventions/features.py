@@ -9,7 +9,6 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -19,7 +18,10 @@ from geo.errors import Conflict, InvalidParameter, NotFound, ValidationFailed
 from geo.interventions.model import COLUMNS, InputTable
 from geo.interventions.store import get_feature, get_store, interventions_table, upsert
 from geo.interventions.validation import prepare
+from geo.lazy import lazy_module
 from geo.store import transaction
+
+pd = lazy_module("pandas")  # imported on first use (geo.lazy)
 
 #: Members of a Feature a write may send (``bbox``/``links`` as a GET answered them: ignored).
 FEATURE_KEYS = frozenset({"type", "id", "geometry", "properties", "bbox", "links"})

@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from geo import REPO_DATA_DIR
 from geo.errors import ValidationFailed
+from geo.lazy import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use (geo.lazy)
 
 DEFAULT_FILE = REPO_DATA_DIR / "interventions" / "interventions.csv"
 TOPIC = "interventions"
@@ -132,7 +134,6 @@ def _as_text(s: pd.Series) -> pd.Series:
     return s.astype(str).str.strip()
 
 
-
 @dataclass
 class Prepared:
     """Validated rows, ready for :func:`upsert` (``records``), or the errors found."""
@@ -151,7 +152,6 @@ class Prepared:
         if filename:
             raise ValidationFailed(f"{filename}: {message}", details=errors, file=filename)
         raise ValidationFailed(message, details=errors)
-
 
 
 @dataclass
@@ -174,4 +174,3 @@ class ImportReport:
         if ids:
             out["ids"] = {"new": self.new, "updated": self.updated, "unchanged": self.unchanged}
         return out
-

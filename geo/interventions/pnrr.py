@@ -53,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy.engine import Engine
 
 from geo.auth import ADMIN, Principal
@@ -61,9 +60,12 @@ from geo.errors import ValidationFailed
 from geo.interventions.model import ImportReport, InputTable, Prepared
 from geo.interventions.store import get_store, upsert
 from geo.interventions.validation import prepare
+from geo.lazy import lazy_module
 from geo.names import name_key
 from geo.plan import PlanCatalogue
 from geo.territory import Territory, get_territory
+
+pd = lazy_module("pandas")  # imported on first use (geo.lazy)
 
 SOURCE = "pnrr"
 EXAMPLES = 5

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import shapely
 
 from geo.crs import CRS84, parse_crs, transformer_xy
 from geo.errors import InvalidParameter, ValidationFailed
 from geo.interventions.model import InputTable
+from geo.lazy import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use (geo.lazy)
 
 CSV_SUFFIXES = {".csv", ".txt"}
 OGR_SUFFIXES = {".geojson", ".json", ".gpkg"}

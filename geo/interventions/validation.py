@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import pandas as pd
 import shapely
 
 from geo.interventions.model import (
@@ -30,8 +29,11 @@ from geo.interventions.model import (
     InputTable,
     Prepared,
 )
+from geo.lazy import lazy_module
 from geo.plan import PlanCatalogue
 from geo.territory import Territory, get_territory
+
+pd = lazy_module("pandas")  # imported on first use (geo.lazy)
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _CUP_RE = re.compile(r"^[A-Z0-9]{15}$")
@@ -47,7 +49,6 @@ _HASHED = (
 #: Hashed only when set, so rows without them keep the hash they had before 0003.
 _HASHED_EXTRA = EXTRA_COLUMNS
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
 
 
 class _Errors:
@@ -211,9 +212,7 @@ def _check_plan_lists(
     return missions, objectives, drivers
 
 
-def _check_comuni_named(
-    f: pd.DataFrame, t: Territory, err: _Errors
-) -> tuple[pd.Series, pd.Series]:
+def _check_comuni_named(f: pd.DataFrame, t: Territory, err: _Errors) -> tuple[pd.Series, pd.Series]:
     """The comuni each row names (names or codes, forgiving) → ISTAT codes per row."""
     named_lists = _split(f["comuni"])
     tokens = {tok for lst in named_lists for tok in lst}
@@ -476,5 +475,3 @@ def _hash(rec: dict[str, Any]) -> str:
         if rec.get(k) is not None:
             h.update(k.encode() + b"=" + orjson.dumps(rec[k]) + b"\x00")
     return h.hexdigest()
-
-

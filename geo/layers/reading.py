@@ -46,15 +46,27 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyogrio
 import shapely
-from pyogrio.errors import DataLayerError, DataSourceError
 from pyproj import CRS
 
 from geo.errors import InvalidParameter, PayloadTooLarge, ValidationFailed
 from geo.layers import attributes, checks
 from geo.layers.checks import LINE, MAX_LISTED, POINT, POLYGON, parse_override, suggest_crs
+from geo.lazy import lazy_module
 from geo.settings import Settings, get_settings
+
+pyogrio = lazy_module("pyogrio")  # GDAL, imported on the first file read (geo.lazy)
+
+
+class _GdalErrors:
+    """pyogrio's "cannot open / no such layer" errors, looked up when an exception is
+    matched against them (so that naming them does not import GDAL)."""
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError))
+
+
+_GDAL_ERRORS = _GdalErrors()
 
 __all__ = ["LINE", "MB", "POINT", "POLYGON", "LayerData", "read_path", "read_upload", "suggest_crs"]
 
@@ -303,7 +315,7 @@ def _choose_layer(path: Path, filename: str, layer: str | None) -> str:
     """The vector layer of a GeoPackage to read."""
     try:
         listed = pyogrio.list_layers(path)
-    except (DataSourceError, DataLayerError, OSError) as exc:
+    except (*_GDAL_ERRORS, OSError) as exc:
         raise ValidationFailed(
             f"{filename}: not a readable GeoPackage ({_clean(exc, path, filename)})",
             parameter="file",
@@ -347,7 +359,7 @@ def _open_dataset(
     """pyogrio's metadata and arrow table of one dataset, within the feature limit."""
     try:
         info = pyogrio.read_info(path, layer=layer)
-    except (DataSourceError, DataLayerError, OSError) as exc:
+    except (*_GDAL_ERRORS, OSError) as exc:
         raise _unreadable(exc, path, fmt, filename) from None
     n = int(info.get("features") or -1)
     if n > s.max_features:
@@ -360,7 +372,7 @@ def _open_dataset(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta, table = pyogrio.read_arrow(path, layer=layer, max_features=s.max_features + 1)
-    except (DataSourceError, DataLayerError, OSError, ValueError) as exc:
+    except (*_GDAL_ERRORS, OSError, ValueError) as exc:
         raise _unreadable(exc, path, fmt, filename) from None
     if table.num_rows > s.max_features:
         raise PayloadTooLarge(

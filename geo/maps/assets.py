@@ -11,7 +11,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import folium
+from geo.lazy import lazy_module
+
+folium = lazy_module("folium")  # it imports pandas: on the first map drawn (geo.lazy)
+
 
 #: What a CSP nonce may be made of (base64 / base64url characters).
 NONCE_CHARS = re.compile(r"[A-Za-z0-9+/_=-]{16,128}")

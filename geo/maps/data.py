@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import folium
 import numpy as np
 import shapely
 
 from geo.errors import NotFound, ServiceUnavailable
+from geo.lazy import lazy_module
 from geo.settings import get_settings
 from geo.territory import get_territory
+
+folium = lazy_module("folium")  # it imports pandas: on the first map drawn (geo.lazy)
 
 #: Collections that are not green-network layers.
 NON_LAYER_COLLECTIONS = frozenset({"comuni", "zone-omogenee", "unioni", "interventions", "layers"})

@@ -15,12 +15,12 @@ import html
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-import folium
 import numpy as np
 import shapely
 
 from geo import BOUNDARIES_ATTRIBUTION
 from geo.errors import NotFound
+from geo.lazy import lazy_module
 from geo.maps.data import LAYER_METRIC, _family, _layer_geometries
 from geo.maps.style import (
     CHOROPLETH_PALETTE,
@@ -47,6 +47,8 @@ from geo.maps.style import (
 )
 from geo.settings import get_settings
 from geo.territory import Comune, Territory, get_territory
+
+folium = lazy_module("folium")  # it imports pandas: on the first map drawn (geo.lazy)
 
 
 def comune_properties(t: Territory, c: Comune) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
 import shapely
 
@@ -29,8 +28,11 @@ if TYPE_CHECKING:
 from geo import BOUNDARIES_ATTRIBUTION
 from geo.crs import METRIC_EPSG
 from geo.errors import NotFound
+from geo.lazy import lazy_module
 from geo.maps.style import UNION_COLOUR, _fmt_int, zone_colours
 from geo.territory import Territory, get_territory, to_metric
+
+gpd = lazy_module("geopandas")  # imported when a print is drawn (geo.lazy)
 
 #: Size of a PNG print in pixels (width, height) and its resolution.
 PNG_SIZE = (1600, 1120)

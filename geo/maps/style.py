@@ -10,7 +10,6 @@ import html
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import folium
 import numpy as np
 import shapely
 from branca.element import MacroElement
@@ -18,7 +17,10 @@ from jinja2 import Template
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
+from geo.lazy import lazy_module
 from geo.territory import Territory, get_territory
+
+folium = lazy_module("folium")  # it imports pandas: on the first map drawn (geo.lazy)
 
 #: Decimals kept in served coordinates (5 ≈ 1 m).
 COORD_DECIMALS = 5

@@ -135,12 +135,14 @@ def nearest_index(t: Territory) -> NearestIndex:
 
 
 def warm_in_background(t: Territory | None = None) -> threading.Thread:
-    """Build the index in a daemon thread (a few seconds of CPU), so the first batch lookup
-    does not wait for it and the service starts at once."""
+    """Build the index in a thread (a few seconds of CPU), so the first batch lookup does not
+    wait for it and the service starts at once. Not a daemon: a process that exits while it
+    runs waits for it, rather than tearing the interpreter down under GEOS calls (which
+    crashed short-lived processes, test workers among them)."""
     from geo.territory import get_territory
 
     thread = threading.Thread(
-        target=lambda: nearest_index(t or get_territory()), name="nearest-index", daemon=True
+        target=lambda: nearest_index(t or get_territory()), name="nearest-index", daemon=False
     )
     thread.start()
     return thread

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import geopandas as gpd
 import shapely
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
 from geo.errors import InvalidParameter
+from geo.lazy import lazy_module
 from geo.maps import printing
 from geo.maps.style import UNION_COLOUR, zone_colours
 from geo.territory import get_territory
 from geo.webapp.export import geometry
+
+gpd = lazy_module("geopandas")  # imported when a print is drawn (geo.lazy)
 
 #: Palette of uploaded layers, in the order the application gives it.
 LAYER_PALETTE = ("#377eb8", "#4daf4a", "#984ea3", "#ff7f00", "#a65628", "#f781bf", "#17becf",
