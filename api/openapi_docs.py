@@ -222,6 +222,11 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
             errors = dict(COMMON_ERRORS)
             if method != "get" and path != "/lookup":
                 errors.update(WRITE_ERRORS)
+            if method == "get" and path.endswith("/items"):
+                errors["429"] = (
+                    "Too many filtered requests from this address "
+                    "(CMM_GEO_FILTER_RATE_PER_CLIENT); `Retry-After` says when to retry"
+                )
             if method in ("put", "patch", "delete") and path.startswith("/collections/"):
                 errors["412"] = "If-Match names a version that is no longer current"
             elif method == "post":

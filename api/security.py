@@ -21,7 +21,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import math
 import re
+import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +35,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.responses import json_response
-from geo.errors import InvalidParameter, UriTooLong
+from geo.errors import InvalidParameter, TooManyRequests, UriTooLong
 from geo.ogc.cql import check_budget
 from geo.settings import Settings
 
@@ -206,15 +209,54 @@ def over_budget(scope: Scope) -> InvalidParameter | None:
     return None
 
 
+class RateLimit:
+    """A token bucket per client address: ``rate`` per second, bursts of ``2 × rate``.
+
+    Per worker process, in memory, for the requests that cost the most to answer (CQL2
+    filters): a client flooding them gets 429s, which cost microseconds, and the
+    threadpool and the CPU stay with everyone else (``/lookup`` above all). The table of
+    addresses is bounded (least recently seen forgotten first).
+    """
+
+    def __init__(self, rate: float, max_clients: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = max(1.0, 2 * rate)
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def retry_after(self, client: str, now: float | None = None) -> float | None:
+        """None when ``client`` may go on (one token taken), else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        tokens, then = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate)
+        allowed = tokens >= 1.0
+        if allowed:
+            tokens -= 1.0
+        self._buckets[client] = (tokens, now)
+        if len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return None if allowed else (1.0 - tokens) / self.rate
+
+
+def _has_filter(scope: Scope) -> bool:
+    query: bytes = scope["query_string"]
+    return scope["path"].startswith("/collections/") and (
+        query.startswith(b"filter=") or b"&filter=" in query
+    )
+
+
 class SecurityMiddleware:
-    """Adds the security headers to every HTTP response; answers 414 to over-long URLs and
-    400 to filters over their budget, before any routing."""
+    """Adds the security headers to every HTTP response; answers 414 to over-long URLs,
+    400 to filters over their budget and 429 to a client over its rate of filtered
+    requests, before any routing."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.max_url_length = settings.max_url_length
         self.policy = default_policy(settings).encode()
         self.settings = settings
+        rate = settings.filter_rate_per_client
+        self.filter_limit = RateLimit(rate) if rate > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -237,6 +279,18 @@ class SecurityMiddleware:
                 scope, receive, send
             )
             return
+        if self.filter_limit is not None and _has_filter(scope):
+            client = (scope.get("client") or ("unknown", 0))[0]
+            wait = self.filter_limit.retry_after(client)
+            if wait is not None:
+                exc = TooManyRequests(
+                    f"more than {self.filter_limit.rate:g} filtered requests per second from "
+                    f"this address (CMM_GEO_FILTER_RATE_PER_CLIENT); retry in {wait:.1f} s",
+                    retry_after=max(1, math.ceil(wait)),
+                )
+                response = json_response(exc.to_dict(), status_code=exc.status, headers=exc.headers)
+                await self._send_headers(response)(scope, receive, send)
+                return
         if scope["path"] in DOCS_PATHS:
             await self._docs(scope, receive, send)
             return

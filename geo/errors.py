@@ -112,6 +112,20 @@ class UriTooLong(GeoError):
     code = "URITooLong"
 
 
+class TooManyRequests(GeoError):
+    """A client sent more of a costly kind of request than its rate allows (HTTP 429).
+
+    ``retry_after`` (seconds) becomes a ``Retry-After`` header.
+    """
+
+    status = 429
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(GeoError):
     """The store is unreachable or the query ran out of its time budget (HTTP 503).
 

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     max_url_length: int = Field(
         default=8192, description="Longest request target (path + query, bytes): 414 beyond."
     )
+    filter_rate_per_client: float = Field(
+        default=20.0,
+        ge=0,
+        description="CQL2-filtered requests per second one client address may send to one "
+        "worker (bursts of twice as many); 429 beyond; 0 = no limit.",
+    )
     request_timeout_s: float = Field(
         default=15.0,
         description="Time budget of one query (PostGIS statement_timeout and the in-process "

@@ -13,6 +13,9 @@ import pytest
 os.environ["CMM_GEO_DATA_DIR"] = tempfile.mkdtemp(prefix="cmm-geo-test-")
 os.environ.pop("CMM_GEO_DATABASE_URL", None)
 os.environ.setdefault("CMM_GEO_ADMIN_TOKEN", "test-admin-token")
+# The suite sends thousands of filters from one address (fuzzing, differential tests): the
+# per-client rate limit has its own tests (tests/test_security_headers.py), which set it.
+os.environ["CMM_GEO_FILTER_RATE_PER_CLIENT"] = "0"
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

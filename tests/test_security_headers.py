@@ -251,3 +251,50 @@ def test_base_url_rule_without_headers():
     assert public_base_url(scope, s) == "http://[::1]:8000"  # the socket, not the Host
     scope["server"] = None
     assert public_base_url(scope, s) == "http://0.0.0.0:8080"  # the configured host:port
+
+
+# ----- 429: filtered requests per client -------------------------------------------------
+
+
+def test_rate_limit_bucket_refills_at_its_rate():
+    from api.security import RateLimit
+
+    bucket = RateLimit(rate=2.0)  # bursts of 4
+    assert [bucket.retry_after("a", now=0.0) for _ in range(4)] == [None] * 4
+    wait = bucket.retry_after("a", now=0.0)
+    assert wait is not None and wait == pytest.approx(0.5)
+    assert bucket.retry_after("b", now=0.0) is None  # another address has its own bucket
+    assert bucket.retry_after("a", now=0.6) is None  # 0.6 s later: one more token
+    assert bucket.retry_after("a", now=0.6) is not None
+
+
+def test_rate_limit_forgets_the_oldest_addresses():
+    from api.security import RateLimit
+
+    bucket = RateLimit(rate=1.0, max_clients=3)
+    for client in "abcd":
+        bucket.retry_after(client, now=0.0)
+    assert "a" not in bucket._buckets and len(bucket._buckets) == 3
+
+
+def test_a_client_over_its_filter_rate_gets_429_and_lookup_still_answers():
+    """Filtered requests beyond the client's burst are refused before routing with a 429
+    that says which limit and when to retry; unfiltered requests and /lookup go on."""
+    from api.main import create_app
+
+    settings = Settings(filter_rate_per_client=2.0)  # bursts of 4
+    with TestClient(create_app(settings)) as c:
+        url = "/collections/comuni/items?limit=1&filter=population%20%3E%20{}"
+        statuses = [c.get(url.format(i)).status_code for i in range(8)]
+        assert statuses[:4] == [200] * 4
+        assert 429 in statuses[4:]
+        r = c.get(url.format(99))
+        assert r.status_code == 429
+        body = r.json()
+        assert body["code"] == "TooManyRequests"
+        assert "CMM_GEO_FILTER_RATE_PER_CLIENT" in body["description"]
+        assert int(r.headers["retry-after"]) >= 1
+        _check_headers(r)
+        # Other requests of the same client are not limited.
+        assert c.get("/collections/comuni/items?limit=1").status_code == 200
+        assert c.get("/lookup", params={"q": "Rho"}).status_code == 200
