@@ -49,7 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "Content-Crs", "Link"],
         )
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # Level 4, not Starlette's 9: on GeoJSON and CSV it compresses ~3× faster for ~4 % more
+    # bytes (the response cache keeps its own copies gzipped once, at level 6).
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=4)
 
     # One router per capability; the OGC routes also put the response cache in front.
     app.include_router(territory.router)
