@@ -696,7 +696,9 @@ def _versions(ctx: dict[str, Any], names: list[str], m: dict[str, str]) -> list[
         "generated before the start (not counted in start-up).",
         "- this service reads its own tables (`interventions` + `intervention_comuni`, "
         "`layers` + `layer_features`), on PostGIS through `CMM_GEO_DATABASE_URL` (search_path "
-        "set to the bench schema); `f=json`; `CMM_GEO_ADMIN_TOKEN` set for the writes.",
+        "set to the bench schema); `f=json`; `CMM_GEO_ADMIN_TOKEN` set for the writes; "
+        "`CMM_GEO_FILTER_RATE_PER_CLIENT=0` (wrk sends every filter from one address: the "
+        "per-client rate limit would answer 429s, not queries).",
         "- The views (a view is inlined by PostgreSQL: same rows, same GIST index on `geom`): "
         "`bench_points` = `interventions` minus `geometry_wkb`, the bbox columns and "
         "`content_hash` (tipg and pygeoapi would otherwise send the WKB as a property); "
