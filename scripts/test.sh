@@ -182,8 +182,7 @@ export PATH="$VENV/bin:$PATH"
 
 # Two test processes unless told otherwise (-n N, or CMM_GEO_TEST_WORKERS=0 for one).
 if [[ " $* " != *" -n "* && " $* " != *" -n="* && "${CMM_GEO_TEST_WORKERS:-2}" != 0 ]]; then
-    # loadgroup: a module marked xdist_group runs whole on one worker (summary tests).
-    set -- -n "${CMM_GEO_TEST_WORKERS:-2}" --dist loadgroup "$@"
+    set -- -n "${CMM_GEO_TEST_WORKERS:-2}" "$@"
 fi
 log "setup took $(( $(date +%s) - T_START ))s; running: python -m pytest $*"
 set +e
