@@ -190,7 +190,11 @@ def test_empty_geometries_are_dropped_and_counted():
         ]
     )
     layer = read_upload(data, "pts.geojson")
-    assert any("dimension" in w for w in layer.report["reader_warnings"])
+    # GDAL's warning about the empty coordinates is passed on when GDAL gives it, which it
+    # may do once per process only (this test failed when another test in the same worker
+    # had read such a file first): the counts below are what the report guarantees.
+    for w in layer.report.get("reader_warnings", []):
+        assert "dimension" in w and "upload" not in w, w
     assert layer.report["empty_dropped"] == 2 and layer.report["empty_features"] == [2, 3]
     assert [p["n"] for p in layer.properties] == [1, 4]
     assert layer.family == "point"
