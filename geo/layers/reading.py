@@ -58,15 +58,11 @@ from geo.settings import Settings, get_settings
 pyogrio = lazy_module("pyogrio")  # GDAL, imported on the first file read (geo.lazy)
 
 
-class _GdalErrors:
-    """pyogrio's "cannot open / no such layer" errors, looked up when an exception is
-    matched against them (so that naming them does not import GDAL)."""
+def _gdal_errors() -> tuple[type[Exception], ...]:
+    """pyogrio's "cannot open / no such layer" errors. An ``except`` clause evaluates its
+    tuple only when an exception is matched, so naming them there does not import GDAL."""
+    return (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter((pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError))
-
-
-_GDAL_ERRORS = _GdalErrors()
 
 __all__ = ["LINE", "MB", "POINT", "POLYGON", "LayerData", "read_path", "read_upload", "suggest_crs"]
 
@@ -315,7 +311,7 @@ def _choose_layer(path: Path, filename: str, layer: str | None) -> str:
     """The vector layer of a GeoPackage to read."""
     try:
         listed = pyogrio.list_layers(path)
-    except (*_GDAL_ERRORS, OSError) as exc:
+    except (*_gdal_errors(), OSError) as exc:
         raise ValidationFailed(
             f"{filename}: not a readable GeoPackage ({_clean(exc, path, filename)})",
             parameter="file",
@@ -359,7 +355,7 @@ def _open_dataset(
     """pyogrio's metadata and arrow table of one dataset, within the feature limit."""
     try:
         info = pyogrio.read_info(path, layer=layer)
-    except (*_GDAL_ERRORS, OSError) as exc:
+    except (*_gdal_errors(), OSError) as exc:
         raise _unreadable(exc, path, fmt, filename) from None
     n = int(info.get("features") or -1)
     if n > s.max_features:
@@ -372,7 +368,7 @@ def _open_dataset(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta, table = pyogrio.read_arrow(path, layer=layer, max_features=s.max_features + 1)
-    except (*_GDAL_ERRORS, OSError, ValueError) as exc:
+    except (*_gdal_errors(), OSError, ValueError) as exc:
         raise _unreadable(exc, path, fmt, filename) from None
     if table.num_rows > s.max_features:
         raise PayloadTooLarge(
