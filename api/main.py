@@ -12,6 +12,7 @@ import api.routes.layer_items as layer_items  # Part 4 writes of uploaded layers
 import api.routes.tiles as tiles  # OGC API – Tiles (vector tiles)
 from api import openapi_docs
 from api.errors import install_error_handlers
+from api.ogc_lane import FeaturesLane
 from api.page_language import PageLanguageMiddleware
 from api.responses import JSONResponse
 from api.routes import app as webapp
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     nearest.warm_in_background()  # the batch lookups' index of outlines, off the start-up path
     install_error_handlers(app)
+    # Innermost: items pages and features in one threadpool hop (declines all else).
+    app.add_middleware(FeaturesLane)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -311,6 +311,7 @@ def install(app: FastAPI, settings: Settings | None = None) -> OgcService:
     settings = settings or get_settings()
     router, service = create_router(settings)
     app.include_router(router)
+    app.state.ogc_service = service  # what api.ogc_lane answers with
     app.add_middleware(
         OgcCacheMiddleware,
         version_of=version_of(service),

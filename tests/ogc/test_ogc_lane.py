@@ -1,0 +1,117 @@
+"""The short lane of items pages and features (``api.ogc_lane``) answers exactly as the
+FastAPI routes do: same status, headers and bytes, on both stores, for valid requests it
+takes and for everything it hands on (errors, odd parameters, HTML)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+from fastapi.testclient import TestClient
+
+import api.ogc_lane as lane
+from api.main import create_app
+
+Q = quote
+TAKEN = [
+    "/collections/comuni/items",
+    "/collections/comuni/items?limit=5&offset=3",
+    "/collections/comuni/items?f=json&bbox=9.0,45.4,9.2,45.5&limit=20",
+    "/collections/comuni/items?bbox=500000,5030000,520000,5040000&bbox-crs="
+    + Q("http://www.opengis.net/def/crs/EPSG/0/32632"),
+    "/collections/comuni/items?crs=" + Q("http://www.opengis.net/def/crs/EPSG/0/3003"),
+    "/collections/comuni/items?filter=" + Q("population > 20000") + "&sortby=-population",
+    "/collections/comuni/items?filter-lang=cql2-json&filter="
+    + Q('{"op":"=","args":[{"property":"zona_omogenea_name"},"Nord Ovest"]}'),
+    "/collections/comuni/items?properties=name,population&skipGeometry=true",
+    "/collections/comuni/items?f=html&limit=3",
+    "/collections/comuni/items/015146",
+    "/collections/comuni/items/015146?properties=name&skipGeometry=false",
+    "/collections/comuni/items/015146?crs=" + Q("http://www.opengis.net/def/crs/EPSG/0/4326"),
+    "/collections/zone-omogenee/items?limit=2",
+    "/collections/interventions/items?limit=7",
+    "/collections/interventions/items?bbox=9.0,45.3,9.4,45.6&limit=50",
+    "/collections/interventions/items?filter=" + Q("amount_eur > 1000000") + "&limit=30",
+    "/collections/interventions/items?datetime=2020-01-01T00:00:00Z/..",
+    "/collections/comuni/items/015146?crs=EPSG:4326",
+]
+#: Handed on to the routes: errors, and requests the lane does not parse.
+HANDED_ON = [
+    "/collections/comuni/items/999999",
+    "/collections/nope/items",
+    "/collections/nope/items/1",
+    "/collections/comuni/items?limit=0",
+    "/collections/comuni/items?limit=abc",
+    "/collections/comuni/items?limit=+5",
+    "/collections/comuni/items?offset=-1",
+    "/collections/comuni/items?skipGeometry=yes",
+    "/collections/comuni/items?f=JSON",
+    "/collections/comuni/items?f=",
+    "/collections/comuni/items?bbox=1,2,3",
+    "/collections/comuni/items?limit=5&limit=6",
+    "/collections/comuni/items?filter=" + Q("nonsense >>> 3"),
+    "/collections/comuni/items?filter=" + Q("population > 1") + "&filter-lang=cql3",
+    "/collections/comuni/items?sortby=shoe_size",
+    "/collections/comuni/items?name=Milano",
+    "/collections/comuni/items?simplify=100&limit=2",
+    "/collections/comuni/items?wat=1",
+    "/collections/comuni/items/015146?limit=3",
+    "/collections/comuni/items?f=html&bbox=" + Q("<script>alert(1)</script>"),
+]
+URLS = TAKEN + HANDED_ON
+VOLATILE = {"date", "server"}
+
+
+def _drop_lane(app):
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not lane.FeaturesLane]
+    return app
+
+
+@pytest.fixture()
+def pair(backend):
+    """The app with its lane, the same app without it."""
+    with TestClient(create_app()) as a, TestClient(_drop_lane(create_app())) as b:
+        yield a, b
+
+
+@pytest.fixture()
+def taken(monkeypatch):
+    """How many requests the lane answered itself (its two entry points, spied on)."""
+    calls: list[str] = []
+    for name in ("_item", "_items"):
+        real = getattr(lane, name)
+
+        def spy(*args, _real=real, _name=name, **kw):
+            calls.append(_name)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(lane, name, spy)
+    return calls
+
+
+def test_lane_answers_as_the_routes_do(pair, taken):
+    with_lane, without = pair
+    answered = []
+    for url in URLS:
+        before = len(taken)
+        a, b = with_lane.get(url), without.get(url)
+        if len(taken) > before and a.status_code == 200:
+            answered.append(url)
+        assert a.status_code == b.status_code, url
+        assert a.content == b.content, url
+        ha = {k: v for k, v in a.headers.items() if k not in VOLATILE}
+        hb = {k: v for k, v in b.headers.items() if k not in VOLATILE}
+        assert ha == hb, url
+        assert a.status_code < 500, url
+    # Not vacuous: the lane itself answered every request of the first list.
+    assert answered == TAKEN
+
+
+def test_lane_keeps_conditional_requests_and_gzip(pair):
+    with_lane, _ = pair
+    url = "/collections/interventions/items?limit=40"
+    r = with_lane.get(url, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers.get("content-encoding") == "gzip"
+    assert with_lane.get(url, headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    one = with_lane.get("/collections/comuni/items/015146", headers={"Origin": "https://x.example"})
+    assert one.json()["id"] == "015146"
