@@ -1330,12 +1330,13 @@ class SqlCollection(CollectionProvider):
         """One feature by primary key."""
         from geo.store import store_errors
 
-        with store_errors():
+        stmt = self.__dict__.get("_get_stmt")
+        if stmt is None:  # built once: SQLAlchemy memoises a statement's cache key
             idcol = self.table.c[self.id_column]
-            with read_connection(self.engine()) as conn:
-                row = conn.execute(
-                    sa.select(self.table).where(*self.scope(), idcol == feature_id)
-                ).first()
+            stmt = sa.select(self.table).where(*self.scope(), idcol == sa.bindparam("_fid"))
+            self.__dict__["_get_stmt"] = stmt
+        with store_errors(), read_connection(self.engine()) as conn:
+            row = conn.execute(stmt, {"_fid": feature_id}).first()
         return None if row is None else self.build_features([row], None, False)[0]
 
     def empty_extent(self) -> tuple[float, float, float, float]:

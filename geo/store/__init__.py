@@ -463,10 +463,20 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
     per-request revision (:func:`request_revisions`) is what ties a response to a version.
     """
     engine = read_engine(engine or get_engine())
+    if engine.dialect.name == "postgresql":
+        engine = _autocommit(engine)
     with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT")
         yield conn
+
+
+def _autocommit(engine: Engine) -> Engine:
+    """``engine`` with AUTOCOMMIT set on checkout (same pool; made once: building the
+    options per connection cost ~60 µs per read)."""
+    ac = engine.__dict__.get("_cmm_autocommit")
+    if ac is None:
+        ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine.__dict__["_cmm_autocommit"] = ac
+    return ac
 
 
 def read_engine(engine: Engine) -> Engine:
@@ -547,23 +557,32 @@ def request_revisions() -> Iterator[None]:
         _REQUEST_REVISIONS.reset(token)
 
 
+_REVISIONS_SQL = "SELECT key, value, updated_at FROM store_meta WHERE key LIKE 'revision:%'"
+
+
 def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
     """Every topic's change counter and when it last changed, in one query."""
     memo = _REQUEST_REVISIONS.get()
     if memo is not None and id(engine) in memo:
         return memo[id(engine)]
     with read_connection(engine) as conn:
-        rows = conn.execute(
-            sa.select(store_meta.c.key, store_meta.c.value, store_meta.c.updated_at).where(
-                store_meta.c.key.like("revision:%")
-            )
-        ).all()
+        # The driver's cursor, a prepared statement: read on every request, it cost
+        # ~350 µs through SQLAlchemy's execution machinery and ~100 µs this way.
+        dbapi = conn.connection.driver_connection
+        if conn.dialect.name == "postgresql":
+            cur = dbapi.cursor()
+            cur.execute(_REVISIONS_SQL, prepare=True)  # type: ignore[union-attr]
+        else:
+            cur = dbapi.cursor()  # type: ignore[union-attr]
+            cur.execute(_REVISIONS_SQL)
+        rows = cur.fetchall()
     out: dict[str, tuple[int, datetime | None]] = {}
-    for row in rows:
-        ts = row.updated_at
+    for key, value, ts in rows:
+        if isinstance(ts, str):  # SQLite stores DateTime as ISO text
+            ts = datetime.fromisoformat(ts)
         if ts is not None and ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
-        out[row.key.removeprefix("revision:")] = (int(row.value), ts)
+        out[key.removeprefix("revision:")] = (int(value), ts)
     if memo is not None:
         memo[id(engine)] = out
     return out
