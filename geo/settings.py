@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         description="CQL2-filtered requests per second one client address may send to one "
         "worker (bursts of twice as many); 429 beyond; 0 = no limit.",
     )
+    count_limit: int = Field(
+        default=10_000,
+        ge=0,
+        description="numberMatched of a filtered /items page (bbox, CQL2, ?name=value, "
+        "datetime) is counted exactly up to this many features and left out beyond (OGC "
+        "allows it), so a page of a big table never costs a full count; 0 = always exact. "
+        "Unfiltered pages always carry the exact number (counted once per data change).",
+    )
     request_timeout_s: float = Field(
         default=15.0,
         description="Time budget of one query (PostGIS statement_timeout and the in-process "

@@ -52,14 +52,26 @@ class FeatureQuery:
     skip_geometry: bool = False
     limit: int = 10
     offset: int = 0
+    #: Count the matches exactly up to this many, else ``number_matched`` is None (a store
+    #: may ignore it and count exactly); None: always exact (tiles, downloads rely on it).
+    count_limit: int | None = None
+
+    @property
+    def filtered(self) -> bool:
+        """Whether anything narrows the collection (what ``count_limit`` applies to)."""
+        return bool(
+            self.bbox is not None or self.filter is not None or self.properties_eq
+            or self.datetime_range is not None
+        )  # fmt: skip
 
 
 @dataclass
 class QueryResult:
-    """Features of one page (GeoJSON dicts, CRS84) and the total number matched."""
+    """Features of one page (GeoJSON dicts, CRS84) and the total number matched (None:
+    more than the query's ``count_limit``)."""
 
     features: list[dict[str, Any]]
-    number_matched: int
+    number_matched: int | None
 
 
 @dataclass
@@ -69,7 +81,7 @@ class GeojsonPage:
     :meth:`CollectionProvider.query_geojson`)."""
 
     features: list[tuple[str, str]]
-    number_matched: int
+    number_matched: int | None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ relations that tie them together.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -53,6 +54,7 @@ from geo.ogc.metadata import JSONLD, dcat_record
 from geo.ogc.params import check_property_filters
 from geo.ogc.registry import CollectionProvider, QueryResult, Registry, registry_version
 from geo.ogc.tiles import REL_TILESETS_VECTOR, REL_TILING_SCHEMES
+from geo.settings import get_settings
 
 
 @lru_cache(maxsize=1)
@@ -536,7 +538,8 @@ class OgcService:
     def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:
         """``/collections/{id}/items``: one page of features with paging links."""
         p = self.provider(collection_id)
-        q = ir.query
+        # Filtered pages are counted up to CMM_GEO_COUNT_LIMIT (see Settings.count_limit).
+        q = replace(ir.query, count_limit=get_settings().count_limit or None)
         check_property_filters(q.properties_eq, p.queryables())
         sortable = {s.name for s in schema.sortables(p)}
         for name, _ascending in q.sortby:
@@ -566,7 +569,10 @@ class OgcService:
             }
         )
         nxt = prv = None
-        if q.offset + len(feats) < result.number_matched:
+        matched = result.number_matched
+        # Not counted beyond count_limit: there are more than that many, so a full page
+        # has a next one (which may turn out empty, as OGC allows).
+        if (q.offset + len(feats) < matched) if matched is not None else len(feats) >= q.limit:
             nxt = req.url(offset=q.offset + q.limit, limit=q.limit, f=fmt)
             links.append({"rel": "next", "type": GEOJSON if fmt == "json" else HTML, "href": nxt})
         if q.offset > 0:
@@ -575,7 +581,7 @@ class OgcService:
         payload = {
             "type": "FeatureCollection",
             "features": feats,
-            "numberMatched": result.number_matched,
+            "numberMatched": matched,
             "numberReturned": len(feats),
             # When the data last changed, not the wall clock: the same data gives the same
             # bytes, hence the same ETag, in every worker and replica (and after restarts).
@@ -586,6 +592,8 @@ class OgcService:
             .replace("+00:00", "Z"),
             "links": links,
         }
+        if matched is None:
+            del payload["numberMatched"]
         headers = {"Content-Crs": f"<{ir.crs}>"}
         html = None
         if fmt == "html":
@@ -613,7 +621,10 @@ class OgcService:
                         for f in result.features
                     ],
                     "columns": columns,
-                    "number_matched": result.number_matched,
+                    "number_matched": matched,
+                    "count_limit": f"{q.count_limit or 0:,}".replace(
+                        ",", "." if req.lang == "it" else ","
+                    ),
                     "number_returned": len(feats),
                     "next": nxt,
                     "prev": prv,

@@ -1191,12 +1191,22 @@ class SqlCollection(CollectionProvider):
                 register_sqlite_functions(conn)
             yield conn
 
-    def _count(self, conn: Connection, rev: int, q: FeatureQuery, conds: list[Any]) -> int:
-        stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
-        key = (id(conn.engine), rev, _query_key(q))
+    def _count(self, conn: Connection, rev: int, q: FeatureQuery, conds: list[Any]) -> int | None:
+        """The number of matches; None when a filtered query has more than its
+        ``count_limit``: then the store stops counting at ``count_limit + 1`` rows instead
+        of visiting every match (a page of a 1 M-row table costs the page, not 1 M rows)."""
+        cap = q.count_limit if q.filtered else None
+        key = (id(conn.engine), rev, _query_key(q), cap)
         got = self._counts.get(key)
         if got is _NO:
-            got = int(conn.execute(stmt).scalar_one())
+            if cap:
+                rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
+                stmt = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
+                n = int(conn.execute(stmt).scalar_one())
+                got = None if n > cap else n
+            else:
+                stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
+                got = int(conn.execute(stmt).scalar_one())
             self._counts.put(key, got)
         return got
 
@@ -1230,11 +1240,11 @@ class SqlCollection(CollectionProvider):
         conds: list[Any],
         order: list[Any],
         stmt: sa.Select[Any],
-    ) -> tuple[int, list[Any]]:
+    ) -> tuple[int | None, list[Any]]:
         """(number matched, the page's rows of ``stmt``) — the count first, and no page
         query when the page lies beyond it."""  # fmt: skip
         matched = self._count(conn, rev, q, conds)
-        if q.offset >= matched or q.limit <= 0:
+        if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
         return matched, list(conn.execute(page))
