@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.offload import run_sync
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
 from geo.store import request_revisions
@@ -170,7 +170,7 @@ class OgcCacheMiddleware:
         if self.static(path):
             version = self.version_of(path)
         else:  # reads the store: never on the event loop
-            version = await run_in_threadpool(self.version_of, path)
+            version = await run_sync(self.version_of, path)
         if version is None:
             await self.app(scope, receive, send)
             return

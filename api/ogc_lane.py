@@ -5,7 +5,8 @@ needs: routing over every route of the app, dependency solving, and one threadpo
 synchronous dependency (the collection, the filter, sortby, properties: five per page).
 The lane answers the same requests with the same functions — the route's own dependency
 functions called as plain functions, then ``OgcService.items``/``item`` — in **one**
-threadpool hop, and sends the same ``Response``.
+threadpool hop (``api.offload``; a page's query is cancelled if its client disconnects
+first), and sends the same ``Response``.
 
 It only takes requests whose every parameter is one it parses exactly as FastAPI would;
 anything else (an unknown or repeated parameter, a property filter, ``simplify``, a value
@@ -21,11 +22,11 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.offload import replaying, run_abandonable, run_sync
 from api.ogc_params import (
     bbox,
     bbox_crs,
@@ -87,17 +88,24 @@ class FeaturesLane:
         if m is None or service is None:
             await self.app(scope, receive, send)
             return
+        seen: list[Message] = []
         try:
-            response = await self._answer(scope, service, m.group(1), m.group(2))
+            response = await self._answer(scope, receive, seen, service, m.group(1), m.group(2))
         except Exception:  # declined, or an error: the full app answers it (api.errors)
-            response = None
-        if response is None:
-            await self.app(scope, receive, send)
+            if any(x["type"] == "http.disconnect" for x in seen):
+                return  # the client has gone (and its query was cancelled): nobody to answer
+            await self.app(scope, replaying(seen, receive), send)
             return
         await response(scope, receive, send)
 
     async def _answer(
-        self, scope: Scope, service: OgcService, cid: str, fid: str | None
+        self,
+        scope: Scope,
+        receive: Receive,
+        seen: list[Message],
+        service: OgcService,
+        cid: str,
+        fid: str | None,
     ) -> Response:
         pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
         params = dict(pairs)
@@ -113,9 +121,10 @@ class FeaturesLane:
         if int(limit) < 1:
             raise _Decline
         req = await ogc_request(Request(scope), f)
-        if fid is not None:
-            return await run_in_threadpool(_item, service, req, cid, fid, params)
-        return await run_in_threadpool(_items, service, req, cid, params)
+        if fid is not None:  # one row by primary key: nothing worth abandoning
+            return await run_sync(_item, service, req, cid, fid, params)
+        # A page may run a long filter: given up if the client disconnects meanwhile.
+        return await run_abandonable(receive, seen, _items, service, req, cid, params)
 
 
 def _send(r: OgcResponse) -> Response:

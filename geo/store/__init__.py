@@ -242,7 +242,7 @@ def _install_deadlines(engine: Engine, connect_s: float, statement_s: float) -> 
                 kw = {} if interval is None else {"interval": interval}
                 return super().wait(gen, timeout=timeout, **kw)
             try:
-                return _wait_idle(gen, self.pgconn.socket, self.idle_timeout)
+                return _wait_idle(gen, self.pgconn.socket, self.idle_timeout, self)
             except TimeoutError:
                 breaker.failed()
                 self.pgconn.finish()  # the protocol state is unknown: never reuse it
@@ -277,20 +277,51 @@ def _install_deadlines(engine: Engine, connect_s: float, statement_s: float) -> 
     engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
-def _wait_idle(gen, fileno: int, idle_s: float):  # type: ignore[no-untyped-def]
+#: Set by whoever started the current request's work when its client has gone
+#: (``abandon_on``): the query the thread is waiting for is then cancelled.
+_ABANDON: ContextVar[threading.Event | None] = ContextVar("cmm_geo_abandon", default=None)
+#: How often a wait looks at the abandon event (only waits that have one).
+_ABANDON_CHECK_S = 0.1
+
+
+@contextmanager
+def abandon_on(event: threading.Event) -> Iterator[None]:
+    """Within: a PostgreSQL statement still running when ``event`` is set is cancelled (the
+    server stops it and it raises ``QueryCanceled``), e.g. when the HTTP client has gone."""
+    token = _ABANDON.set(event)
+    try:
+        yield
+    finally:
+        _ABANDON.reset(token)
+
+
+def _wait_idle(gen, fileno: int, idle_s: float, conn=None):  # type: ignore[no-untyped-def]
     """Drive a psycopg generator like ``psycopg.waiting.wait_poll``, but raise TimeoutError
-    when the socket stays silent for ``idle_s`` (a total deadline would cut long imports)."""
+    when the socket stays silent for ``idle_s`` (a total deadline would cut long imports),
+    and cancel the statement when the request's abandon event is set (see ``abandon_on``)."""
     from psycopg import OperationalError
     from psycopg.waiting import READY_R, READY_W, WAIT_R, WAIT_W
 
     poll = select.poll()
     bad = select.POLLERR | select.POLLHUP | select.POLLNVAL
+    abandon = _ABANDON.get() if conn is not None else None
+    slice_ms = int((_ABANDON_CHECK_S if abandon is not None else idle_s) * 1000)
     try:
         s = next(gen)
         while True:
             mask = (select.POLLIN if s & WAIT_R else 0) | (select.POLLOUT if s & WAIT_W else 0)
             poll.register(fileno, mask)
-            events = poll.poll(int(idle_s * 1000))
+            silent_since = time.monotonic()
+            while True:
+                events = poll.poll(slice_ms)
+                if events:
+                    break
+                if abandon is not None and abandon.is_set():
+                    abandon = None  # once: then wait for the server's "canceled" answer
+                    slice_ms = int(idle_s * 1000)
+                    conn.cancel_safe(timeout=max(1.0, min(idle_s, 5.0)))
+                if time.monotonic() - silent_since >= idle_s:
+                    break
             poll.unregister(fileno)
             if not events:
                 raise TimeoutError

@@ -4,13 +4,20 @@ takes and for everything it hands on (errors, odd parameters, HTML)."""
 
 from __future__ import annotations
 
+import queue
+import threading
+import time
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 import api.ogc_lane as lane
 from api.main import create_app
+from geo.ogc.registry import MemoryProvider, registry
+from geo.store import abandon_on, get_engine, read_connection
 
 Q = quote
 TAKEN = [
@@ -115,3 +122,85 @@ def test_lane_keeps_conditional_requests_and_gzip(pair):
     assert with_lane.get(url, headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
     one = with_lane.get("/collections/comuni/items/015146", headers={"Origin": "https://x.example"})
     assert one.json()["id"] == "015146"
+
+
+class _SlowProvider(MemoryProvider):
+    """Its page takes 5 s in PostgreSQL (pg_sleep); records how the query ended."""
+
+    def __init__(self, engine) -> None:
+        super().__init__(
+            "test-slow", "Slow", [], version="1", last_modified=datetime(2025, 1, 1, tzinfo=UTC)
+        )
+        self.engine, self.ended = engine, queue.Queue()
+
+    def query(self, q):
+        started = time.monotonic()
+        try:
+            with read_connection(self.engine) as conn:
+                conn.exec_driver_sql("SELECT pg_sleep(5)")
+        except Exception as exc:
+            self.ended.put((type(getattr(exc, "orig", exc)).__name__, time.monotonic() - started))
+            raise
+        self.ended.put(("finished", time.monotonic() - started))
+        return super().query(q)
+
+
+@pytest.mark.parametrize("store_backend", ["postgis"], indirect=True)
+def test_a_page_whose_client_left_is_cancelled_in_the_database(backend):
+    import asyncio
+
+    slow = _SlowProvider(get_engine())
+    registry.register("test-slow", lambda: slow)
+    app = create_app()
+    sent: list[dict] = []
+
+    async def call() -> None:
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(0.3)  # the client gives up
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": "/collections/test-slow/items", "raw_path": b"",
+            "root_path": "", "query_string": b"limit=5", "headers": [(b"host", b"t")],
+            "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
+        }  # fmt: skip
+        await app(scope, receive, send)
+
+    try:
+        started = time.monotonic()
+        asyncio.run(call())
+        elapsed = time.monotonic() - started
+        how, took = slow.ended.get(timeout=10)
+    finally:
+        registry.unregister("test-slow")
+    assert how == "QueryCanceled", how  # PostgreSQL stopped the statement
+    assert took < 3 and elapsed < 3  # not the 5 s the query would have taken
+    assert not any(m["type"] == "http.response.start" for m in sent)  # nobody to answer
+
+
+def test_abandon_event_cancels_a_running_statement(postgis_url):
+    """geo.store.abandon_on: the statement a thread waits for is cancelled when set."""
+    engine = get_engine(postgis_url)
+    gone = threading.Event()
+    threading.Timer(0.3, gone.set).start()
+    started = time.monotonic()
+    with (
+        pytest.raises(sa.exc.OperationalError, match="canceling statement due to user"),
+        abandon_on(gone),
+        read_connection(engine) as conn,
+    ):
+        conn.exec_driver_sql("SELECT pg_sleep(5)")
+    assert time.monotonic() - started < 3
+    with read_connection(engine) as conn:  # the pool's connection is still good
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    # Without the event set, statements run to their end.
+    with abandon_on(threading.Event()), read_connection(engine) as conn:
+        assert conn.exec_driver_sql("SELECT pg_sleep(0.3), 2").all()[0][1] == 2
