@@ -1,4 +1,5 @@
-"""A short lane for the two hottest reads: ``/collections/{id}/items`` and ``…/items/{fid}``.
+"""A short lane for the hottest reads: ``/collections/{id}/items``, ``…/items/{fid}`` and
+the vector tiles ``…/tiles/{tms}/{z}/{y}/{x}``.
 
 Through FastAPI these requests cost ~3 ms of CPU before and after the ~1 ms the service
 needs: routing over every route of the app, dependency solving, and one threadpool hop per
@@ -22,6 +23,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,11 +40,13 @@ from api.ogc_params import (
     properties,
     sortby,
 )
+from api.routes.tiles import tile_response
 from geo.ogc import ItemsRequest, OgcResponse, OgcService
 from geo.ogc import params as P
 from geo.ogc.registry import FeatureQuery
 
 _PATH = re.compile(r"/collections/([^/]+)/items(?:/([^/]+))?")
+_TILE = re.compile(r"/collections/([^/]+)/tiles/([^/]+)/([^/]+)/([^/]+)/([^/]+)")
 #: What the lane parses itself; any other parameter sends the request to the full app.
 _ITEMS = frozenset(
     {
@@ -74,7 +78,7 @@ class _Decline(Exception):
 
 
 class FeaturesLane:
-    """ASGI middleware: items pages and single features in one threadpool hop."""
+    """ASGI middleware: items pages, single features and tiles in one threadpool hop."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -83,14 +87,20 @@ class FeaturesLane:
         if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        m = _PATH.fullmatch(scope["path"])
+        path = scope["path"]
+        m = _PATH.fullmatch(path)
+        t = _TILE.fullmatch(path) if m is None else None
         service: OgcService | None = getattr(scope["app"].state, "ogc_service", None)
-        if m is None or service is None:
+        if (m is None and t is None) or service is None:
             await self.app(scope, receive, send)
             return
         seen: list[Message] = []
         try:
-            response = await self._answer(scope, receive, seen, service, m.group(1), m.group(2))
+            if t is not None:  # a low-zoom tile may take seconds: abandoned with its client
+                inm = Headers(scope=scope).get("if-none-match")
+                response = await run_abandonable(receive, seen, _tile, *t.groups(), inm)
+            else:
+                response = await self._answer(scope, receive, seen, service, m.group(1), m.group(2))
         except Exception:  # declined, or an error: the full app answers it (api.errors)
             if any(x["type"] == "http.disconnect" for x in seen):
                 return  # the client has gone (and its query was cancelled): nobody to answer
@@ -175,6 +185,11 @@ def _items(service: OgcService, req: Any, cid: str, params: dict[str, str]) -> R
         offset=int(params.get("offset", 0)),
     )
     return _send(service.items(req, provider.id, ItemsRequest(query=q, crs=crs_)))
+
+
+def _tile(cid: str, tms: str, z: str, row: str, col: str, inm: str | None) -> Response:
+    """The route ``tile``: the collection, then the tile (``api.routes.tiles``)."""
+    return tile_response(collection(cid), tms, z, row, col, inm)
 
 
 def _run(coro: Any) -> Any:

@@ -88,6 +88,13 @@ def tile(
     row: Annotated[str, Path(alias="tileRow", description="Row (from the top)")],
     col: Annotated[str, Path(alias="tileCol", description="Column (from the left)")],
 ) -> Response:
+    return tile_response(provider, tms_id, z, row, col, request.headers.get("if-none-match"))
+
+
+def tile_response(
+    provider: Any, tms_id: str, z: str, row: str, col: str, inm: str | None
+) -> Response:
+    """The tile, 204 or 304 (sync: a store query and encoding; also ``api.ogc_lane``'s)."""
     address = T.TileAddress.parse(tms_id, z, row, col)
     etag = T.tile_etag(provider.version(), address)
     headers = {
@@ -96,7 +103,6 @@ def tile(
         "Cache-Control": CACHE_CONTROL,
         "Access-Control-Expose-Headers": "ETag",
     }
-    inm = request.headers.get("if-none-match")
     if inm is not None and etag in (t.strip().removeprefix("W/") for t in inm.split(",")):
         return Response(status_code=304, headers=headers)
     body = T.render_tile(provider, address)
