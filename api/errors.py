@@ -43,18 +43,32 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
 
     from fastapi.responses import HTMLResponse
 
+    from geo.ogc.http import negotiate_language
+
+    # The language of the OGC pages (Accept-Language; ?lang= and the cookie become it).
+    lang = negotiate_language(request.headers.get("accept-language"))
+    words = _PAGE_WORDS[lang]
     title = f"{status_code} {escape(str(body.get('code', 'Error')))}"
     page = (
-        f'<!doctype html><html lang="it"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
         f"</head><body><h1>{title}</h1><p>{escape(str(body.get('description', '')))}</p>"
         + (
-            f"<p>Parametro: <code>{escape(str(body['parameter']))}</code></p>"
+            f"<p>{words['parameter']}: <code>{escape(str(body['parameter']))}</code></p>"
             if body.get("parameter")
             else ""
         )
-        + '<p><a href="/?f=html">Home</a></p></body></html>'
+        + f'<p><a href="/?f=html">{words["home"]}</a></p></body></html>'
     )
-    return HTMLResponse(page, status_code=status_code, headers=headers)
+    return HTMLResponse(
+        page, status_code=status_code, headers={**(headers or {}), "Content-Language": lang}
+    )
+
+
+#: The words of an HTML error page, per language.
+_PAGE_WORDS = {
+    "it": {"parameter": "Parametro", "home": "Pagina iniziale"},
+    "en": {"parameter": "Parameter", "home": "Home"},
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -158,3 +158,15 @@ def test_labels_and_catalogue():
     assert label("it", "population") == "population"  # property names stay as they are
     assert label("en", "Collections") == "Collections" and label("it", None) is None
     assert all(v.strip() for v in LABELS_IT.values())
+
+
+def test_error_pages_speak_the_asked_language(c):
+    it = c.get("/collections/comuni/items?f=html&limit=abc")
+    assert it.status_code == 400 and '<html lang="it">' in it.text
+    assert "Parametro: <code>limit</code>" in it.text and "Pagina iniziale" in it.text
+    assert it.headers["content-language"] == "it"
+    en = c.get("/collections/comuni/items?f=html&limit=abc&lang=en")
+    assert en.status_code == 400 and '<html lang="en">' in en.text
+    assert "Parameter: <code>limit</code>" in en.text and en.headers["content-language"] == "en"
+    missing = c.get("/collections/nope?f=html", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert missing.status_code == 404 and '<html lang="en">' in missing.text
