@@ -1004,8 +1004,21 @@ class SqlCollection(CollectionProvider):
         engine = self.engine()
         if engine.dialect.name != "postgresql":
             raise NotImplementedError("PostGIS tiles need PostgreSQL")
+        built = self.__dict__.setdefault("_tile_stmts", {})
+        stmt = built.get((extent, buffer, limit))
+        if stmt is None:  # built once: SQLAlchemy memoises its cache key, psycopg prepares it
+            stmt = built[extent, buffer, limit] = self._tile_statement(extent, buffer, limit)
+        from geo.store import store_errors
+
+        with store_errors(), read_connection(engine) as conn:
+            body = conn.execute(stmt, {"tz": z, "tx": col, "ty": row}).scalar()
+        return bytes(body) if body else None
+
+    def _tile_statement(self, extent: int, buffer: int, limit: int) -> sa.Select[Any]:
+        """The tile query of :meth:`postgis_tile`, its address as parameters ``tz/tx/ty``."""
         props = self.sql_properties("postgresql")
         t = self.table
+        z, col, row = (sa.bindparam(n, type_=sa.Integer) for n in ("tz", "tx", "ty"))
         tile = sa.func.ST_TileEnvelope(z, col, row)
         # The same buffer the tile keeps: what lies within it is selected (and clipped).
         margin = sa.func.ST_TileEnvelope(z, col, row, sa.text("margin => :m").bindparams(
@@ -1029,12 +1042,7 @@ class SqlCollection(CollectionProvider):
         mvt = sa.text("ST_AsMVT(q, :layer, :extent, 'geom' ORDER BY q.id)").bindparams(
             layer=self.id, extent=extent
         )
-        stmt = sa.select(mvt).select_from(inner)
-        from geo.store import store_errors
-
-        with store_errors(), read_connection(engine) as conn:
-            body = conn.execute(stmt).scalar()
-        return bytes(body) if body else None
+        return sa.select(mvt).select_from(inner)
 
     # -- hooks
 
