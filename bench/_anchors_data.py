@@ -1,9 +1,13 @@
 """Data of bench/anchors.py: synthetic interventions and polygons, loaded by the service's
-own store code into one PostGIS schema, plus the views the anchors (tipg, pygeoapi) read.
+own store code into one PostGIS schema (and, for ``ours-sqlite``, into a fresh embedded
+SQLite store: the same functions, another engine), plus the views the anchors (tipg,
+pygeoapi) read.
 
 * Interventions (points inside the 133 comuni, an amount on 4 rows of 5) go through
   :func:`geo.interventions.prepare` → :func:`geo.interventions.upsert`, in chunks, with ids
-  ``b-0000000``…, so a larger size is a top-up of a smaller one.
+  ``b-0000000``…, so a larger size is a top-up of a smaller one; each chunk is drawn from a
+  seed of its start, so two stores topped up through the same sizes hold the same rows
+  (:func:`fingerprint` checks it).
 * Polygons (≈50 vertices, star-shaped so always valid, 100–600 m radius, centres uniform in
   lon 8.7–9.6, lat 45.15–45.65) go through :func:`geo.layers.collection.add_layer`.
 * ``bench_points`` is a view of ``interventions`` (every column the service answers from,
@@ -11,6 +15,7 @@ own store code into one PostGIS schema, plus the views the anchors (tipg, pygeoa
   ``bench_polygons`` is a view of ``layer_features`` filtered to the one layer, its JSON
   properties as columns. Both are plain views: PostgreSQL inlines them, so the anchors use the
   same GIST index of ``geom`` (generated from the WKB by migration 0001) and the same rows.
+  (PostGIS only: the anchors do not read SQLite.)
 """
 
 from __future__ import annotations
@@ -207,22 +212,60 @@ def write_sample_points(
     """``n`` random stored points (``x y`` lines) for the bbox case to centre its boxes on, so
     every box holds data (a box drawn anywhere in the extent is empty half the time); with
     ``layer_id``, a point on the surface of ``n`` random features of that layer instead
-    (bench/tiles.py picks the tiles containing them)."""
-    sql = (
-        "SELECT ST_X(geom), ST_Y(geom) FROM interventions "
-        "WHERE id LIKE 'b-%' ORDER BY random() LIMIT :n"
-        if layer_id is None
-        else "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p "
-        "FROM layer_features WHERE layer_id = :layer ORDER BY random() LIMIT :n) s"
-    )
+    (bench/tiles.py picks the tiles containing them). On SQLite (no ``geom`` column) a point's
+    bbox corner is the point, and the point on the surface comes from shapely."""
+    if engine.dialect.name == "sqlite":
+        sql = (
+            "SELECT minx, miny FROM interventions WHERE id LIKE 'b-%' ORDER BY random() LIMIT :n"
+            if layer_id is None
+            else "SELECT geometry_wkb FROM layer_features WHERE layer_id = :layer "
+            "ORDER BY random() LIMIT :n"
+        )
+    else:
+        sql = (
+            "SELECT ST_X(geom), ST_Y(geom) FROM interventions "
+            "WHERE id LIKE 'b-%' ORDER BY random() LIMIT :n"
+            if layer_id is None
+            else "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p "
+            "FROM layer_features WHERE layer_id = :layer ORDER BY random() LIMIT :n) s"
+        )
     with engine.connect() as conn:
         rows = conn.execute(sa.text(sql), {"n": n, "layer": layer_id}).all()
+    if rows and len(rows[0]) == 1:  # WKB (SQLite, layer): its point on the surface
+        pts = shapely.point_on_surface(shapely.from_wkb([bytes(r[0]) for r in rows]))
+        rows = list(zip(shapely.get_x(pts), shapely.get_y(pts), strict=True))
     path.write_text("".join(f"{x:.6f} {y:.6f}\n" for x, y in rows))
     return len(rows)
 
 
+def fingerprint(engine: Engine) -> tuple[int, float, float, float]:
+    """Count and coordinate/amount sums of the generated interventions: equal on two stores
+    that hold the same rows (the sums rounded, as their order of addition may differ)."""
+    with engine.connect() as conn:
+        n, sx, sy, sa_ = conn.execute(
+            sa.text(
+                "SELECT count(*), sum(minx), sum(miny), sum(amount_eur) FROM interventions "
+                "WHERE id LIKE 'b-%'"
+            )
+        ).one()
+    return int(n), round(float(sx or 0), 3), round(float(sy or 0), 3), round(float(sa_ or 0), 0)
+
+
 def vacuum_analyze(engine: Engine) -> None:
-    """Fresh statistics and visibility maps after a load (same starting state for all)."""
+    """Fresh statistics and visibility maps after a load (same starting state for all).
+
+    On SQLite only a WAL checkpoint (TRUNCATE: the file holds everything, the WAL is empty):
+    no ``VACUUM`` (it may renumber the rowids the R*Trees are keyed by) and no ``ANALYZE``
+    (the service never runs it on SQLite, so a store it loaded has no statistics either)."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()  # autocommit (isolation_level None): no open transaction
+        try:
+            busy, _, _ = raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            raw.close()
+        if busy:
+            raise RuntimeError("SQLite WAL checkpoint blocked by another connection")
+        return
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         for table in ("interventions", "intervention_comuni", "layer_features", "layers"):
             conn.exec_driver_sql(f"VACUUM ANALYZE {table}")

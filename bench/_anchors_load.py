@@ -36,13 +36,20 @@ _nonce = itertools.count(int(time.time()) % 100_000)
 
 @dataclass
 class Case:
-    """One request kind; ``paths[server]`` = (prefix, suffix) around the random value."""
+    """One request kind; ``paths[server]`` = (prefix, suffix) around the random value;
+    ``server_params[server]``, when given, replaces ``params`` for that server (e.g. the
+    file of stored points of the store it reads)."""
 
     key: str
     label: str
     mode: str  # bbox | id | num | tile | fixed
     params: list[str]
     paths: dict[str, tuple[str, str]]
+    server_params: dict[str, list[str]] = field(default_factory=dict)
+
+    def params_for(self, server: str) -> list[str]:
+        """The mode arguments ``server``'s runs use."""
+        return self.server_params.get(server, self.params)
 
 
 @dataclass
@@ -126,7 +133,7 @@ class Loader:
             logbase = str(logdir / f"{self.server}-{case.key}-{tag}".replace(" ", "_"))
             for old in logdir.glob(Path(logbase).name + "-*.txt"):
                 old.unlink()
-            params = list(case.params)
+            params = list(case.params_for(self.server))
             if case.mode == "id":  # N FORMAT → N START MULT OFF FORMAT
                 n = int(params[0])
                 params = [

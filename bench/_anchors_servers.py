@@ -1,4 +1,5 @@
-"""Servers of bench/anchors.py: this service, tipg, pygeoapi, nginx and a minimal ASGI app.
+"""Servers of bench/anchors.py: this service (on PostGIS, or on its embedded SQLite store),
+tipg, pygeoapi, nginx and a minimal ASGI app.
 
 Each runs as one process on a free loopback port (uvicorn: one worker, uvloop + httptools, no
 access log); :class:`Server` records the command, the start-up time (process start → first
@@ -73,6 +74,8 @@ REPORTED = {
         "shapely",
     ],
 }
+#: This service on its embedded store: the same (anchors.py adds SQLite's library version).
+REPORTED["ours-sqlite"] = [d for d in REPORTED["ours"] if d != "psycopg"]
 UVICORN_FLAGS = [
     "--host",
     "127.0.0.1",
@@ -284,8 +287,11 @@ def running(server: Server) -> Iterator[Server]:
 # ----- the three OGC API – Features servers --------------------------------------------------
 
 
-def ours(db_url: str, data_dir: Path, admin_token: str, ready_path: str) -> Server:
-    """``uvicorn api.main:app`` of this repository, one worker, on the bench schema."""
+def ours(
+    db_url: str, data_dir: Path, admin_token: str, ready_path: str, name: str = "ours"
+) -> Server:
+    """``uvicorn api.main:app`` of this repository, one worker, on ``db_url``: the bench
+    schema on PostGIS (``ours``), or ``sqlite:///…`` for the embedded store (``ours-sqlite``)."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), *UVICORN_FLAGS]
     env = {
@@ -297,7 +303,7 @@ def ours(db_url: str, data_dir: Path, admin_token: str, ready_path: str) -> Serv
         # the per-client rate limit (the anchors have none; bench/hostile_p99.py keeps it).
         "CMM_GEO_FILTER_RATE_PER_CLIENT": "0",
     }
-    return Server("ours", cmd, env, ROOT, port, ready_path)
+    return Server(name, cmd, env, ROOT, port, ready_path)
 
 
 def tipg(

@@ -34,9 +34,23 @@ def serve(
     """
     port = free_port()
     cmd = [
-        sys.executable, "-m", "uvicorn", "api.main:app",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning", "--http", "httptools", "--loop", "uvloop",
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
     ]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]

@@ -1,4 +1,5 @@
-"""Benchmark: this service against tipg and pygeoapi's PostgreSQL provider, same PostGIS tables.
+"""Benchmark: this service against tipg and pygeoapi's PostgreSQL provider, same PostGIS tables;
+and this service on its embedded SQLite store, holding the same rows, in the same run.
 
     .venv/bin/python -m bench.anchors                      # 100 k points + 20 k polygons
     .venv/bin/python -m bench.anchors --size 1m            # 1 M points
@@ -11,17 +12,22 @@ One run writes one table per size to ``bench/results/anchors.md`` (``--output``)
    (``scripts/pg_throwaway.sh``); everything goes into a fresh schema, dropped at the end.
 2. Data loaded by the service's own store code (:mod:`bench._anchors_data`): generated
    interventions through ``prepare`` + ``upsert``, the polygon layer through ``add_layer``;
-   the anchors read two plain views of the same tables (same rows, same GIST index).
+   the anchors read two plain views of the same tables (same rows, same GIST index). With
+   ``ours-sqlite`` the same functions load the same rows (same seeds, checked) into a fresh
+   embedded store too (``cmm_geo.sqlite`` in a temp data dir, deleted at the end).
 3. One server at a time, each one uvicorn worker (uvloop + httptools) on loopback: this
-   service (``uvicorn api.main:app``), tipg, pygeoapi (their own virtualenvs, pinned, see
-   :mod:`bench._anchors_servers`). Per server: start-up (process start → first 200 on a
+   service (``uvicorn api.main:app``) on PostGIS (``ours``) and on the SQLite file
+   (``ours-sqlite``: ``CMM_GEO_DATABASE_URL=sqlite:///…``), tipg, pygeoapi (their own
+   virtualenvs, pinned, see :mod:`bench._anchors_servers`). Per server: start-up (process
+   start → first 200 on a
    one-feature items page), one sample request per case (checked, and compared across
    servers), then per case a warm-up and a measured wrk run with a different random URL on
    every request (``bench/anchors_wrk.lua``; every URL logged and counted: distinct/total;
    the points bbox is placed around a random stored point so that it holds data),
-   resident memory after the load. On this service also: 50 POSTs (latency, and whether the
-   next reads — by id and by bbox — see each new feature), and the cached case: the fixed
-   133-comuni page against nginx and a minimal ASGI app serving the same bytes.
+   resident memory after the load. On this service (both stores) also: 50 POSTs (latency,
+   and whether the next reads — by id and by bbox — see each new feature); on PostGIS only,
+   the cached case: the fixed 133-comuni page against nginx and a minimal ASGI app serving
+   the same bytes. The ratios (req/s) go into a table of their own under the results.
 
 Needs ``wrk`` and ``nginx`` from Debian (``apt-get install -y wrk nginx-light``).
 """
@@ -36,6 +42,7 @@ import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -57,7 +64,18 @@ from bench._anchors_load import Case, Loader, Run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "anchors.md"
-SERVERS = ("ours", "tipg", "pygeoapi")
+SERVERS = ("ours", "ours-sqlite", "tipg", "pygeoapi")
+#: This service, on either store (both get the write test).
+OURS = ("ours", "ours-sqlite")
+#: How the tables name each server.
+LABEL = {
+    "ours": "ours (PostGIS)",
+    "ours-sqlite": "ours (embedded SQLite)",
+    "tipg": "tipg",
+    "pygeoapi": "pygeoapi",
+}
+#: The store each server reads (the anchors only read PostGIS).
+STORE = {"ours": "postgis", "ours-sqlite": "sqlite", "tipg": "postgis", "pygeoapi": "postgis"}
 COMUNI_PAGE = "/collections/comuni/items?limit=133"
 #: Sample values of each case (also a check that every server answers the same).
 SAMPLE = {
@@ -128,8 +146,13 @@ def libpq_dsn(url: str) -> str:
 # ----- cases ----------------------------------------------------------------------------------
 
 
-def cases(size: int, schema: str, layer_id: str, points_file: Path) -> list[Case]:
-    """The four uncached cases, with each server's URL around the random value."""
+def cases(
+    size: int, schema: str, layer_ids: dict[str, str], points_files: dict[str, Path]
+) -> list[Case]:
+    """The four uncached cases, with each server's URL around the random value.
+
+    ``layer_ids``: the polygon layer's id per store (``postgis``, ``sqlite``: each store
+    names it); ``points_files``: stored points per store, drawn from the rows it holds."""
     t_bounds = shapely.total_bounds(data.get_territory().geometries)
     lat0 = float((t_bounds[1] + t_bounds[3]) / 2)
     kx, ky = 1 / (111_320 * np.cos(np.radians(lat0))), 1 / 110_540
@@ -139,12 +162,17 @@ def cases(size: int, schema: str, layer_id: str, points_file: Path) -> list[Case
         f"/collections/{schema}.bench_polygons/items",
     )
     gt = "&filter=amount_eur%20%3E%20"
-    return [
+    points_bbox = lambda store: [  # noqa: E731
+        *(f"{v:.6f}" for v in t_bounds),
+        *km(1),
+        str(points_files[store]),
+    ]
+    out = [
         Case(
             "points_bbox",
             "random 1 km bbox around a stored point, limit 100 (points)",
             "bbox",
-            [*(f"{v:.6f}" for v in t_bounds), *km(1), str(points_file)],
+            points_bbox("postgis"),
             {
                 "ours": ("/collections/interventions/items?f=json&limit=100&bbox=", ""),
                 "tipg": (f"{tp}?f=geojson&limit=100&bbox=", ""),
@@ -185,12 +213,23 @@ def cases(size: int, schema: str, layer_id: str, points_file: Path) -> list[Case
             "bbox",
             [*(f"{v:.6f}" for v in data.POLYGON_BBOX), *km(5)],
             {
-                "ours": (f"/collections/{layer_id}/items?f=json&limit=100&bbox=", ""),
+                "ours": (f"/collections/{layer_ids['postgis']}/items?f=json&limit=100&bbox=", ""),
                 "tipg": (f"{tq}?f=geojson&limit=100&bbox=", ""),
                 "pygeoapi": ("/collections/bench_polygons/items?f=json&limit=100&bbox=", ""),
             },
         ),
     ]
+    # This service on its embedded store: the same URLs, the layer id the SQLite store gave,
+    # boxes around points of that store.
+    if "sqlite" in layer_ids:
+        for case in out:
+            case.paths["ours-sqlite"] = case.paths["ours"]
+        out[0].server_params["ours-sqlite"] = points_bbox("sqlite")
+        out[3].paths["ours-sqlite"] = (
+            f"/collections/{layer_ids['sqlite']}/items?f=json&limit=100&bbox=",
+            "",
+        )
+    return out
 
 
 def sample_url(case: Case, server: str) -> str:
@@ -383,60 +422,88 @@ class SizeResult:
     size: int
     polygons: int
     total_points: int
-    load_s: float
+    #: Seconds to top the generated points up to ``size``, per store (postgis, sqlite).
+    load_s: dict[str, float]
     servers: dict[str, ServerResult]
-    writes: dict[str, Any] | None
+    #: The write test, per server that had one (this service, on either store).
+    writes: dict[str, dict[str, Any]]
     cached: dict[str, Any] | None
     cases: list[Case]
+    #: Bytes of the SQLite file after the load (when ours-sqlite ran).
+    sqlite_bytes: int | None = None
 
 
 def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> SizeResult:  # type: ignore[no-untyped-def]
-    """Load up to ``size`` points, then measure every server on them."""
-    engine = ctx["engine"]
+    """Load up to ``size`` points into every store, then measure every server on them."""
+    engines: dict[str, sa.Engine] = ctx["engines"]
     log(f"== {size:,} generated points + {args.polygons:,} polygons")
-    load_s = data.load_points(engine, size, log)
-    data.vacuum_analyze(engine)
-    with engine.connect() as conn:
-        total = conn.execute(sa.text("SELECT count(*) FROM interventions")).scalar_one()
-    points_file = srv.WORK / "points.txt"
-    data.write_sample_points(engine, points_file)
-    all_cases = cases(size, ctx["schema"], ctx["layer_id"], points_file)
+    load_s, prints, totals, points_files = {}, {}, {}, {}
+    sqlite_bytes = None
+    for store, engine in engines.items():
+        log(f"  loading into {store}")
+        load_s[store] = data.load_points(engine, size, log)
+        data.vacuum_analyze(engine)
+        if store == "sqlite":  # the file (+ WAL, empty after the checkpoint) after the load
+            sqlite_bytes = sum(f.stat().st_size for f in ctx["sqlite_dir"].glob("cmm_geo.sqlite*"))
+        prints[store] = data.fingerprint(engine)
+        with engine.connect() as conn:
+            totals[store] = conn.execute(sa.text("SELECT count(*) FROM interventions")).scalar_one()
+        points_files[store] = srv.WORK / f"points-{store}.txt"
+        data.write_sample_points(engine, points_files[store])
+        engine.dispose()  # no connection of this process stays open while a server runs
+    if len(set(prints.values())) > 1 or len(set(totals.values())) > 1:
+        raise SystemExit(f"the stores do not hold the same rows: {prints}, totals {totals}")
+    all_cases = cases(size, ctx["schema"], ctx["layer_ids"], points_files)
     results: dict[str, ServerResult] = {}
-    writes = cached = None
+    writes: dict[str, dict[str, Any]] = {}
+    cached = None
     for name in args.servers:
         server = ctx["make"][name]()
         with srv.running(server):
             res = results[name] = measure(server, ctx["versions"][name], all_cases, args, log)
-            if name == "ours":
-                if with_cached:
-                    status, body, headers = srv.fetch(server.base + COMUNI_PAGE)
-                    if status != 200:
-                        raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
-                    case = Case(
-                        "comuni_page", "133-comuni page", "fixed", [], {"ours": (COMUNI_PAGE, "")}
-                    )
-                    loader = Loader("ours", server.base, args.threads, args.connections)
-                    if args.warmup > 0:
-                        loader.run(case, args.warmup, "warmup")
-                    ours_cached = loader.run(case, args.duration, "measure")
-                    log(
-                        f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
-                        f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
-                    )
-                    cached_body = (body, headers.get("Content-Type", "application/json"))
-                if args.writes:
-                    writes = write_test(server.base, ctx["token"], args.writes, size)
-                    log(
-                        f"  writes: POST median {writes['post_median_ms']:.1f} ms, "
-                        f"next read by id ok {writes['id_ok']}/{writes['posted']}, "
-                        f"by bbox ok {writes['bbox_ok']}/{writes['posted']}"
-                    )
-                    res.extra["rss_after_writes_mb"] = server.rss_mb()
-        if name == "ours" and args.writes:
-            data.vacuum_analyze(engine)  # the writes left dead rows: same state for the next
+            if name == "ours" and with_cached:
+                status, body, headers = srv.fetch(server.base + COMUNI_PAGE)
+                if status != 200:
+                    raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
+                case = Case(
+                    "comuni_page", "133-comuni page", "fixed", [], {"ours": (COMUNI_PAGE, "")}
+                )
+                loader = Loader("ours", server.base, args.threads, args.connections)
+                if args.warmup > 0:
+                    loader.run(case, args.warmup, "warmup")
+                ours_cached = loader.run(case, args.duration, "measure")
+                log(
+                    f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
+                    f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
+                )
+                cached_body = (body, headers.get("Content-Type", "application/json"))
+            if name in OURS and args.writes:
+                w = writes[name] = write_test(server.base, ctx["token"], args.writes, size)
+                log(
+                    f"  writes: POST median {w['post_median_ms']:.1f} ms, "
+                    f"next read by id ok {w['id_ok']}/{w['posted']}, "
+                    f"by bbox ok {w['bbox_ok']}/{w['posted']}"
+                )
+                res.extra["rss_after_writes_mb"] = server.rss_mb()
+        if name in OURS and args.writes:
+            # The writes left dead rows (PostGIS) or WAL pages (SQLite): same state for the next.
+            engine = engines[STORE[name]]
+            data.vacuum_analyze(engine)
+            engine.dispose()
     if with_cached and "ours" in args.servers:
         cached = cached_case(*cached_body, ours_cached, args, log)
-    return SizeResult(size, args.polygons, total, load_s, results, writes, cached, all_cases)
+    total = next(iter(totals.values()))
+    return SizeResult(
+        size,
+        args.polygons,
+        total,
+        load_s,
+        results,
+        writes,
+        cached,
+        all_cases,
+        sqlite_bytes,
+    )
 
 
 # ----- report ---------------------------------------------------------------------------------
@@ -508,7 +575,10 @@ def report(
     names = [n for n in SERVERS if n in args.servers]
     short = args.duration < 10 or any(r.size < 100_000 for r in results)
     minutes = (datetime.now(UTC) - started).total_seconds() / 60
-    lines = ["# This service against tipg and pygeoapi on the same PostGIS tables", ""]
+    title = "# This service against tipg and pygeoapi on the same PostGIS tables"
+    if "ours-sqlite" in names:
+        title += ", and on its embedded SQLite store"
+    lines = [title, ""]
     if short:
         lines += [
             "> **Short validation run — not a measurement.** "
@@ -516,12 +586,20 @@ def report(
             "machine: these numbers only show that the harness works.",
             "",
         ]
+    sqlite_note = (
+        f" The embedded store of `ours (embedded SQLite)`: SQLite "
+        f"{ctx['versions_full']['ours-sqlite']['SQLite']}, a fresh file on the same machine, "
+        "holding the same rows (loaded by the same code, checked: same count and coordinate "
+        "sums); the anchors only read PostGIS."
+        if "ours-sqlite" in names
+        else ""
+    )
     lines += [
         f"Run {started:%Y-%m-%d %H:%M} UTC, {minutes:.0f} min. "
         f"Machine: {m['cpu']}, {m['memory']} RAM, {m['os']}; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (1 min). "
         f"Database: PostgreSQL {ctx['pg']}, PostGIS {ctx['postgis']} ({ctx['db_kind']}), "
-        "on the same machine.",
+        "on the same machine." + sqlite_note,
         "",
         f"Load: `wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency` per "
         f"case after a {args.warmup:g} s warm-up, one server at a time, wrk on the same cores; "
@@ -532,7 +610,7 @@ def report(
         "",
     ]
     for res in results:
-        lines += _size_section(res, names, args)
+        lines += _size_section(res, names, ctx, args)
     if len(results) > 1:
         lines += _growth(results, names)
     lines += _versions(ctx, names, m)
@@ -540,31 +618,74 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def _size_section(res: SizeResult, names: list[str], args) -> list[str]:  # type: ignore[no-untyped-def]
+def _ratio_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """(a, b) for each "a / b" column: each variant of this service against each anchor,
+    then embedded SQLite against PostGIS (the same service, the other store)."""
+    pairs = [(a, b) for a in OURS if a in names for b in ("tipg", "pygeoapi") if b in names]
+    if "ours" in names and "ours-sqlite" in names:
+        pairs.append(("ours-sqlite", "ours"))
+    return pairs
+
+
+def _load_text(res: SizeResult, ctx: dict[str, Any]) -> str:
+    where = {"postgis": "into PostGIS", "sqlite": "into the embedded SQLite store"}
+    parts = [f"{_f(s)} s {where[k]}" for k, s in res.load_s.items()]
+    text = f"loading the new points took {' and '.join(parts)} (prepare + upsert)"
+    if "sqlite" in res.load_s:
+        text += (
+            f"; the {res.polygons:,} polygons (add_layer, once per run) took "
+            f"{_f(ctx['load_polygons_s'])} s and {_f(ctx['load_polygons_sqlite_s'])} s; "
+            f"the SQLite file is {_f((res.sqlite_bytes or 0) / 2**20, 0)} MB"
+        )
+    return text + "."
+
+
+def _writes_text(name: str, w: dict[str, Any]) -> str:
+    return (
+        f"Writes ({LABEL[name]}): {w['posted']}/{w['n']} POSTs of a new intervention, "
+        f"median {_f(w['post_median_ms'])} ms, p90 {_f(w['post_p90_ms'])} ms, max "
+        f"{_f(w['post_max_ms'])} ms; the next read by id saw the new feature "
+        f"{w['id_ok']}/{w['posted']} times (median {_f(w['id_median_ms'])} ms), the "
+        f"next bbox read {w['bbox_ok']}/{w['posted']} times (median "
+        f"{_f(w['bbox_median_ms'])} ms). Each was then deleted again (DELETE median "
+        f"{_f(w['delete_median_ms'])} ms; the next read by id answered 404 "
+        f"{w['gone_ok']}/{w['posted']} times), so every server reads the same rows."
+        + (f" Failures: {w['failures']}" if w["failures"] else "")
+    )
+
+
+def _size_section(res: SizeResult, names: list[str], ctx: dict[str, Any], args) -> list[str]:  # type: ignore[no-untyped-def]
     out = [
         f"## {res.size:,} generated points + {res.polygons:,} polygons",
         "",
         f"`interventions` holds {res.total_points:,} rows ({res.size:,} generated, the "
-        f"104 documented ones; the write test deletes what it adds); loading the new "
-        f"points took {res.load_s:.0f} s (prepare + upsert).",
+        f"104 documented ones; the write test deletes what it adds); {_load_text(res, ctx)}",
         "",
     ]
-    head = "| request | " + " | ".join(f"{n} req/s | {n} p99 ms" for n in names)
-    ratios = [n for n in names if n != "ours"] if "ours" in names else []
-    head += "".join(f" | ours / {n}" for n in ratios) + " | distinct/total URLs |"
-    out += [head, "|---|" + "---:|" * (2 * len(names) + len(ratios)) + "---|"]
+    head = "| request | " + " | ".join(f"{LABEL[n]} req/s | {LABEL[n]} p99 ms" for n in names)
+    out += [head + " | distinct/total URLs |", "|---|" + "---:|" * (2 * len(names)) + "---|"]
     for case in res.cases:
         row = f"| {case.label} |"
         for n in names:
             r = res.servers[n].runs[case.key]
             row += f" {_f(r.rps)} | {_f(r.p99_ms)} |"
-        for n in ratios:
-            ours_rps = res.servers["ours"].runs[case.key].rps
-            row += f" {_ratio(ours_rps, res.servers[n].runs[case.key].rps)} |"
         row += " " + ", ".join(res.servers[n].runs[case.key].distinct_text for n in names) + " |"
         out.append(row)
+    if pairs := _ratio_pairs(names):
+        out += [
+            "",
+            "Ratios of the requests per second above (> 1× = the first is faster):",
+            "",
+            "| request | " + " | ".join(f"{LABEL[a]} / {LABEL[b]}" for a, b in pairs) + " |",
+            "|---|" + "---:|" * len(pairs),
+        ]
+        for case in res.cases:
+            rps = {n: res.servers[n].runs[case.key].rps for n in names}
+            out.append(
+                f"| {case.label} | " + " | ".join(_ratio(rps[a], rps[b]) for a, b in pairs) + " |"
+            )
     problems = [
-        f"{n} {c.key}: non-2xx {res.servers[n].runs[c.key].non2xx}, socket errors "
+        f"{LABEL[n]} {c.key}: non-2xx {res.servers[n].runs[c.key].non2xx}, socket errors "
         f"{res.servers[n].runs[c.key].errors}"
         for n in names
         for c in res.cases
@@ -585,13 +706,13 @@ def _size_section(res: SizeResult, names: list[str], args) -> list[str]:  # type
         rss = f"{_f(s.rss_load_mb, 0)} MB"
         if "rss_after_writes_mb" in s.extra:
             rss += f" ({_f(s.extra['rss_after_writes_mb'], 0)} MB after the writes)"
-        out.append(f"| {n} | {_f(s.startup_s, 2)} s | {_f(s.rss_idle_mb, 0)} MB | {rss} |")
+        out.append(f"| {LABEL[n]} | {_f(s.startup_s, 2)} s | {_f(s.rss_idle_mb, 0)} MB | {rss} |")
     out += [
         "",
         "Same answers? One sample request per case (the same parameters on every "
         "server): numberMatched / features returned, body bytes, first-request latency.",
         "",
-        "| case | " + " | ".join(names) + " |",
+        "| case | " + " | ".join(LABEL[n] for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
     for case in res.cases:
@@ -620,28 +741,17 @@ def _size_section(res: SizeResult, names: list[str], args) -> list[str]:  # type
         if not differ
         else f"**They differ** on: {'; '.join(differ)}.",
     ]
-    if res.writes:
-        w = res.writes
-        out += [
-            "",
-            f"Writes (this service): {w['posted']}/{w['n']} POSTs of a new intervention, "
-            f"median {_f(w['post_median_ms'])} ms, p90 {_f(w['post_p90_ms'])} ms, max "
-            f"{_f(w['post_max_ms'])} ms; the next read by id saw the new feature "
-            f"{w['id_ok']}/{w['posted']} times (median {_f(w['id_median_ms'])} ms), the "
-            f"next bbox read {w['bbox_ok']}/{w['posted']} times (median "
-            f"{_f(w['bbox_median_ms'])} ms). Each was then deleted again (DELETE median "
-            f"{_f(w['delete_median_ms'])} ms; the next read by id answered 404 "
-            f"{w['gone_ok']}/{w['posted']} times), so every server reads the same rows."
-            + (f" Failures: {w['failures']}" if w["failures"] else ""),
-        ]
+    for n in names:
+        if n in res.writes:
+            out += ["", _writes_text(n, res.writes[n])]
     if res.cached:
         c = res.cached
         peers = [p for p in ("nginx", "minimal ASGI") if p in c]
         out += [
             "",
             f"Cached against cached: `{COMUNI_PAGE}` ({c['bytes']:,} bytes, "
-            f"`{c['content_type']}`), a fixed URL, so this service answers from its "
-            "response cache; nginx serves the same bytes from a file (one worker process), "
+            f"`{c['content_type']}`), a fixed URL, so this service (on PostGIS) answers from "
+            "its response cache; nginx serves the same bytes from a file (one worker process), "
             "the minimal ASGI app (`bench/_static_asgi.py`) from memory under the same "
             "uvicorn.",
             "",
@@ -671,9 +781,9 @@ def _growth(results: list[SizeResult], names: list[str]) -> list[str]:
             cells = " | ".join(
                 f"{_f(s.runs[c.key].rps)} ({_f(s.runs[c.key].p99_ms)})" for c in res.cases
             )
-            post = _f(res.writes["post_median_ms"]) if n == "ours" and res.writes else "–"
+            post = _f(res.writes[n]["post_median_ms"]) if n in res.writes else "–"
             out.append(
-                f"| {n} | {res.size:,} | {_f(s.startup_s, 2)} | {_f(s.rss_load_mb, 0)} | "
+                f"| {LABEL[n]} | {res.size:,} | {_f(s.startup_s, 2)} | {_f(s.rss_load_mb, 0)} | "
                 f"{cells} | {post} |"
             )
     return [*out, ""]
@@ -683,7 +793,7 @@ def _versions(ctx: dict[str, Any], names: list[str], m: dict[str, str]) -> list[
     out = ["## Versions and configuration", ""]
     for n in names:
         v = ctx["versions_full"][n]
-        out.append(f"- **{n}**: " + ", ".join(f"{k} {x}" for k, x in v.items()))
+        out.append(f"- **{LABEL[n]}**: " + ", ".join(f"{k} {x}" for k, x in v.items()))
     out += [
         f"- wrk: {m['wrk']}; nginx: {m['nginx']}; Python {m['python']}; this repository at "
         f"{m['commit']}.",
@@ -699,6 +809,22 @@ def _versions(ctx: dict[str, Any], names: list[str], m: dict[str, str]) -> list[
         "set to the bench schema); `f=json`; `CMM_GEO_ADMIN_TOKEN` set for the writes; "
         "`CMM_GEO_FILTER_RATE_PER_CLIENT=0` (wrk sends every filter from one address: the "
         "per-client rate limit would answer 429s, not queries).",
+    ]
+    if "ours-sqlite" in names:
+        out.append(
+            "- ours (embedded SQLite) is the same service on the same tables in a SQLite file, "
+            "`CMM_GEO_DATABASE_URL=sqlite:///<data dir>/cmm_geo.sqlite` (the file the service "
+            "uses by default under `CMM_GEO_DATA_DIR`), otherwise configured as on PostGIS; "
+            "WAL journal, R*Trees over the bbox columns (migrations 0005, 0006). The same rows "
+            "were loaded into it by the same functions; after each load its WAL is "
+            "checkpointed (TRUNCATE), but there is no `ANALYZE` (the service never runs it on "
+            "SQLite, so a store it loaded has no statistics either) and no `VACUUM` (it may "
+            "renumber the rowids the R*Trees are keyed by). The layer id is the one that "
+            f"store gave (`{ctx['layer_ids'].get('sqlite')}`; on PostGIS "
+            f"`{ctx['layer_ids'].get('postgis')}`); its bbox boxes are placed around points "
+            "drawn from its own rows."
+        )
+    out += [
         "- The views (a view is inlined by PostgreSQL: same rows, same GIST index on `geom`): "
         "`bench_points` = `interventions` minus `geometry_wkb`, the bbox columns and "
         "`content_hash` (tipg and pygeoapi would otherwise send the WKB as a property); "
@@ -708,7 +834,13 @@ def _versions(ctx: dict[str, Any], names: list[str], m: dict[str, str]) -> list[
         "`unioni` (from `intervention_comuni` and the territory) and a `precision_note`, so its "
         "bodies differ in size (see the body bytes above); each server uses its own default "
         "ordering and `numberMatched`.",
-        "- RSS is VmRSS of the server process and its children (/proc), not counting PostgreSQL.",
+        "- RSS is VmRSS of the server process and its children (/proc), not counting PostgreSQL"
+        + (
+            "; for ours (embedded SQLite) it includes the database engine and its page cache, "
+            "which run inside the process."
+            if "ours-sqlite" in names
+            else "."
+        ),
         "",
     ]
     return out
@@ -777,6 +909,35 @@ def bench_store(stack, url: str, schema: str, args, ctx: dict[str, Any], log):  
     return engine
 
 
+def sqlite_store(stack, args, ctx: dict[str, Any], log):  # type: ignore[no-untyped-def]
+    """A fresh embedded store, as the service makes it by default (``cmm_geo.sqlite`` in its
+    data dir): migrated, seeded, the polygons loaded as one layer by the same code as on
+    PostGIS; deleted when ``stack`` closes (unless ``--keep-schema``). Fills ``ctx`` with
+    ``sqlite_dir``, ``sqlite_url``, ``layer_id_sqlite`` and ``load_polygons_sqlite_s``."""
+    from geo import interventions as iv
+    from geo.store import create_store_engine, migrate
+
+    data_dir = Path(tempfile.mkdtemp(prefix="cmm-geo-anchors-sqlite-"))
+    if args.keep_schema:
+        log(f"SQLite store kept in {data_dir}")
+    else:
+        stack.callback(shutil.rmtree, data_dir, True)
+    url = f"sqlite:///{(data_dir / 'cmm_geo.sqlite').as_posix()}"
+    engine = create_store_engine(url)
+    stack.callback(engine.dispose)
+    migrate(engine)
+    iv.get_store(engine)  # seeds the 104 documented interventions
+    t0 = time.perf_counter()
+    ctx["layer_id_sqlite"] = data.load_polygons(engine, args.polygons)
+    ctx["load_polygons_sqlite_s"] = time.perf_counter() - t0
+    log(
+        f"{args.polygons:,} polygons stored in SQLite as layer {ctx['layer_id_sqlite']!r} "
+        f"in {ctx['load_polygons_sqlite_s']:.0f} s"
+    )
+    ctx["sqlite_dir"], ctx["sqlite_url"] = data_dir, url
+    return engine
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -794,7 +955,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     ap.add_argument("--writes", type=int, default=50, help="POSTs in the write test (50)")
     ap.add_argument(
-        "--servers", default=",".join(SERVERS), help="comma-separated subset of ours,tipg,pygeoapi"
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of " + ",".join(SERVERS),
     )
     ap.add_argument("--no-cached", action="store_true", help="skip the cached case")
     ap.add_argument("--output", type=Path, default=RESULTS, help="markdown results file")
@@ -821,6 +984,10 @@ def main() -> None:
     pys = {n: srv.ensure_venv(n) for n in ("tipg", "pygeoapi") if n in args.servers}
     ctx: dict[str, Any] = {"machine": machine(), "token": secrets.token_urlsafe(24)}
     ctx["versions_full"] = {"ours": srv.versions(sys.executable, srv.REPORTED["ours"])}
+    ctx["versions_full"]["ours-sqlite"] = {
+        **srv.versions(sys.executable, srv.REPORTED["ours-sqlite"]),
+        "SQLite": sqlite3.sqlite_version,
+    }
     for n, py in pys.items():
         ctx["versions_full"][n] = srv.versions(py, srv.REPORTED[n])
     ctx["versions"] = {n: next(iter(v.values())) for n, v in ctx["versions_full"].items()}
@@ -830,7 +997,11 @@ def main() -> None:
     with ExitStack() as stack:
         url, ctx["db_kind"] = stack.enter_context(database(log))
         engine = bench_store(stack, url, schema, args, ctx, log)
-        ctx["engine"] = engine
+        ctx["engines"] = {"postgis": engine}
+        ctx["layer_ids"] = {"postgis": ctx["layer_id"]}
+        if "ours-sqlite" in args.servers:
+            ctx["engines"]["sqlite"] = sqlite_store(stack, args, ctx, log)
+            ctx["layer_ids"]["sqlite"] = ctx["layer_id_sqlite"]
         data_dir = Path(tempfile.mkdtemp(prefix="cmm-geo-anchors-"))
         stack.callback(shutil.rmtree, data_dir, True)
         ours_url = with_search_path(url, schema)
@@ -838,6 +1009,13 @@ def main() -> None:
         ctx["make"] = {
             "ours": lambda: srv.ours(
                 ours_url, data_dir, ctx["token"], "/collections/interventions/items?f=json&limit=1"
+            ),
+            "ours-sqlite": lambda: srv.ours(
+                ctx["sqlite_url"],
+                ctx["sqlite_dir"],
+                ctx["token"],
+                "/collections/interventions/items?f=json&limit=1",
+                name="ours-sqlite",
             ),
             "tipg": lambda: srv.tipg(
                 pys["tipg"], libpq_dsn(url), schema, f"{pts}?f=geojson&limit=1"
