@@ -155,28 +155,34 @@ async def create_item(
     principal = await _principal(request, authorization)
     _crs_ok(content_crs)
     body = await _body(request)
-    feature = await run_in_threadpool(iv.create_feature, body, principal=principal)
-    return await run_in_threadpool(
-        _feature_response, feature, 201, Location=f"{ITEMS}/{feature['id']}"
-    )
+    return await run_in_threadpool(_create, body, principal)
+
+
+def _create(body: dict[str, Any], principal: Principal) -> Response:
+    """The write and its answer in one threadpool hop."""
+    feature = iv.create_feature(body, principal=principal)
+    return _feature_response(feature, 201, Location=f"{ITEMS}/{feature['id']}")
 
 
 async def _update(
     write, feature_id, request, authorization, content_crs, if_match=None
 ) -> Response:
     """Authenticate, check the CRS and ``If-Match``, apply ``write`` (replace or merge
-    patch), answer 200 with the new ETag."""
+    patch), answer 200 with the new ETag (the write and its answer in one threadpool hop)."""
     principal = await _principal(request, authorization)
     _crs_ok(content_crs)
     body = await _body(request)
-    feature = await run_in_threadpool(
-        write,
-        feature_id,
-        body,
-        principal=principal,
-        precondition=lambda: _check_if_match(feature_id, if_match),  # inside the write
-    )
-    return await run_in_threadpool(_feature_response, feature, 200)
+
+    def written() -> Response:
+        feature = write(
+            feature_id,
+            body,
+            principal=principal,
+            precondition=lambda: _check_if_match(feature_id, if_match),  # inside the write
+        )
+        return _feature_response(feature, 200)
+
+    return await run_in_threadpool(written)
 
 
 @router.put(ITEMS + "/{feature_id}", summary="Replace an intervention")

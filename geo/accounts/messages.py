@@ -476,6 +476,8 @@ _VALIDATION_IT: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^not a number: (.*)"), "Non è un numero: {0}."),
     (re.compile(r"^not a finite number: (.*)"), "Non è un numero finito: {0}."),
     (re.compile(r"^negative amount$"), "L'importo non può essere negativo."),
+    (re.compile(r"^contains a NUL character"), "Contiene un carattere NUL, non ammesso."),
+    (re.compile(r"^at most (\d+) characters$"), "Al massimo {0} caratteri."),
     (re.compile(r"^must be A, B or C$"), "Deve essere A, B o C."),
     (re.compile(r"^a CUP has 15 letters/digits$"), "Un CUP ha 15 lettere o cifre."),
     (re.compile(r"^not an http\(s\) URL$"), "Non è un indirizzo web http(s)."),

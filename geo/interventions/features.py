@@ -1,6 +1,7 @@
 """Single-feature writes (OGC API – Features Part 4): create, replace, merge-patch.
 
-Each goes through the same validation as an import and the same all-or-nothing upsert.
+Each goes through the same rules as an import (:func:`prepare_feature`: the one-record way
+of :mod:`.validation`, no table built) and the same all-or-nothing upsert.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from typing import Any
 
 import numpy as np
 import shapely
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from geo.auth import ADMIN, Principal
-from geo.errors import Conflict, InvalidParameter, NotFound, ValidationFailed
-from geo.interventions.model import COLUMNS, InputTable
-from geo.interventions.store import get_feature, get_store, interventions_table, upsert
-from geo.interventions.validation import prepare
+from geo.errors import InvalidParameter, NotFound, ValidationFailed
+from geo.interventions.model import COLUMNS, InputTable, Prepared
+from geo.interventions.store import get_feature, get_store, upsert
+from geo.interventions.validation import cell_text, prepare_one
 from geo.lazy import lazy_module
 from geo.store import transaction
 
@@ -101,60 +101,66 @@ def _scalar_or_list(v: Any) -> bool:
     return v is None or isinstance(v, str | int | float | bool)
 
 
+def feature_input(feat: Any) -> tuple[dict[str, Any], Any]:
+    """The writable properties of a Feature (its ``id`` when the properties have none) and
+    its geometry as shapely (None when null); 422 on an unknown member or property, or a
+    geometry shapely cannot read."""
+    check_feature(feat)
+    props = {k: v for k, v in (feat.get("properties") or {}).items() if k in WRITABLE}
+    if feat.get("id") is not None and not props.get("id"):
+        props["id"] = str(feat["id"])
+    g = feat.get("geometry")
+    if g is None:
+        return props, None
+    try:
+        return props, shapely.geometry.shape(g)
+    except Exception as exc:
+        raise ValidationFailed(
+            "bad geometry", details=[{"row": 1, "field": "geometry", "message": str(exc)}]
+        ) from exc
+
+
 def table_from_features(features: list[dict[str, Any]]) -> InputTable:
     """InputTable from GeoJSON Features (properties + CRS84 geometry, id from the feature)."""
     rows, geoms = [], []
     for feat in features:
-        check_feature(feat)
-        props = {k: v for k, v in (feat.get("properties") or {}).items() if k in WRITABLE}
-        if feat.get("id") is not None and not props.get("id"):
-            props["id"] = str(feat["id"])
+        props, geom = feature_input(feat)
         rows.append(props)
-        g = feat.get("geometry")
-        if g is None:
-            geoms.append(None)
-            continue
-        try:
-            geoms.append(shapely.geometry.shape(g))
-        except Exception as exc:
-            raise ValidationFailed(
-                "bad geometry", details=[{"row": 1, "field": "geometry", "message": str(exc)}]
-            ) from exc
+        geoms.append(geom)
     frame = pd.DataFrame(rows, columns=sorted({k for r in rows for k in r} | set(COLUMNS)))
     return InputTable.build(frame, np.array(geoms, dtype=object))
+
+
+def prepare_feature(feature: dict[str, Any], *, source: str = "api") -> Prepared:
+    """One Feature validated and turned into a record: what ``prepare(table_from_features(
+    [feature]))`` answers, without building a table (a write's cost is its database work)."""
+    props, geom = feature_input(feature)
+    return prepare_one({k: cell_text(props.get(k)) for k in COLUMNS}, geom, source=source)
 
 
 def create_feature(
     feature: dict[str, Any], *, principal: Principal = ADMIN, engine: Engine | None = None
 ) -> dict[str, Any]:
     """POST: a new intervention (Conflict if the id exists). Returns the stored feature."""
-    prepared = prepare(table_from_features([feature]), source="api")
+    prepared = prepare_feature(feature)
     prepared.raise_for_errors()
     engine = get_store(engine)
     rid = prepared.records[0]["id"]
     with transaction(engine) as conn:
-        exists = conn.execute(
-            sa.select(interventions_table.c.id).where(interventions_table.c.id == rid)
-        ).first()
-        if exists:
-            raise Conflict(f"an intervention with id {rid!r} exists; use PUT or PATCH")
-        upsert(prepared, principal=principal, conn=conn)
-    feat = get_feature(rid, engine)
-    assert feat is not None
-    return feat
+        upsert(prepared, principal=principal, conn=conn, new_only=True)
+        return _stored(rid, conn)
 
 
-def _locked(conn, intervention_id: str, precondition: Callable[[], None] | None) -> None:
-    """Inside the write's transaction: lock the row (``FOR UPDATE`` on PostgreSQL; SQLite's
-    write transaction is already exclusive), then check ``precondition`` (``If-Match``), so
-    no other write can slip between the check and this one."""
-    conn.execute(
-        sa.select(interventions_table.c.id)
-        .where(interventions_table.c.id == intervention_id)
-        .with_for_update()
-    ).first()
+def _locked(
+    conn, intervention_id: str, precondition: Callable[[], None] | None
+) -> dict[str, Any] | None:
+    """Inside the write's transaction: read the stored intervention and lock its row (one
+    statement), then check ``precondition`` (``If-Match``), so no other write can slip
+    between the check and this one."""
+    current = get_feature(intervention_id, conn=conn, for_update=True)
     if precondition is not None:
         precondition()
+    return current
 
 
 def replace_feature(
@@ -171,12 +177,11 @@ def replace_feature(
     after the row is locked."""
     engine = get_store(engine)
     with transaction(engine) as conn:
-        _locked(conn, intervention_id, precondition)
-        return _replace(intervention_id, feature, principal, engine, conn)
+        current = _locked(conn, intervention_id, precondition)
+        return _replace(intervention_id, feature, principal, current, conn)
 
 
-def _replace(intervention_id, feature, principal, engine, conn) -> dict[str, Any]:
-    current = get_feature(intervention_id, conn=conn)
+def _replace(intervention_id, feature, principal, current, conn) -> dict[str, Any]:
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
     check_feature(feature)
@@ -187,7 +192,7 @@ def _replace(intervention_id, feature, principal, engine, conn) -> dict[str, Any
     props = dict(feature.get("properties") or {})
     props.setdefault("source", current["properties"]["source"])
     feature["properties"] = props
-    prepared = prepare(table_from_features([feature]), source="api")
+    prepared = prepare_feature(feature)
     upsert(prepared, principal=principal, conn=conn)
     return _stored(intervention_id, conn)
 
@@ -208,12 +213,11 @@ def patch_feature(
     """
     engine = get_store(engine)
     with transaction(engine) as conn:
-        _locked(conn, intervention_id, precondition)
-        return _patch(intervention_id, patch, principal, engine, conn)
+        current = _locked(conn, intervention_id, precondition)
+        return _patch(intervention_id, patch, principal, current, conn)
 
 
-def _patch(intervention_id, patch, principal, engine, conn) -> dict[str, Any]:
-    current = get_feature(intervention_id, conn=conn)
+def _patch(intervention_id, patch, principal, current, conn) -> dict[str, Any]:
     if current is None:
         raise NotFound(f"no intervention with id {intervention_id!r}")
     check_feature(patch, patch=True)
@@ -236,11 +240,11 @@ def _patch(intervention_id, patch, principal, engine, conn) -> dict[str, Any]:
     else:
         geometry = None
     merged = {"type": "Feature", "id": intervention_id, "geometry": geometry, "properties": props}
-    prepared = prepare(table_from_features([merged]), source="api")
+    prepared = prepare_feature(merged)
     upsert(prepared, principal=principal, conn=conn)
     return _stored(intervention_id, conn)
 
 
 def _stored(intervention_id: str, conn) -> dict[str, Any]:
-    """The intervention as this transaction wrote it (read on its own connection)."""
+    """The intervention as this transaction wrote it (read on the write's connection)."""
     return get_feature(intervention_id, conn=conn) or {}

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from geo.auth import ADMIN, Principal
-from geo.errors import DataError, Forbidden, NotFound
+from geo.errors import Conflict, DataError, Forbidden, NotFound
 from geo.interventions import history
 from geo.interventions.model import (
     DEFAULT_FILE,
@@ -98,17 +98,22 @@ def upsert(
     principal: Principal = ADMIN,
     conn: Connection | None = None,
     progress=None,
+    new_only: bool = False,
 ) -> ImportReport:
     """Insert or update all records in one transaction (all-or-nothing), by id.
 
-    Raises ValidationFailed when ``prepared`` has errors, Forbidden when an editor
-    writes outside their comune. ``progress(n)`` is called as records are written.
+    Raises ValidationFailed when ``prepared`` has errors, Conflict when ``new_only`` and an
+    id exists (a POST: the lookup of the existing rows tells, no query of its own),
+    Forbidden when an editor writes outside their comune. ``progress(n)`` is called as
+    records are written.
     """
     prepared.raise_for_errors()
     if conn is None:
         engine = engine or get_store()
         with transaction(engine) as c:
-            return upsert(prepared, principal=principal, conn=c, progress=progress)
+            return upsert(
+                prepared, principal=principal, conn=c, progress=progress, new_only=new_only
+            )
     records, links = prepared.records, prepared.links
     it, lt = interventions_table, links_table
     existing: dict[str, tuple[str, list[str]]] = {}
@@ -123,6 +128,9 @@ def upsert(
         for k in range(0, len(ids), _CHUNK):
             for row in conn.execute(sa.select(*cols).where(it.c.id.in_(ids[k : k + _CHUNK]))):
                 existing[row.id] = (row.content_hash, row.comuni)
+    if new_only and existing:
+        rid = next(r["id"] for r in records if r["id"] in existing)
+        raise Conflict(f"an intervention with id {rid!r} exists; use PUT or PATCH")
     _check_principal(principal, records, existing)
     report = ImportReport()
     now = utcnow()
@@ -355,12 +363,20 @@ def snapshot(engine: Engine | None = None) -> Snapshot:
 
 
 def get_feature(
-    intervention_id: str, engine: Engine | None = None, *, conn: Connection | None = None
+    intervention_id: str,
+    engine: Engine | None = None,
+    *,
+    conn: Connection | None = None,
+    for_update: bool = False,
 ) -> dict[str, Any] | None:
     """One intervention as a GeoJSON Feature, or None (one row read by primary key, so the
-    write path never reloads the whole table); on ``conn`` when given (inside a write)."""
+    write path never reloads the whole table); on ``conn`` when given (inside a write),
+    ``for_update``: the row locked there too (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction is already exclusive), read and locked in one statement."""
     it = interventions_table
     stmt = sa.select(it).where(it.c.id == intervention_id)
+    if for_update:
+        stmt = stmt.with_for_update()
     if conn is not None:
         row = conn.execute(stmt).first()
     else:
