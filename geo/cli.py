@@ -77,23 +77,28 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
     reload: Annotated[bool, typer.Option(help="Reload on code changes")] = False,
 ) -> None:
-    """Serve the API (api.main:app) with uvicorn."""
-    import uvicorn
+    """Serve the API (api.main:app) with uvicorn.
 
+    uvicorn replaces this process (exec): a worker then holds the service alone, not this
+    command line's libraries too (~5 MB), and starts with the allocator settings of
+    :func:`geo.memory.tune_process` in its environment, which glibc reads at start-up.
+    """
+    import os
+
+    from geo.memory import tune_process
     from geo.settings import get_settings
 
     s = get_settings()
     h, p = host or s.host, port or s.port
     console.print(f"serving on [bold]http://{h}:{p}/[/]  (API docs: /docs)")
-    uvicorn.run(
-        "api.main:app",
-        host=h,
-        port=p,
-        workers=workers,
-        reload=reload,
-        log_level="info",
-        access_log=False,
-    )
+    tune_process()
+    argv = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", h, "--port", str(p),
+            "--workers", str(workers), "--log-level", "info", "--no-access-log"]  # fmt: skip
+    if reload:
+        argv.append("--reload")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 # ----- shared ground: the store and the tokens ----------------------------------------------

@@ -9,9 +9,14 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+from geo.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # arrow tables come from pyogrio: imported on the first file read (geo.lazy)
+    pa = lazy_module("pyarrow")
 
 
 def _field_type(t: pa.DataType) -> str | None:

@@ -41,11 +41,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
 import shapely
 from pyproj import CRS
 
@@ -56,6 +55,10 @@ from geo.lazy import lazy_module
 from geo.settings import Settings, get_settings
 
 pyogrio = lazy_module("pyogrio")  # GDAL, imported on the first file read (geo.lazy)
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # pyogrio's tables, and as heavy as it (~30 MB): imported with it
+    pa = lazy_module("pyarrow")
 
 
 def _gdal_errors() -> tuple[type[Exception], ...]:

@@ -47,9 +47,6 @@ from geo.maps.style import (
     OSM_ATTRIBUTION,
     UNION_COLOUR,
     ZONE_PALETTE,
-    Attribution,
-    BindFeaturePopups,
-    Legend,
     _amount,
     _fmt_int,
     category_colours,
@@ -59,6 +56,16 @@ from geo.maps.style import (
     light_geometry,
     zone_colours,
 )
+
+
+def __getattr__(name: str) -> object:
+    """``Legend``, ``Attribution``, ``BindFeaturePopups`` (branca): imported on first use."""
+    if name in ("Attribution", "BindFeaturePopups", "Legend"):
+        from geo.maps import elements
+
+        return getattr(elements, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BOUNDARIES_ATTRIBUTION",

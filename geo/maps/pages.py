@@ -29,9 +29,6 @@ from geo.maps.style import (
     NO_DATA_COLOUR,
     OSM_ATTRIBUTION,
     UNION_COLOUR,
-    Attribution,
-    BindFeaturePopups,
-    Legend,
     _amount,
     _bounds,
     _class_of,
@@ -49,6 +46,7 @@ from geo.settings import get_settings
 from geo.territory import Comune, Territory, get_territory
 
 folium = lazy_module("folium")  # it imports pandas: on the first map drawn (geo.lazy)
+elements = lazy_module("geo.maps.elements")  # branca: on the first map drawn too
 
 
 def comune_properties(t: Territory, c: Comune) -> dict[str, Any]:
@@ -125,7 +123,7 @@ def base_map(
     if url and url.strip().lower() != "none":
         attr = OSM_ATTRIBUTION if "openstreetmap" in url else "Mappa di base: " + html.escape(url)
         folium.TileLayer(tiles=url, attr=attr, name="Mappa di base", overlay=False).add_to(m)
-    Attribution(BOUNDARIES_ATTRIBUTION).add_to(m)
+    elements.Attribution(BOUNDARIES_ATTRIBUTION).add_to(m)
     m.fit_bounds(bounds)
     return m
 
@@ -204,7 +202,7 @@ def territory_map(*, tiles: str | None = None) -> folium.Map:
     _groups_layer(list(t.unions.values()), "Unioni di comuni", UNION_COLOUR, "cmm-unione").add_to(m)
     items = [(colours[z.id], z.name, "") for z in sorted(t.zones.values(), key=lambda z: z.id)]
     items.append((UNION_COLOUR, "Unione di comuni", "line"))
-    Legend("Zone omogenee", items).add_to(m)
+    elements.Legend("Zone omogenee", items).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 
@@ -251,7 +249,7 @@ def comune_map(
     if interventions:
         cats = add_interventions(m, interventions, legend=False)
         items += [(col, f"Interventi: {lab}", "dot") for lab, col in cats.items()]
-    Legend(c.name, items).add_to(m)
+    elements.Legend(c.name, items).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 
@@ -290,7 +288,7 @@ def zone_map(
     if interventions:
         cats = add_interventions(m, interventions, legend=False)
         items += [(col, f"Interventi: {lab}", "dot") for lab, col in cats.items()]
-    Legend(zone.name, items).add_to(m)
+    elements.Legend(zone.name, items).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 
@@ -373,11 +371,11 @@ def add_interventions(
             },
             control=False,
         ).add_to(cluster)
-        BindFeaturePopups(layer).add_to(m)
+        elements.BindFeaturePopups(layer).add_to(m)
     if legend:
         title = "Missione" if colour_by == "mission" else "Programma"
         items = [(c, category_label(lab, colour_by), "dot") for lab, c in colours.items()]
-        Legend(f"Interventi per {title.lower()}", items).add_to(m)
+        elements.Legend(f"Interventi per {title.lower()}", items).add_to(m)
     return colours
 
 
@@ -480,7 +478,7 @@ def choropleth_map(
         ]
     if any(v is None for v in metrics.values()) or len(metrics) < len(t.comuni):
         items.append((NO_DATA_COLOUR, "nessun dato", ""))
-    Legend(metric_label, items).add_to(m)
+    elements.Legend(metric_label, items).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
     return m
 

@@ -4,25 +4,33 @@ The core (:func:`geo.territory.lookup.locate_indices`) gives each point the inde
 comune; everything else is array work: the answer fields are taken from per-comune
 columns built once per territory version, points outside get the nearest comune from one
 vectorised STRtree query, and the encoders write CSV (pyarrow) or JSON (pre-rendered
-per-comune fragments) without building a dict per point. CSV in is parsed by pyarrow.
+per-comune fragments) without building a dict per point. CSV in is parsed by pyarrow,
+imported on the first batch (most workers never answer one).
 """
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
 from geo.errors import InvalidParameter
+from geo.lazy import lazy_module
 from geo.territory.model import Territory
 from geo.territory.nearest import nearest_index
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+else:  # ~33 MB, ~66 with the pandas it loads: carried only by workers that answer a batch
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pacsv = lazy_module("pyarrow.csv")
 
 #: Answer fields of a point inside the territory, in output order.
 INSIDE_FIELDS = ("istat_code", "name", "zona_omogenea", "zona_name", "unione", "unione_name")

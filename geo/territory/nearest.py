@@ -11,6 +11,13 @@ distances computed with numpy against that short list: the answer is the exact d
 to the comune's outline, the one shapely would give, in a few microseconds per thousand
 points. Equal distances go to the lowest ISTAT code (comuni are in code order), like
 border points in the lookup. Points beyond the grid use the STRtree (same rule).
+
+Memory: the grid is built a block of rows at a time (the cells' boxes and the query's pairs
+of one block, ~8k cells, exist at once, not the ~160k of the whole grid: built whole, it
+peaked at ~200 MB, ~170 MB of which glibc then kept), candidates are stored in the narrowest
+integer type that holds them (~3.5 MB in all, was 12.5), and the freed heap is handed back
+to the system after the build. Queries go by blocks of points too, so a batch of a million
+points does not hold ten million candidate pairs at once.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
+from geo.memory import release_freed_memory
 from geo.territory.model import Territory
 
 #: Side of a grid cell, metres.
@@ -29,6 +37,18 @@ CELL_M = 250.0
 MARGIN_M = 20_000.0
 #: Distances within this many metres count as equal (then the lowest code wins).
 TIE_M = 1e-6
+#: Cells whose candidates are computed at once while building (bounds the build's memory).
+BLOCK_CELLS = 8192
+#: Points answered at once by a query (~10 pairs each: bounds a batch's memory, not its speed).
+QUERY_BLOCK = 65_536
+
+
+def _narrowest(n: int) -> type[np.signedinteger]:
+    """The narrowest signed integer type holding 0..n (indices of segments, of candidates)."""
+    for kind in (np.int16, np.int32):
+        if n <= np.iinfo(kind).max:
+            return kind
+    return np.int64
 
 
 @dataclass(frozen=True)
@@ -50,7 +70,8 @@ class NearestIndex:
 
     @classmethod
     def build(cls, t: Territory) -> NearestIndex:
-        """Segments of all outlines, then each cell's candidate list (vectorised queries)."""
+        """Segments of all outlines, then each cell's candidate list (vectorised queries,
+        one block of rows of cells at a time)."""
         parts, owner_of_part = shapely.get_parts(t.metric_geometries, return_index=True)
         rings, part_of_ring = shapely.get_rings(parts, return_index=True)
         coords, ring_of = shapely.get_coordinates(rings, return_index=True)
@@ -61,25 +82,32 @@ class NearestIndex:
         x0, y0, x1, y1 = shapely.total_bounds(t.metric_geometries)
         x0, y0, x1, y1 = x0 - MARGIN_M, y0 - MARGIN_M, x1 + MARGIN_M, y1 + MARGIN_M
         nx, ny = int(np.ceil((x1 - x0) / CELL_M)), int(np.ceil((y1 - y0) / CELL_M))
-        gx, gy = np.meshgrid(np.arange(nx), np.arange(ny), indexing="xy")
-        cx0 = x0 + gx.ravel() * CELL_M  # cell k = row * nx + col
-        cy0 = y0 + gy.ravel() * CELL_M
-        cells = shapely.box(cx0, cy0, cx0 + CELL_M, cy0 + CELL_M)
-        segments = shapely.linestrings(np.stack([a, b], axis=1))
-        tree = shapely.STRtree(segments)
-        centres = shapely.points(cx0 + CELL_M / 2, cy0 + CELL_M / 2)
-        _, d0 = tree.query_nearest(centres, return_distance=True, all_matches=False)
-        reach = d0 + CELL_M * np.sqrt(2) / 2 + 1e-6
-        cell_i, seg_i = tree.query(cells, predicate="dwithin", distance=reach)
-        order = np.lexsort((seg_i, cell_i))
-        cell_i, seg_i = cell_i[order], seg_i[order]
-        starts = np.searchsorted(cell_i, np.arange(nx * ny + 1))
+        tree = shapely.STRtree(shapely.linestrings(np.stack([a, b], axis=1)))
+        seg_type = _narrowest(len(a))
+        counts, cands = [], []
+        rows = max(1, BLOCK_CELLS // nx)
+        for r0 in range(0, ny, rows):  # cell k = row * nx + col, blocks in k order
+            gx, gy = np.meshgrid(np.arange(nx), np.arange(r0, min(ny, r0 + rows)), indexing="xy")
+            cx0 = x0 + gx.ravel() * CELL_M
+            cy0 = y0 + gy.ravel() * CELL_M
+            centres = shapely.points(cx0 + CELL_M / 2, cy0 + CELL_M / 2)
+            _, d0 = tree.query_nearest(centres, return_distance=True, all_matches=False)
+            reach = d0 + CELL_M * np.sqrt(2) / 2 + 1e-6
+            cells = shapely.box(cx0, cy0, cx0 + CELL_M, cy0 + CELL_M)
+            cell_i, seg_i = tree.query(cells, predicate="dwithin", distance=reach)
+            order = np.lexsort((seg_i, cell_i))
+            cands.append(seg_i[order].astype(seg_type))
+            counts.append(np.bincount(cell_i, minlength=cx0.size))
+            del centres, cells, cell_i, seg_i, order
+        cand = np.concatenate(cands)
+        starts = np.zeros(nx * ny + 1, dtype=_narrowest(cand.size))
+        np.cumsum(np.concatenate(counts), out=starts[1:])
         d = b - a
         len2 = (d**2).sum(axis=1)
         return cls(
             ax=a[:, 0].copy(), ay=a[:, 1].copy(), dx=d[:, 0].copy(), dy=d[:, 1].copy(),
             len2=np.where(len2 > 0, len2, 1.0), owner=owner, x0=float(x0), y0=float(y0),
-            nx=nx, ny=ny, starts=starts, cand=seg_i.astype(np.int64),
+            nx=nx, ny=ny, starts=starts, cand=cand,
         )  # fmt: skip
 
     def query(self, t: Territory, mx: np.ndarray, my: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,8 +119,9 @@ class NearestIndex:
         row = np.floor((my - self.y0) / CELL_M)
         on_grid = (col >= 0) & (col < self.nx) & (row >= 0) & (row < self.ny)
         cell = np.where(on_grid, row * self.nx + col, -1).astype(np.int64)
-        pts = np.flatnonzero(on_grid)
-        if pts.size:
+        on = np.flatnonzero(on_grid)
+        for k in range(0, on.size, QUERY_BLOCK):  # bounded memory for millions of points
+            pts = on[k : k + QUERY_BLOCK]
             c = cell[pts]
             counts = self.starts[c + 1] - self.starts[c]
             first = np.cumsum(counts) - counts  # where each point's pairs begin
@@ -131,6 +160,7 @@ def nearest_index(t: Territory) -> NearestIndex:
             idx = _indices.get(t.version)
             if idx is None:
                 idx = _indices[t.version] = NearestIndex.build(t)
+                release_freed_memory()  # the build's transient ~20 MB, back to the system
     return idx
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, transformer_xy
-from geo.territory import get_territory, lookup
+from geo.territory import get_territory, lookup, nearest
 from geo.territory.nearest import CELL_M, MARGIN_M, TIE_M, nearest_index
 
 
@@ -46,6 +46,35 @@ def test_grid_answers_exactly_what_shapely_answers():
     beyond = (np.asarray(mx) < ix.x0) | (np.asarray(mx) > ix.x0 + ix.nx * CELL_M)
     assert beyond.any(), "some points must test the path beyond the grid"
     assert MARGIN_M > 0
+
+
+def test_the_grid_is_the_same_whatever_its_blocks_and_stays_small(monkeypatch):
+    """The grid is built a block of rows at a time (bounded memory): one row per block gives
+    the same candidates as the default blocks; stored in narrow integers, a few MB."""
+    t = get_territory()
+    ix = nearest_index(t)
+    monkeypatch.setattr(nearest, "BLOCK_CELLS", 1)  # one row of cells per block
+    rows = nearest.NearestIndex.build(t)
+    assert (rows.nx, rows.ny) == (ix.nx, ix.ny)
+    assert np.array_equal(rows.starts, ix.starts)
+    assert np.array_equal(rows.cand, ix.cand)
+    assert ix.cand.dtype.itemsize <= 4 and ix.starts.dtype.itemsize <= 4
+    assert ix.starts[-1] == ix.cand.size and np.all(np.diff(ix.starts) >= 1)  # none empty
+    size = sum(v.nbytes for v in vars(ix).values() if isinstance(v, np.ndarray))
+    assert size < 8 * 2**20, f"the index takes {size / 2**20:.1f} MB"
+
+
+def test_queries_answered_in_blocks_agree_with_one_block(monkeypatch):
+    t = get_territory()
+    lon, lat = outside_points(3000, 3, 0.3)
+    mx, my = transformer_xy(CRS84, epsg_uri(METRIC_EPSG)).transform(lon, lat)
+    mx, my = np.asarray(mx), np.asarray(my)
+    owner, dist = nearest_index(t).query(t, mx, my)
+    monkeypatch.setattr(nearest, "QUERY_BLOCK", 7)
+    owner7, dist7 = nearest_index(t).query(t, mx, my)
+    assert np.array_equal(owner, owner7)
+    assert np.array_equal(dist, dist7)
+    assert (owner >= 0).all()
 
 
 def test_single_and_batch_agree():
