@@ -451,7 +451,7 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
         points_files[store] = srv.WORK / f"points-{store}.txt"
         data.write_sample_points(engine, points_files[store])
         engine.dispose()  # no connection of this process stays open while a server runs
-    if len(set(prints.values())) > 1 or len(set(totals.values())) > 1:
+    if not data.same_fingerprints(list(prints.values())) or len(set(totals.values())) > 1:
         raise SystemExit(f"the stores do not hold the same rows: {prints}, totals {totals}")
     all_cases = cases(size, ctx["schema"], ctx["layer_ids"], points_files)
     results: dict[str, ServerResult] = {}
