@@ -40,33 +40,17 @@ from api.ogc_params import (
     properties,
     sortby,
 )
+from api.routes.ogc import ogc_response
 from api.routes.tiles import tile_response
-from geo.ogc import ItemsRequest, OgcResponse, OgcService
+from geo.ogc import ItemsRequest, OgcService
 from geo.ogc import params as P
 from geo.ogc.registry import FeatureQuery
 
 _PATH = re.compile(r"/collections/([^/]+)/items(?:/([^/]+))?")
 _TILE = re.compile(r"/collections/([^/]+)/tiles/([^/]+)/([^/]+)/([^/]+)/([^/]+)")
 #: What the lane parses itself; any other parameter sends the request to the full app.
-_ITEMS = frozenset(
-    {
-        "f",
-        "limit",
-        "offset",
-        "bbox",
-        "bbox-crs",
-        "datetime",
-        "crs",
-        "filter",
-        "filter-lang",
-        "filter-crs",
-        "sortby",
-        "properties",
-        "skipGeometry",
-        "lang",
-    }
-)
-_ITEM = frozenset({"f", "crs", "properties", "skipGeometry", "lang"})
+_ITEMS = P.ITEMS_PARAMETERS - {"simplify"}
+_ITEM = P.ITEM_PARAMETERS - {"simplify"}
 _DIGITS = re.compile(r"[0-9]{1,9}")
 _FORMATS = (None, "json", "html")
 _FILTER_LANGS = (None, "cql2-text", "cql2-json")
@@ -137,16 +121,12 @@ class FeaturesLane:
         return await run_abandonable(receive, seen, _items, service, req, cid, params)
 
 
-def _send(r: OgcResponse) -> Response:
-    return Response(r.body, status_code=r.status, media_type=r.media_type, headers=r.headers)
-
-
 def _item(service: OgcService, req: Any, cid: str, fid: str, params: dict[str, str]) -> Response:
     """The route ``getFeature``, its dependencies in FastAPI's order."""
     provider = collection(cid)
     crs_ = _run(crs(params.get("crs")))
     props = properties(provider, params.get("properties"))
-    return _send(
+    return ogc_response(
         service.item(
             req,
             provider.id,
@@ -184,7 +164,7 @@ def _items(service: OgcService, req: Any, cid: str, params: dict[str, str]) -> R
         limit=P.parse_limit(int(params.get("limit", P.DEFAULT_LIMIT))),
         offset=int(params.get("offset", 0)),
     )
-    return _send(service.items(req, provider.id, ItemsRequest(query=q, crs=crs_)))
+    return ogc_response(service.items(req, provider.id, ItemsRequest(query=q, crs=crs_)))
 
 
 def _tile(cid: str, tms: str, z: str, row: str, col: str, inm: str | None) -> Response:

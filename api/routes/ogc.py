@@ -45,7 +45,8 @@ Req = Annotated[OgcRequest, Depends(ogc_request)]
 TAGS = ["OGC API – Features"]
 
 
-def _send(r: OgcResponse) -> Response:
+def ogc_response(r: OgcResponse) -> Response:
+    """The service's answer as a Starlette response (also what api.ogc_lane sends)."""
     return Response(r.body, status_code=r.status, media_type=r.media_type, headers=r.headers)
 
 
@@ -115,7 +116,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getLandingPage",
     )
     def landing(req: Req) -> Response:
-        return _send(service.landing(req))
+        return ogc_response(service.landing(req))
 
     @router.get(
         "/conformance",
@@ -125,7 +126,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getConformanceDeclaration",
     )
     def conformance(req: Req) -> Response:
-        return _send(service.conformance(req))
+        return ogc_response(service.conformance(req))
 
     @router.get(
         "/api",
@@ -138,7 +139,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         if req.fmt == "html":
             return RedirectResponse("/docs", status_code=303)
         doc = with_collections(openapi_document(request.app), list(service.registry))
-        return _send(service.respond(req, doc, OPENAPI_JSON))
+        return ogc_response(service.respond(req, doc, OPENAPI_JSON))
 
     @router.get(
         "/collections",
@@ -148,7 +149,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getCollections",
     )
     def collections(req: Req) -> Response:
-        return _send(service.collections(req))
+        return ogc_response(service.collections(req))
 
     @router.get(
         "/collections/{collectionId}",
@@ -158,7 +159,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="describeCollection",
     )
     def collection(req: Req, provider: Collection) -> Response:
-        return _send(service.collection(req, provider.id))
+        return ogc_response(service.collection(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/queryables",
@@ -168,7 +169,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getQueryables",
     )
     def queryables(req: Req, provider: Collection) -> Response:
-        return _send(service.queryables(req, provider.id))
+        return ogc_response(service.queryables(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/schema",
@@ -178,7 +179,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getSchema",
     )
     def schema(req: Req, provider: Collection) -> Response:
-        return _send(service.schema(req, provider.id))
+        return ogc_response(service.schema(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/sortables",
@@ -188,7 +189,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getSortables",
     )
     def sortables(req: Req, provider: Collection) -> Response:
-        return _send(service.sortables(req, provider.id))
+        return ogc_response(service.sortables(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/feature-schema",
@@ -198,7 +199,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getFeatureSchema",
     )
     def feature_schema(req: Req, provider: Collection) -> Response:
-        return _send(service.feature_schema(req, provider.id))
+        return ogc_response(service.feature_schema(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/metadata",
@@ -208,7 +209,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         operation_id="getMetadata",
     )
     def metadata(req: Req, provider: Collection) -> Response:
-        return _send(service.metadata(req, provider.id))
+        return ogc_response(service.metadata(req, provider.id))
 
     @router.get(
         "/collections/{collectionId}/items",
@@ -247,7 +248,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         )
         ir = ItemsRequest(query=q, crs=crs_, simplify=P.parse_simplify(simplify))
         # A plain `def`: filtering and encoding (CPU and store work) run in the threadpool.
-        return _send(service.items(req, provider.id, ir))
+        return ogc_response(service.items(req, provider.id, ir))
 
     @router.get(
         "/collections/{collectionId}/items/{featureId}",
@@ -266,7 +267,7 @@ def create_router(settings: Settings | None = None) -> tuple[APIRouter, OgcServi
         simplify: Simplify = None,
     ) -> Response:
         P.check_parameters(request.query_params.keys(), P.ITEM_PARAMETERS)
-        return _send(
+        return ogc_response(
             service.item(
                 req,
                 provider.id,
