@@ -35,6 +35,15 @@ def _wants_html(request: Request) -> bool:
     return negotiate(f if f in ("json", "html") else None, request.headers.get("accept")) == "html"
 
 
+def _language(request: Request) -> str:
+    """``it`` or ``en``: ``?lang=``, else Accept-Language, else Italian. On the OGC paths
+    ``api.page_language`` has already written ``?lang=`` (and, for pages, the cookie) into
+    the header; elsewhere ``?lang=`` is read here. JSON never depends on the cookie."""
+    from geo.webapp.i18n import negotiate
+
+    return negotiate(request.headers.get("accept-language"), request.query_params.get("lang"))
+
+
 def _answer(request: Request, body: dict, status_code: int, headers=None):
     """The error as JSON, or as an HTML page when HTML was asked for (every value escaped)."""
     if not _wants_html(request):
@@ -43,12 +52,16 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
 
     from fastapi.responses import HTMLResponse
 
-    from geo.ogc.http import negotiate_language
-
     # The language of the OGC pages (Accept-Language; ?lang= and the cookie become it).
-    lang = negotiate_language(request.headers.get("accept-language"))
+    lang = _language(request)
     words = _PAGE_WORDS[lang]
     title = f"{status_code} {escape(str(body.get('code', 'Error')))}"
+    # Request validation reports every bad parameter: the first is the description.
+    others = [
+        f"<li><code>{escape(str(d.get('parameter')))}</code>: {escape(str(d.get('message')))}</li>"
+        for d in (body.get("details") or [])[1:]
+        if isinstance(d, dict) and "parameter" in d and "message" in d
+    ]
     page = (
         f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
         f"</head><body><h1>{title}</h1><p>{escape(str(body.get('description', '')))}</p>"
@@ -57,6 +70,7 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
             if body.get("parameter")
             else ""
         )
+        + (f"<p>{words['also']}:</p><ul>{''.join(others)}</ul>" if others else "")
         + f'<p><a href="/?f=html">{words["home"]}</a></p></body></html>'
     )
     return HTMLResponse(
@@ -66,8 +80,8 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
 
 #: The words of an HTML error page, per language.
 _PAGE_WORDS = {
-    "it": {"parameter": "Parametro", "home": "Pagina iniziale"},
-    "en": {"parameter": "Parameter", "home": "Home"},
+    "it": {"parameter": "Parametro", "home": "Pagina iniziale", "also": "Inoltre"},
+    "en": {"parameter": "Parameter", "home": "Home", "also": "Also"},
 }
 
 
@@ -100,10 +114,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        # pydantic's English, or Italian by the error's type and bounds (api.validation_text);
+        # ``type`` lets programs tell errors apart whatever the language.
+        from api.validation_text import message, where
+
+        lang = _language(request)
+        if not _wants_html(request) and not (
+            request.headers.get("accept-language") or request.query_params.get("lang")
+        ):
+            lang = "en"  # JSON for a program that asked for no language: as every API error
         problems = []
         for e in exc.errors():
-            loc = [str(p) for p in e.get("loc", ()) if p not in ("query", "path", "body")]
-            problems.append({"parameter": ".".join(loc) or "request", "message": e.get("msg")})
+            problems.append(
+                {
+                    "parameter": where(e),
+                    "message": message(e, lang),
+                    "type": str(e.get("type") or "invalid"),
+                }
+            )
         first = problems[0] if problems else {"parameter": "request", "message": "invalid"}
         status = 400 if _is_ogc(request.url.path) else 422
         return _answer(
@@ -115,6 +143,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 "details": problems,
             },
             status,
+            {"Content-Language": lang},
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -9,7 +9,7 @@ const FILTERS = ["programme", "mission", "driver", "zona", "unione", "comune", "
 const SELECTS = ["programme", "mission", "driver", "zona", "unione", "comune", "status", "source"];
 const COLUMNS = ["title", "programme", "comuni_names", "status", "amount_eur", "source"];
 const PAGE = 15;
-const state = { result: null, total: 0, sort: { col: "amount_eur", asc: false }, page: 0, labels: {}, session: null };
+const state = { result: null, total: { n: 0, exact: true }, sort: { col: "amount_eur", asc: false }, page: 0, labels: {}, session: null };
 const hooks = { change: () => {} };
 export const onInterventions = (h) => Object.assign(hooks, h);
 const form = () => document.getElementById("iv-filters");
@@ -49,11 +49,29 @@ async function fetchResult(params) {
   return getJSON(`/collections/interventions/items?${q}`);
 }
 
+/** How many interventions an items answer matches: `{ n, exact }`. The service counts a
+ * filtered page only up to CMM_GEO_COUNT_LIMIT and leaves `numberMatched` out beyond it
+ * (README, "bounded numberMatched"). Without it, the features loaded are the count when
+ * no page follows; when one does, a one-row probe past them tells "exactly n" from
+ * "more than n" (a full page may be followed by an empty one). */
+async function matched(result, params) {
+  if (typeof result.numberMatched === "number") return { n: result.numberMatched, exact: true };
+  const n = result.features.length;
+  if (!(result.links || []).some((l) => l.rel === "next")) return { n, exact: true };
+  const probe = await fetchResult({ ...params, offset: String(n), limit: "1", skipGeometry: "true" });
+  return { n, exact: probe.features.length === 0 };
+}
+
+/** A count as the UI says it: "1.234", or "oltre 10.000" / "more than 10,000". */
+const countText = ({ n, exact }) => (exact ? fmtInt(n) : t("iv.more_than", { count: fmtInt(n) }));
+
 function option(value, label, count) {
   return el("option", { value }, count === undefined ? label : `${label} (${count})`);
 }
 
-function fillSelects(result) {
+/** The choices of each list with their counts among the loaded features; when fewer are
+ * loaded than match (`partial`), a count is only a lower bound: "12+". */
+function fillSelects(result, partial = false) {
   const counts = {};
   for (const name of SELECTS) counts[name] = new Map();
   for (const f of result.features) {
@@ -71,7 +89,7 @@ function fillSelects(result) {
     const keep = sel.value;
     const values = state.labels[name];
     fill(sel, option("", t("iv.any")),
-      values.map(([v, label]) => option(v, label, counts[name].get(v) || 0)));
+      values.map(([v, label]) => option(v, label, fmtInt(counts[name].get(v) || 0) + (partial ? "+" : ""))));
     sel.value = keep;
   }
 }
@@ -218,15 +236,28 @@ async function apply() {
     fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
     return;
   }
+  let count;
+  try { count = await matched(result, params); } catch (err) {
+    fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
+    return;
+  }
   if (mine !== seq) return;
   state.result = result;
   state.page = 0;
   const amount = result.features.reduce((s, f) => s + (f.properties.amount_eur || 0), 0);
-  const n = result.numberMatched ?? result.features.length;
+  const shown = result.features.length;
+  // Fewer loaded than matched: the sum, table, charts and map cover those loaded only.
+  const partial = !count.exact || shown < count.n;
   fill(document.getElementById("iv-count"),
-    el("strong", { id: "iv-n", dataset: { count: String(n) } }, Object.keys(filters).length ? t("iv.count_of", { count: fmtInt(n), total: fmtInt(state.total) }) : t("iv.count", { count: fmtInt(n) })),
-    " · ", t("iv.amount_total", { amount: fmtEur(amount) }));
-  fillSelects(result);
+    el("strong", { id: "iv-n", dataset: { count: String(count.n), exact: String(count.exact) } },
+      Object.keys(filters).length
+        ? t("iv.count_of", { count: countText(count), total: countText(state.total) })
+        : t("iv.count", { count: countText(count) })),
+    " · ", partial
+      ? t("iv.amount_partial", { amount: fmtEur(amount), shown: fmtInt(shown) })
+      : t("iv.amount_total", { amount: fmtEur(amount) }),
+    partial ? [el("br"), el("span", { id: "iv-partial", class: "muted small" }, t("iv.partial", { shown: fmtInt(shown) }))] : null);
+  fillSelects(result, partial);
   renderTable();
   renderCharts();
   updateDownloads(params);
@@ -271,7 +302,7 @@ async function load() {
       getJSON("/plan/missions").catch(() => ({ missions: [] })), getJSON("/plan/drivers").catch(() => ({ drivers: [] })),
       getJSON("/unioni"), comuniData(),
     ]);
-    state.total = all.numberMatched ?? all.features.length;
+    state.total = await matched(all, {});
     const distinct = (prop) => [...new Set(all.features.map((f) => f.properties[prop]).filter((v) => v))].sort();
     const zoneNames = {};
     comuni.features.forEach((f) => { zoneNames[f.properties.zona_omogenea_id] = f.properties.zona_omogenea_name; });
@@ -286,7 +317,8 @@ async function load() {
       status: distinct("status").map((s) => [s, s]),
       source: distinct("source").map((s) => [s, s]),
     };
-    fillSelects(all); // the choices exist before any filter is set (from the URL too)
+    // The choices exist before any filter is set (from the URL too).
+    fillSelects(all, !state.total.exact || all.features.length < state.total.n);
     entry.dataSource = async () => state.result || all;
     const f = form();
     const later = debounce(apply, 300);
