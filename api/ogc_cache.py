@@ -10,17 +10,22 @@ and CORS headers are handled here, so a hit costs a dictionary lookup and one se
 from __future__ import annotations
 
 import gzip
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.offload import run_sync
+from api.offload import replaying, run_abandonable, run_sync
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
-from geo.store import request_revisions
+from geo.store import held_connections, request_revisions
+
+_UNSET = object()
 
 #: Headers recomputed per request rather than stored.
 _VOLATILE = {
@@ -157,6 +162,9 @@ class OgcCacheMiddleware:
         self.cors_any = "*" in origins
         self.cors_origins = {o.encode() for o in origins}
         self.cache = cache or ResponseCache()
+        #: The cache is shared by the event loop and the threads of :meth:`_fast`.
+        self._lock = threading.Lock()
+        self._lane_app: Any = _UNSET
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
@@ -167,6 +175,11 @@ class OgcCacheMiddleware:
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        lane = self._lane()
+        plan = lane.plan(_plain(scope)) if lane is not None else None
+        if plan is not None:
+            await self._fast(scope, receive, send, plan)
+            return
         if self.static(path):
             version = self.version_of(path)
         else:  # reads the store: never on the event loop
@@ -175,17 +188,84 @@ class OgcCacheMiddleware:
             await self.app(scope, receive, send)
             return
         req_headers = dict(scope["headers"])
-        query: bytes = scope["query_string"]
-        has_f = query.startswith(b"f=") or b"&f=" in query
-        fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
-        lang = negotiate_language(_s(req_headers.get(b"accept-language")))
-        key = (version, self.base_url(scope), path, query, fmt, lang)
-        entry = self.cache.get(key)
+        key = self._key(scope, version)
+        with self._lock:
+            entry = self.cache.get(key)
         if entry is None:
             entry = await self._fill(scope, receive, send, key)
             if entry is None:
                 return
         await self._answer(scope, send, req_headers, entry)
+
+    def _lane(self) -> Any:
+        """The short lane (``api.ogc_lane.FeaturesLane``) among the apps inside, if any:
+        its requests are then answered by :meth:`_fast`."""
+        if self._lane_app is _UNSET:
+            app: Any = self.app
+            while app is not None and not hasattr(app, "plan"):
+                app = getattr(app, "app", None)
+            self._lane_app = app
+        return self._lane_app
+
+    def _key(self, scope: Scope, version: str) -> tuple:
+        req_headers = dict(scope["headers"])
+        query: bytes = scope["query_string"]
+        has_f = query.startswith(b"f=") or b"&f=" in query
+        fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
+        lang = negotiate_language(_s(req_headers.get(b"accept-language")))
+        return (version, self.base_url(scope), scope["path"], query, fmt, lang)
+
+    async def _fast(self, scope: Scope, receive: Receive, send: Send, plan: Any) -> None:
+        """A request the lane takes: the data version, the cache and (on a miss) the lane's
+        answer in **one** threadpool hop, on one pooled connection; the answer is sent as a
+        cache hit is. What the lane declines, or fails on, goes the usual way."""
+        from api.ogc_lane import ANSWER, DECLINED
+
+        seen: list[Message] = []
+        try:
+            if plan.abandonable:
+                got = await run_abandonable(receive, seen, self._version_and_answer, scope, plan)
+            else:
+                got = await run_sync(self._version_and_answer, scope, plan)
+        except Exception:
+            if any(m["type"] == "http.disconnect" for m in seen):
+                return  # the client has gone (and its query was cancelled)
+            got = None
+        if isinstance(got, Entry):
+            await self._answer(scope, send, dict(scope["headers"]), got)
+        elif got is not None:  # not a cacheable 200 (an empty tile): sent by the lane
+            await self.app({**scope, ANSWER: got}, replaying(seen, receive), send)
+        else:
+            await self._get({**scope, DECLINED: True}, replaying(seen, receive), send)
+
+    def _version_and_answer(self, scope: Scope, plan: Any) -> Entry | Response | None:
+        """(In the threadpool.) The cached entry of the request, else the lane's answer —
+        an entry when it is a 200 with an ETag; None when the path is not cached."""
+        with held_connections():
+            version = self.version_of(scope["path"])
+            if version is None:
+                return None
+            key = self._key(scope, version)
+            with self._lock:
+                entry = self.cache.get(key)
+            if entry is not None:
+                return entry
+            response = plan.run()
+        headers = response.raw_headers
+        etag = next((v for k, v in headers if k == b"etag"), None)
+        if response.status_code != 200 or etag is None:
+            return response
+        entry = Entry(
+            headers=[(k, v) for k, v in headers if k not in _VOLATILE],
+            body=bytes(response.body),
+            gzipped=None,
+            etag=etag,
+            last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
+        )
+        with self._lock:
+            if self.cache.admit(key):
+                self.cache.put(key, entry)
+        return entry
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: tuple) -> Entry | None:
         """Run the app with a plain GET; cache a 200 with an ETag, else pass it through."""
@@ -216,8 +296,9 @@ class OgcCacheMiddleware:
             etag=etag,
             last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
         )
-        if self.cache.admit(key):
-            self.cache.put(key, entry)
+        with self._lock:
+            if self.cache.admit(key):
+                self.cache.put(key, entry)
         return entry
 
     async def _answer(
@@ -246,9 +327,11 @@ class OgcCacheMiddleware:
         body = e.body
         if len(body) >= GZIP_MIN_BYTES and b"gzip" in req_headers.get(b"accept-encoding", b""):
             if e.gzipped is None:  # once per entry, and never for clients that do not ask
-                e.gzipped = gzip.compress(body, 6, mtime=0)
-                if e.cached:
-                    self.cache.size += len(e.gzipped)
+                gz = gzip.compress(body, 6 if e.cached else 4, mtime=0)
+                with self._lock:
+                    e.gzipped = gz
+                    if e.cached:
+                        self.cache.size += len(gz)
             body = e.gzipped
             extra.append((b"content-encoding", b"gzip"))
         extra.append((b"content-length", str(len(body)).encode()))
@@ -256,6 +339,16 @@ class OgcCacheMiddleware:
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
+
+
+def _plain(scope: Scope) -> Scope:
+    """``scope`` as :meth:`OgcCacheMiddleware._fill` passes it on: a GET without the
+    conditional and encoding headers (the cache answers those itself)."""
+    return {
+        **scope,
+        "method": "GET",
+        "headers": [(k, v) for k, v in scope["headers"] if k not in _STRIP_REQUEST],
+    }
 
 
 def _s(value: bytes | None) -> str | None:

@@ -19,7 +19,10 @@ changes nothing of what those add.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,6 +48,7 @@ from api.routes.tiles import tile_response
 from geo.ogc import ItemsRequest, OgcService
 from geo.ogc import params as P
 from geo.ogc.registry import FeatureQuery
+from geo.store import held_connections
 
 _PATH = re.compile(r"/collections/([^/]+)/items(?:/([^/]+))?")
 _TILE = re.compile(r"/collections/([^/]+)/tiles/([^/]+)/([^/]+)/([^/]+)/([^/]+)")
@@ -57,8 +61,21 @@ _FILTER_LANGS = (None, "cql2-text", "cql2-json")
 _BOOLS = {"true": True, "false": False}
 
 
-class _Decline(Exception):
-    """The full application answers this request."""
+#: Scope keys between the response cache (``api.ogc_cache``, which runs the lane's plan
+#: itself, see :meth:`FeaturesLane.plan`) and the lane: the plan declined or failed (the
+#: full application answers), or its answer is ready to be sent.
+DECLINED = "cmm_geo.lane_declined"
+ANSWER = "cmm_geo.lane_answer"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A request the lane takes: ``run()`` in the threadpool makes its ``Response`` (or
+    raises: then the full application answers). ``abandonable``: worth cancelling when
+    the client disconnects (a page or a tile; not one row by key)."""
+
+    run: Callable[[], Response]
+    abandonable: bool
 
 
 class FeaturesLane:
@@ -68,23 +85,20 @@ class FeaturesLane:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET":
-            await self.app(scope, receive, send)
+        ready = scope.get(ANSWER)
+        if ready is not None:  # computed by the response cache's fast path
+            await ready(scope, receive, send)
             return
-        path = scope["path"]
-        m = _PATH.fullmatch(path)
-        t = _TILE.fullmatch(path) if m is None else None
-        service: OgcService | None = getattr(scope["app"].state, "ogc_service", None)
-        if (m is None and t is None) or service is None:
+        plan = self.plan(scope)
+        if plan is None:
             await self.app(scope, receive, send)
             return
         seen: list[Message] = []
         try:
-            if t is not None:  # a low-zoom tile may take seconds: abandoned with its client
-                inm = Headers(scope=scope).get("if-none-match")
-                response = await run_abandonable(receive, seen, _tile, *t.groups(), inm)
+            if plan.abandonable:
+                response = await run_abandonable(receive, seen, held, plan.run)
             else:
-                response = await self._answer(scope, receive, seen, service, m.group(1), m.group(2))
+                response = await run_sync(held, plan.run)
         except Exception:  # declined, or an error: the full app answers it (api.errors)
             if any(x["type"] == "http.disconnect" for x in seen):
                 return  # the client has gone (and its query was cancelled): nobody to answer
@@ -92,33 +106,48 @@ class FeaturesLane:
             return
         await response(scope, receive, send)
 
-    async def _answer(
-        self,
-        scope: Scope,
-        receive: Receive,
-        seen: list[Message],
-        service: OgcService,
-        cid: str,
-        fid: str | None,
-    ) -> Response:
-        pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-        params = dict(pairs)
-        if len(params) != len(pairs) or not params.keys() <= (_ITEM if fid else _ITEMS):
-            raise _Decline
-        f = params.get("f")
-        if f not in _FORMATS or params.get("filter-lang") not in _FILTER_LANGS:
-            raise _Decline
-        skip = params.get("skipGeometry", "false")
-        limit, offset = params.get("limit", "10"), params.get("offset", "0")
-        if skip not in _BOOLS or not (_DIGITS.fullmatch(limit) and _DIGITS.fullmatch(offset)):
-            raise _Decline
-        if int(limit) < 1:
-            raise _Decline
-        req = await ogc_request(Request(scope), f)
-        if fid is not None:  # one row by primary key: nothing worth abandoning
-            return await run_sync(_item, service, req, cid, fid, params)
-        # A page may run a long filter: given up if the client disconnects meanwhile.
-        return await run_abandonable(receive, seen, _items, service, req, cid, params)
+    def plan(self, scope: Scope) -> Plan | None:
+        """On the event loop (parsing only): how the lane answers this request, or None
+        when the full application does."""
+        if scope["type"] != "http" or scope["method"] != "GET" or scope.get(DECLINED):
+            return None
+        path = scope["path"]
+        m = _PATH.fullmatch(path)
+        t = _TILE.fullmatch(path) if m is None else None
+        service: OgcService | None = getattr(scope["app"].state, "ogc_service", None)
+        if (m is None and t is None) or service is None:
+            return None
+        if t is not None:  # a low-zoom tile may take seconds: abandoned with its client
+            inm = Headers(scope=scope).get("if-none-match")
+            return Plan(functools.partial(_tile, *t.groups(), inm), abandonable=True)
+        return _plan_items(scope, service, m.group(1), m.group(2))
+
+
+def held(fn: Callable[[], Response]) -> Response:
+    """``fn()`` with one pooled connection per engine for all its reads."""
+    with held_connections():
+        return fn()
+
+
+def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) -> Plan | None:
+    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    params = dict(pairs)
+    if len(params) != len(pairs) or not params.keys() <= (_ITEM if fid else _ITEMS):
+        return None
+    f = params.get("f")
+    if f not in _FORMATS or params.get("filter-lang") not in _FILTER_LANGS:
+        return None
+    skip = params.get("skipGeometry", "false")
+    limit, offset = params.get("limit", "10"), params.get("offset", "0")
+    if skip not in _BOOLS or not (_DIGITS.fullmatch(limit) and _DIGITS.fullmatch(offset)):
+        return None
+    if int(limit) < 1:
+        return None
+    req = _run(ogc_request(Request(scope), f))
+    if fid is not None:  # one row by primary key: nothing worth abandoning
+        return Plan(functools.partial(_item, service, req, cid, fid, params), abandonable=False)
+    # A page may run a long filter: given up if the client disconnects meanwhile.
+    return Plan(functools.partial(_items, service, req, cid, params), abandonable=True)
 
 
 def _item(service: OgcService, req: Any, cid: str, fid: str, params: dict[str, str]) -> Response:

@@ -496,8 +496,44 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
     engine = read_engine(engine or get_engine())
     if engine.dialect.name == "postgresql":
         engine = _autocommit(engine)
-    with engine.connect() as conn:
+    held = _HELD.get()
+    if held is None:
+        with engine.connect() as conn:
+            yield conn
+        return
+    conn = held.get(id(engine))
+    if conn is None or conn.closed or conn.invalidated:
+        conn = held[id(engine)] = engine.connect()
+    try:
         yield conn
+    except BaseException:  # its state is in doubt (a failed statement, a cancel): not reused
+        held.pop(id(engine), None)
+        conn.close()
+        raise
+
+
+#: The read connections held for the rest of the current unit of work (see
+#: :func:`held_connections`), by engine.
+_HELD: ContextVar[dict[int, Connection] | None] = ContextVar("cmm_geo_held", default=None)
+
+
+@contextmanager
+def held_connections() -> Iterator[None]:
+    """Within (one thread's work for one request): every :func:`read_connection` of an
+    engine is the same pooled connection, checked out once and returned at the end.
+
+    A request reads the data version and then its rows; checking a connection out of the
+    pool and back (with the autocommit switch each way) cost ~150 µs per read, a tenth of
+    a feature by id.
+    """
+    held: dict[int, Connection] = {}
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        for conn in held.values():
+            conn.close()
 
 
 def _autocommit(engine: Engine) -> Engine:
