@@ -193,6 +193,7 @@ class InterventionsSqlProvider(SqlCollection):
     rtree = "rtree_interventions_geom"
 
     #: What vector tiles carry (styling and identify; the API has the rest).
+    tile_geometries = ((99, "geom_3857"),)  # points: nothing to simplify
     tile_properties = (
         "title", "programme", "status", "amount_eur", "pnrr_amount_eur", "source",
         "precision", "cup", "reliability", "period",

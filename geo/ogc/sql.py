@@ -980,6 +980,10 @@ class SqlCollection(CollectionProvider):
     #: Scalar properties carried in vector tiles (``geo.ogc.tiles``), besides ``id``; both
     #: tile paths (PostGIS ``ST_AsMVT`` and the Python encoder) carry exactly these.
     tile_properties: tuple[str, ...] = ()
+    #: Stored EPSG:3857 geometry columns the PostGIS tiles are cut from, as (highest zoom,
+    #: column), the first that covers a tile's zoom wins; none: ``geom``, reprojected per
+    #: request (migration 0008 adds them to the interventions and the layers).
+    tile_geometries: tuple[tuple[int, str], ...] = ()
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
@@ -1005,17 +1009,22 @@ class SqlCollection(CollectionProvider):
         if engine.dialect.name != "postgresql":
             raise NotImplementedError("PostGIS tiles need PostgreSQL")
         built = self.__dict__.setdefault("_tile_stmts", {})
-        stmt = built.get((extent, buffer, limit))
+        source = next((c for top, c in self.tile_geometries if z <= top), None)
+        stmt = built.get((extent, buffer, limit, source))
         if stmt is None:  # built once: SQLAlchemy memoises its cache key, psycopg prepares it
-            stmt = built[extent, buffer, limit] = self._tile_statement(extent, buffer, limit)
+            stmt = self._tile_statement(extent, buffer, limit, source)
+            built[extent, buffer, limit, source] = stmt
         from geo.store import store_errors
 
         with store_errors(), read_connection(engine) as conn:
             body = conn.execute(stmt, {"tz": z, "tx": col, "ty": row}).scalar()
         return bytes(body) if body else None
 
-    def _tile_statement(self, extent: int, buffer: int, limit: int) -> sa.Select[Any]:
-        """The tile query of :meth:`postgis_tile`, its address as parameters ``tz/tx/ty``."""
+    def _tile_statement(
+        self, extent: int, buffer: int, limit: int, source: str | None = None
+    ) -> sa.Select[Any]:
+        """The tile query of :meth:`postgis_tile`, its address as parameters ``tz/tx/ty``;
+        ``source``: a stored EPSG:3857 column to cut from (else ``geom``, reprojected)."""
         props = self.sql_properties("postgresql")
         t = self.table
         z, col, row = (sa.bindparam(n, type_=sa.Integer) for n in ("tz", "tx", "ty"))
@@ -1027,9 +1036,12 @@ class SqlCollection(CollectionProvider):
         columns = [sa.cast(t.c[self.id_column], sa.Text).label("id")]
         for name in self.tile_properties:
             columns.append(self.tile_column(name, props[name]).label(name))
-        mvt_geom = sa.func.ST_AsMVTGeom(
-            sa.func.ST_Transform(geom, 3857), tile, extent, buffer, True
-        ).label("geom")
+        mercator = (
+            sa.literal_column(f'"{t.name}".{source}')
+            if source
+            else sa.func.ST_Transform(geom, 3857)
+        )
+        mvt_geom = sa.func.ST_AsMVTGeom(mercator, tile, extent, buffer, True).label("geom")
         inner = (
             sa.select(mvt_geom, *columns)
             .select_from(t)

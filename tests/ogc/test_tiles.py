@@ -352,3 +352,57 @@ def test_gdal_3_6_lists_collections_and_reads_items_through_ogcapi(server):
     )  # fmt: skip
     assert items.returncode == 0, items.stderr
     assert "Feature Count: 133" in items.stdout and "Geometry: Multi Polygon" in items.stdout
+
+
+def _vertices(body: bytes, layer: str) -> int:
+    feats = mapbox_vector_tile.decode(body)[layer]["features"]
+    shapes = [shapely.geometry.shape(f["geometry"]) for f in feats]
+    return int(shapely.get_num_coordinates(shapes).sum())
+
+
+def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
+    """A 600-vertex toothed ring (radius ~300 m, teeth of 6 m): up to zoom 12 a tile carries
+    the shape simplified to a quarter pixel (on PostGIS from the stored simplified copy of
+    migration 0008), as the Python encoder does; from zoom 13 on, the full detail a tile
+    unit can hold."""
+    import math
+
+    from geo.ogc.registry import registry
+
+    x, y, r = 9.3, 45.52, 0.0038
+    jag = [r * (1.02 if i % 2 else 1.0) for i in range(600)]  # 6 m teeth: visible from z14
+    ring = [
+        [x + j * math.cos(2 * math.pi * i / 600), y + 0.7 * j * math.sin(2 * math.pi * i / 600)]
+        for i, j in enumerate(jag)
+    ]
+    feats = [
+        {"type": "Feature", "properties": {"nome": "anello"},
+         "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}},
+    ]  # fmt: skip
+    headers = {"Authorization": "Bearer test-admin-token"}
+    body = json.dumps({"type": "FeatureCollection", "features": feats}).encode()
+    r = client.post(
+        "/layers", files={"file": ("anello.geojson", body)}, data={"name": "Anello"},
+        headers=headers,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    try:
+        p = registry.get(lid)
+        counts = {}
+        for z in (11, 12, 14):
+            t = TMS.tile(x, y, z)
+            address = T.TileAddress.parse("WebMercatorQuad", str(z), str(t.y), str(t.x))
+            native = T.render_tile(p, address)
+            python = T.render_tile(p, address, native=False)
+            assert native is not None and python is not None
+            counts[z] = (_vertices(native, lid), _vertices(python, lid))
+        for z in (11, 12):
+            native, python = counts[z]
+            assert native <= 1.5 * python + 8, counts  # simplified like the Python encoder
+            assert native < 150, counts  # not 600 vertices snapped to the grid
+        assert counts[14][0] > 2 * counts[12][0], counts  # full detail where it shows
+        r = client.get(f"/collections/{lid}/items", params={"limit": 10})
+        assert r.json()["numberMatched"] == 1
+    finally:
+        client.delete(f"/layers/{lid}", headers=headers)
