@@ -410,7 +410,14 @@ def _load(data_dir: Path) -> PlanCatalogue:
 
 def load(data_dir: Path | None = None) -> PlanCatalogue:
     """The catalogue in ``data_dir`` (default :data:`PLAN_DIR`), loaded once per directory."""
-    return _load((data_dir or PLAN_DIR).resolve())
+    if data_dir is None:  # every items request asks for it: no path resolution each time
+        return _load(_plan_dir())
+    return _load(data_dir.resolve())
+
+
+@lru_cache(maxsize=1)
+def _plan_dir() -> Path:
+    return PLAN_DIR.resolve()
 
 
 def clear_cache() -> None:
