@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,7 +38,7 @@ from api.ogc_params import (
     cql_filter,
     crs,
     datetime_range,
-    ogc_request,
+    ogc_request_of,
     properties,
     sortby,
 )
@@ -143,7 +142,7 @@ def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) ->
         return None
     if int(limit) < 1:
         return None
-    req = _run(ogc_request(Request(scope), f))
+    req = ogc_request_of(scope, pairs, f)
     if fid is not None:  # one row by primary key: nothing worth abandoning
         return Plan(functools.partial(_item, service, req, cid, fid, params), abandonable=False)
     # A page may run a long filter: given up if the client disconnects meanwhile.

@@ -6,10 +6,13 @@ returns the parsed value; parsing itself lives in :mod:`geo.ogc.params`.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Path, Query, Request
+from starlette.datastructures import URL
+from starlette.types import Scope
 
 from api.security import public_base_url
 from geo.crs import SUPPORTED_URIS
@@ -30,14 +33,33 @@ Format = Annotated[
 
 async def ogc_request(request: Request, f: Format = None) -> OgcRequest:
     """The framework-free view of the request (absolute base URL, query, format)."""
-    settings = request.app.state.settings
-    base = public_base_url(request, settings)  # never an arbitrary Host header
+    return ogc_request_of(request.scope, list(request.query_params.multi_items()), f)
+
+
+#: A path Starlette's ``URL`` gives back unchanged (it escapes ``?#\``, and ``urlsplit``
+#: drops tabs and newlines and reads a leading ``//`` as a host).
+_PLAIN_PATH = re.compile(r"/(?!/)[^?#\\\t\r\n]*")
+
+
+def ogc_request_of(scope: Scope, query: list[tuple[str, str]], f: str | None) -> OgcRequest:
+    """:func:`ogc_request` of an ASGI scope and its parsed query (the short lane's way: no
+    ``Request``, and no URL built and split again for a path that needs neither)."""
+    settings = scope["app"].state.settings
+    path = scope["path"]
+    if _PLAIN_PATH.fullmatch(path) is None:
+        path = URL(scope=scope).path
+    accept = accept_language = None
+    for key, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
+        if key == b"accept" and accept is None:
+            accept = value.decode("latin-1")
+        elif key == b"accept-language" and accept_language is None:
+            accept_language = value.decode("latin-1")
     return OgcRequest(
-        base_url=base,
-        path=request.url.path,
-        query=list(request.query_params.multi_items()),
-        fmt=negotiate(f, request.headers.get("accept")),
-        lang=negotiate_language(request.headers.get("accept-language")),
+        base_url=public_base_url(scope, settings),  # never an arbitrary Host header
+        path=path,
+        query=query,
+        fmt=negotiate(f, accept),
+        lang=negotiate_language(accept_language),
     )
 
 

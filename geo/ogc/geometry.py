@@ -66,9 +66,26 @@ def promote_to_multi(
     geoms = np.empty(len(geometries), dtype=object)
     geoms[:] = list(geometries)
     geometry_type = geometry_type or collection_geometry_type(geoms)
-    if geometry_type in _MULTI.values():
-        geoms[:] = [promote(g, geometry_type) for g in geoms]
+    promoter = _PROMOTERS.get(geometry_type or "")
+    if promoter is not None:  # one vectorised call for the singles (a page: 100 of them)
+        single_id, make = promoter
+        singles = np.flatnonzero(shapely.get_type_id(geoms) == single_id)
+        if len(singles):
+            empty = shapely.is_empty(geoms[singles])
+            full = singles[~empty]
+            if len(full):
+                geoms[full] = make(geoms[full], indices=np.arange(len(full)))
+            for i in singles[empty]:
+                geoms[i] = promote(geoms[i], geometry_type)
     return geoms, geometry_type
+
+
+#: Multi type → (type id of its single form, the shapely function that wraps singles in it).
+_PROMOTERS = {
+    "MultiPoint": (0, shapely.multipoints),
+    "MultiLineString": (1, shapely.multilinestrings),
+    "MultiPolygon": (3, shapely.multipolygons),
+}
 
 
 def geometry_format(geometry_type: str | None) -> str:

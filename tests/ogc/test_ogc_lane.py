@@ -213,3 +213,32 @@ def test_abandon_event_cancels_a_running_statement(postgis_url):
     # Without the event set, statements run to their end.
     with abandon_on(threading.Event()), read_connection(engine) as conn:
         assert conn.exec_driver_sql("SELECT pg_sleep(0.3), 2").all()[0][1] == 2
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/collections/comuni/items", "/collections/a b/items/è", "/x?y", "/x#y", "/x\\y",
+     "/x\ty", "//host/x", "/", "/x%3Fy"],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    "headers",
+    [[], [(b"accept", b"text/html"), (b"accept", b"application/json")],
+     [(b"accept-language", b"en;q=0.9, it;q=0.8"), (b"host", b"example.org:8080")]],
+)  # fmt: skip
+def test_the_lanes_request_is_the_routes_request(path, headers):
+    """``ogc_request_of`` (no Starlette ``Request``) gives what ``ogc_request`` gives."""
+    import asyncio
+
+    from starlette.requests import Request
+
+    from api.ogc_params import ogc_request, ogc_request_of
+
+    app = create_app()
+    scope = {
+        "type": "http", "method": "GET", "path": path, "query_string": b"f=json&limit=3",
+        "headers": headers, "scheme": "http", "server": ("127.0.0.1", 8000), "root_path": "",
+        "app": app, "client": ("127.0.0.1", 1234),
+    }  # fmt: skip
+    for f in (None, "json", "html"):
+        want = asyncio.run(ogc_request(Request(scope), f))
+        assert ogc_request_of(scope, [("f", "json"), ("limit", "3")], f) == want
