@@ -175,27 +175,35 @@ class OgcCacheMiddleware:
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        lane = self._lane()
-        plan = lane.plan(_plain(scope)) if lane is not None else None
-        if plan is not None:
-            await self._fast(scope, receive, send, plan)
-            return
-        if self.static(path):
-            version = self.version_of(path)
-        else:  # reads the store: never on the event loop
+        static = self.static(path)
+        # A hit of a path whose version needs no store (the territory) is answered here,
+        # without a thread hop nor parsing; anything else the lane takes, by _fast.
+        version = self.version_of(path) if static else None
+        entry = self._cached(scope, version) if version is not None else None
+        if entry is None:
+            lane = self._lane()
+            plan = lane.plan(_plain(scope)) if lane is not None else None
+            if plan is not None:
+                await self._fast(scope, receive, send, plan)
+                return
+        if not static:  # reads the store: never on the event loop
             version = await run_sync(self.version_of, path)
         if version is None:
             await self.app(scope, receive, send)
             return
         req_headers = dict(scope["headers"])
         key = self._key(scope, version)
-        with self._lock:
-            entry = self.cache.get(key)
+        if entry is None:
+            entry = self._cached(scope, version)
         if entry is None:
             entry = await self._fill(scope, receive, send, key)
             if entry is None:
                 return
         await self._answer(scope, send, req_headers, entry)
+
+    def _cached(self, scope: Scope, version: str) -> Entry | None:
+        with self._lock:
+            return self.cache.get(self._key(scope, version))
 
     def _lane(self) -> Any:
         """The short lane (``api.ogc_lane.FeaturesLane``) among the apps inside, if any:
@@ -246,8 +254,7 @@ class OgcCacheMiddleware:
             if version is None:
                 return None
             key = self._key(scope, version)
-            with self._lock:
-                entry = self.cache.get(key)
+            entry = self._cached(scope, version)
             if entry is not None:
                 return entry
             response = plan.run()
