@@ -180,7 +180,8 @@ def test_clerk_types_picks_a_suggestion_and_reads_the_panel(app, server):
     ]
     money = pg.locator("#place-money").inner_text()
     if stats["count"]:
-        assert f"{stats['count']} interventi" in money and "€" in money
+        word = "intervento" if stats["count"] == 1 else "interventi"  # singular for one
+        assert f"{stats['count']} {word}" in money and "€" in money
         assert "per abitante" in money
     neighbours = pg.locator("#place-neighbours li").all_inner_texts()
     assert sorted(neighbours) == sorted(n["name"] for n in rec["neighbours"])

@@ -99,7 +99,7 @@ def test_italian_says_oltre_and_keeps_exact_counts(browser, server):
 
         # Under the service's limit: its own numberMatched, as before.
         pg.get_by_label("Programma").select_option("Biciplan")
-        assert label(pg, exact=True, count=1) == f"1 interventi su {total}"
+        assert label(pg, exact=True, count=1) == f"1 intervento su {total}"  # singular
 
         # Exactly a full page of the app (10,000), the page after it empty: exact.
         pg.get_by_label("Programma").select_option("")

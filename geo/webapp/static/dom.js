@@ -12,6 +12,12 @@ export function t(key, kw = {}) {
   return text.replace(/\{(\w+)\}/g, (m, k) => (k in kw ? String(kw[k]) : m));
 }
 
+/** `t(key)`, in its singular form (`key_one`) when `n` is exactly 1 and that form exists. */
+export function tn(key, n, kw = {}) {
+  const one = n === 1 && config.messages && config.messages[key + "_one"];
+  return t(one ? key + "_one" : key, kw);
+}
+
 /** An element with attributes and children; strings become text nodes (never HTML). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

@@ -1,6 +1,6 @@
 // Staff read side: filter the interventions (the OGC items API does the filtering), live
 // counts, map layer + sortable paginated table in sync, downloads, totals as bar charts.
-import { el, fill, t, getJSON, fmtInt, fmtEur, debounce, safeUrl } from "./dom.js";
+import { el, fill, t, tn, getJSON, fmtInt, fmtEur, debounce, safeUrl } from "./dom.js";
 import { setLayerData, setVisible, layers, comuniData } from "./layers.js";
 import { showHighlight, fitTo } from "./mapview.js";
 
@@ -251,8 +251,8 @@ async function apply() {
   fill(document.getElementById("iv-count"),
     el("strong", { id: "iv-n", dataset: { count: String(count.n), exact: String(count.exact) } },
       Object.keys(filters).length
-        ? t("iv.count_of", { count: countText(count), total: countText(state.total) })
-        : t("iv.count", { count: countText(count) })),
+        ? tn("iv.count_of", count.exact ? count.n : 0, { count: countText(count), total: countText(state.total) })
+        : tn("iv.count", count.exact ? count.n : 0, { count: countText(count) })),
     " · ", partial
       ? t("iv.amount_partial", { amount: fmtEur(amount), shown: fmtInt(shown) })
       : t("iv.amount_total", { amount: fmtEur(amount) }),

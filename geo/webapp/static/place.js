@@ -1,6 +1,6 @@
 // The place panel: a comune, a zona omogenea, a union or a clicked point, with its zone,
 // union, neighbours, population, area and the plan's money there; identify results below.
-import { el, fill, t, getJSON, fmtInt, fmtNum, fmtEur, factsTable } from "./dom.js";
+import { el, fill, t, tn, getJSON, fmtInt, fmtNum, fmtEur, factsTable } from "./dom.js";
 import { showHighlight, map } from "./mapview.js";
 import { comuniData, collectionData, identify } from "./layers.js";
 
@@ -23,7 +23,7 @@ export const clearStats = () => statsCache.clear();
 
 function moneyRow(g, valueKey) {
   if (!g || !g.count) return t("place.no_interventions");
-  return t(valueKey, {
+  return tn(valueKey, g.count, {
     count: fmtInt(g.count), amount: fmtEur(g.amount_eur),
     per_inhabitant: g.amount_per_inhabitant == null ? "—" : fmtEur(g.amount_per_inhabitant, 2),
   });
