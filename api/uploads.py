@@ -219,4 +219,3 @@ def form_body(**fields: tuple[str, str]) -> dict[str, Any]:
             "content": {"multipart/form-data": {"schema": schema}},
         }
     }
-

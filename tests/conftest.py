@@ -135,4 +135,3 @@ def backend(store_backend, store_engine):
         else:
             os.environ["CMM_GEO_DATABASE_URL"] = old
         get_settings.cache_clear()
-

@@ -125,8 +125,12 @@ def test_batch_csv_and_csv_output(client):
 def test_batch_geojson_multipart_with_crs(client):
     tx = Transformer.from_crs("OGC:CRS84", "EPSG:32632", always_xy=True)
     feats = [
-        {"type": "Feature", "id": n, "properties": {},
-         "geometry": {"type": "Point", "coordinates": list(tx.transform(lon, lat))}}
+        {
+            "type": "Feature",
+            "id": n,
+            "properties": {},
+            "geometry": {"type": "Point", "coordinates": list(tx.transform(lon, lat))},
+        }
         for n, (lon, lat) in {"duomo": (9.1916, 45.4642), "rho": (9.04, 45.531)}.items()
     ]
     gj = orjson.dumps({"type": "FeatureCollection", "features": feats})

@@ -155,8 +155,11 @@ def test_read_points_csv_and_geojson():
         (b"a,b\n1,2\n", "csv", "lon,lat"),
         (b"lon,lat\n9.1,45.4\nx,45.4\n", "csv", "row 3"),
         (b"{not json", "geojson", "not valid JSON"),
-        (b'{"type":"FeatureCollection","features":[{"geometry":{"type":"LineString"}}]}',
-         "geojson", "feature 1"),
+        (
+            b'{"type":"FeatureCollection","features":[{"geometry":{"type":"LineString"}}]}',
+            "geojson",
+            "feature 1",
+        ),
         (b"lon,lat\n", "csv", "no points"),
     ],
 )
