@@ -55,7 +55,9 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
     # The language of the OGC pages (Accept-Language; ?lang= and the cookie become it).
     lang = _language(request)
     words = _PAGE_WORDS[lang]
-    title = f"{status_code} {escape(str(body.get('code', 'Error')))}"
+    code = escape(str(body.get("code", "Error")))
+    heading = _STATUS_WORDS[lang].get(status_code) or escape(_reason(status_code))
+    title = f"{heading} ({status_code} {code})"
     # Request validation reports every bad parameter: the first is the description.
     others = [
         f"<li><code>{escape(str(d.get('parameter')))}</code>: {escape(str(d.get('message')))}</li>"
@@ -63,8 +65,11 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
         if isinstance(d, dict) and "parameter" in d and "message" in d
     ]
     page = (
-        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
-        f"</head><body><h1>{title}</h1><p>{escape(str(body.get('description', '')))}</p>"
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_PAGE_STYLE}</style></head><body>"
+        f'<h1>{heading}</h1><p class="code">{status_code} {code}</p>'
+        f"<p>{escape(str(body.get('description', '')))}</p>"
         + (
             f"<p>{words['parameter']}: <code>{escape(str(body['parameter']))}</code></p>"
             if body.get("parameter")
@@ -76,6 +81,42 @@ def _answer(request: Request, body: dict, status_code: int, headers=None):
     return HTMLResponse(
         page, status_code=status_code, headers={**(headers or {}), "Content-Language": lang}
     )
+
+
+#: The look of the OGC pages (``geo/ogc/templates/base.html``), for the error page.
+_PAGE_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:0 auto;max-width:72rem;padding:1rem;"
+    "color:#222}h1{color:#8a1c1c}code{background:#f3f3f3}.code{color:#555;margin-top:-.5rem}"
+    "a:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}"
+)
+
+#: The heading of an HTML error page, per language and status (else the HTTP reason).
+_STATUS_WORDS = {
+    "it": {
+        400: "Richiesta non valida", 401: "Accesso richiesto", 403: "Operazione non consentita",
+        404: "Non trovato", 405: "Metodo non consentito", 406: "Formato non disponibile",
+        409: "Conflitto", 412: "Il dato è cambiato nel frattempo", 413: "Richiesta troppo grande",
+        414: "Indirizzo troppo lungo", 415: "Tipo di file non supportato",
+        422: "Dati non validi", 429: "Troppe richieste", 500: "Errore interno",
+        503: "Servizio momentaneamente non disponibile", 504: "Tempo scaduto",
+    },
+    "en": {
+        400: "Bad request", 401: "Sign-in required", 403: "Not allowed", 404: "Not found",
+        405: "Method not allowed", 406: "Format not available", 409: "Conflict",
+        412: "The data changed meanwhile", 413: "Request too large", 414: "Address too long",
+        415: "Unsupported file type", 422: "Invalid data", 429: "Too many requests",
+        500: "Internal error", 503: "Service temporarily unavailable", 504: "Timed out",
+    },
+}  # fmt: skip
+
+
+def _reason(status_code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
 
 
 #: The words of an HTML error page, per language.

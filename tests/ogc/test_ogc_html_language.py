@@ -170,3 +170,8 @@ def test_error_pages_speak_the_asked_language(c):
     assert "Parameter: <code>limit</code>" in en.text and en.headers["content-language"] == "en"
     missing = c.get("/collections/nope?f=html", headers={"Accept-Language": "en-GB,en;q=0.9"})
     assert missing.status_code == 404 and '<html lang="en">' in missing.text
+    # A heading a person reads, with the OGC code under it.
+    assert "<h1>Richiesta non valida</h1>" in it.text
+    assert '<p class="code">400 InvalidParameterValue</p>' in it.text
+    assert "<h1>Bad request</h1>" in en.text and "<h1>Not found</h1>" in missing.text
+    assert "<h1>Non trovato</h1>" in c.get("/collections/nope?f=html").text
