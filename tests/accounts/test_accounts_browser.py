@@ -284,6 +284,24 @@ def test_upload_by_file_chooser_report_replace_and_crs_guess(browser, server, tm
         b.close()
 
 
+def _chooser_by_keyboard(pg):  # type: ignore[no-untyped-def]
+    """The file chooser Space opens on the focused input. Headless Chromium now and then
+    drops the first key of a busy run (the suite's other worker): a second press, still on
+    the same focused input, tells a dropped key from a chooser that never opens."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(2):
+        try:
+            with pg.expect_file_chooser(timeout=10_000) as chooser:
+                pg.keyboard.press("Space")
+            return chooser.value
+        except PlaywrightTimeout:
+            assert pg.evaluate("document.activeElement.id") == "f-file"
+            if attempt:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def test_upload_chooser_is_one_styled_button_reachable_by_keyboard(browser, server, tmp_path):
     b = Browser(browser, server)
     pg = b.page
@@ -306,9 +324,8 @@ def test_upload_chooser_is_one_styled_button_reachable_by_keyboard(browser, serv
         assert pg.evaluate("document.activeElement.id") == "f-file"
         assert label.evaluate("l => getComputedStyle(l).outlineStyle") == "solid"
         b.shot("upload-focus")
-        with pg.expect_file_chooser() as chooser:
-            pg.keyboard.press("Space")
-        chooser.value.set_files(str(path))
+        chooser = _chooser_by_keyboard(pg)
+        chooser.set_files(str(path))
         expect(pg.locator("#file-name")).to_have_text("File scelto: parchi_di_prova.geojson (1 kB)")
         expect(pg.locator("#file-state")).to_have_text(
             "File letto: GeoJSON, elementi: 2 (poligono)."
