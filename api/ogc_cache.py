@@ -27,6 +27,12 @@ from geo.store import held_connections, request_revisions
 
 _UNSET = object()
 
+#: Scope keys between this cache, which runs the short lane's plans itself (``_fast``), and
+#: the lane (``api.ogc_lane``): the plan declined or failed (the full application
+#: answers), or its answer is ready to be sent.
+DECLINED = "cmm_geo.lane_declined"
+ANSWER = "cmm_geo.lane_answer"
+
 #: Headers recomputed per request rather than stored.
 _VOLATILE = {
     b"content-length",
@@ -179,7 +185,8 @@ class OgcCacheMiddleware:
         # A hit of a path whose version needs no store (the territory) is answered here,
         # without a thread hop nor parsing; anything else the lane takes, by _fast.
         version = self.version_of(path) if static else None
-        entry = self._cached(scope, version) if version is not None else None
+        key = self._key(scope, version) if version is not None else None
+        entry = self._cached(key) if key is not None else None
         if entry is None:
             lane = self._lane()
             plan = lane.plan(_plain(scope)) if lane is not None else None
@@ -192,18 +199,36 @@ class OgcCacheMiddleware:
             await self.app(scope, receive, send)
             return
         req_headers = dict(scope["headers"])
-        key = self._key(scope, version)
-        if entry is None:
-            entry = self._cached(scope, version)
+        if key is None:
+            key = self._key(scope, version)
+            entry = self._cached(key)
         if entry is None:
             entry = await self._fill(scope, receive, send, key)
             if entry is None:
                 return
         await self._answer(scope, send, req_headers, entry)
 
-    def _cached(self, scope: Scope, version: str) -> Entry | None:
+    def _cached(self, key: tuple) -> Entry | None:
         with self._lock:
-            return self.cache.get(self._key(scope, version))
+            return self.cache.get(key)
+
+    def _store(self, key: tuple, headers: list[tuple[bytes, bytes]], body: bytes) -> Entry | None:
+        """The entry of a 200 (None when it has no ETag), kept when its key was asked for
+        recently (:meth:`ResponseCache.admit`)."""
+        etag = next((v for k, v in headers if k == b"etag"), None)
+        if etag is None:
+            return None
+        entry = Entry(
+            headers=[(k, v) for k, v in headers if k not in _VOLATILE],
+            body=body,
+            gzipped=None,  # compressed on the first request that accepts gzip (see _answer)
+            etag=etag,
+            last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
+        )
+        with self._lock:
+            if self.cache.admit(key):
+                self.cache.put(key, entry)
+        return entry
 
     def _lane(self) -> Any:
         """The short lane (``api.ogc_lane.FeaturesLane``) among the apps inside, if any:
@@ -227,8 +252,6 @@ class OgcCacheMiddleware:
         """A request the lane takes: the data version, the cache and (on a miss) the lane's
         answer in **one** threadpool hop, on one pooled connection; the answer is sent as a
         cache hit is. What the lane declines, or fails on, goes the usual way."""
-        from api.ogc_lane import ANSWER, DECLINED
-
         seen: list[Message] = []
         try:
             if plan.abandonable:
@@ -254,25 +277,13 @@ class OgcCacheMiddleware:
             if version is None:
                 return None
             key = self._key(scope, version)
-            entry = self._cached(scope, version)
+            entry = self._cached(key)
             if entry is not None:
                 return entry
             response = plan.run()
-        headers = response.raw_headers
-        etag = next((v for k, v in headers if k == b"etag"), None)
-        if response.status_code != 200 or etag is None:
+        if response.status_code != 200:
             return response
-        entry = Entry(
-            headers=[(k, v) for k, v in headers if k not in _VOLATILE],
-            body=bytes(response.body),
-            gzipped=None,
-            etag=etag,
-            last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
-        )
-        with self._lock:
-            if self.cache.admit(key):
-                self.cache.put(key, entry)
-        return entry
+        return self._store(key, response.raw_headers, bytes(response.body)) or response
 
     async def _fill(self, scope: Scope, receive: Receive, send: Send, key: tuple) -> Entry | None:
         """Run the app with a plain GET; cache a 200 with an ETag, else pass it through."""
@@ -286,26 +297,15 @@ class OgcCacheMiddleware:
 
         await self.app(inner, receive, capture)
         start = messages[0] if messages else None
-        headers = list(start.get("headers", [])) if start else []
-        etag = next((v for k, v in headers if k == b"etag"), None)
-        if start is None or start["status"] != 200 or etag is None:
+        entry = None
+        if start is not None and start["status"] == 200:
+            body = b"".join(m.get("body", b"") for m in messages[1:])
+            entry = self._store(key, list(start.get("headers", [])), body)
+        if entry is None:  # not a cacheable 200: passed through as it is
             for m in messages:
                 if scope["method"] == "HEAD" and m["type"] == "http.response.body":
                     m = {"type": "http.response.body", "body": b""}
                 await send(m)
-            return None
-        body = b"".join(m.get("body", b"") for m in messages[1:])
-        kept = [(k, v) for k, v in headers if k not in _VOLATILE]
-        entry = Entry(
-            headers=kept,
-            body=body,
-            gzipped=None,  # compressed on the first request that accepts gzip (see _answer)
-            etag=etag,
-            last_modified=next((v for k, v in headers if k == b"last-modified"), b""),
-        )
-        with self._lock:
-            if self.cache.admit(key):
-                self.cache.put(key, entry)
         return entry
 
     async def _answer(

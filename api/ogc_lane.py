@@ -31,6 +31,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.offload import replaying, run_abandonable, run_sync
+from api.ogc_cache import ANSWER, DECLINED
 from api.ogc_params import (
     bbox,
     bbox_crs,
@@ -58,13 +59,6 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 _FORMATS = (None, "json", "html")
 _FILTER_LANGS = (None, "cql2-text", "cql2-json")
 _BOOLS = {"true": True, "false": False}
-
-
-#: Scope keys between the response cache (``api.ogc_cache``, which runs the lane's plan
-#: itself, see :meth:`FeaturesLane.plan`) and the lane: the plan declined or failed (the
-#: full application answers), or its answer is ready to be sent.
-DECLINED = "cmm_geo.lane_declined"
-ANSWER = "cmm_geo.lane_answer"
 
 
 @dataclass(frozen=True)
