@@ -4,6 +4,7 @@ GDAL's OGCAPI driver reading a collection's tiles (and what Debian 12's GDAL 3.6
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -249,7 +250,6 @@ def test_postgis_and_python_encode_the_same_tiles(backend, client):
 def test_layer_tiles_same_on_both_encoders(backend, client):
     """An uploaded layer: PostGIS-encoded tiles hold the features and values the Python
     encoder gives (strings, numbers, booleans, nulls dropped)."""
-    import json
 
     from geo.ogc.registry import registry
 
@@ -265,17 +265,7 @@ def test_layer_tiles_same_on_both_encoders(backend, client):
         }
         for i in range(8)
     ]  # fmt: skip
-    headers = {"Authorization": "Bearer test-admin-token"}
-    r = client.post(
-        "/layers",
-        files={"file": ("parchi.geojson", json.dumps({"type": "FeatureCollection",
-                                                      "features": feats}).encode())},
-        data={"name": "Parchi tile test"},
-        headers=headers,
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    lid = r.json()["id"]
-    try:
+    with _uploaded_layer(client, "Parchi tile test", feats) as lid:
         p = registry.get(lid)
         assert set(p.tile_properties) == {"nome", "ettari", "n", "aperto", "nota"}
         for z in (12, 14):
@@ -291,8 +281,6 @@ def test_layer_tiles_same_on_both_encoders(backend, client):
                 for k, v in pa[fid].items():
                     w = pb[fid][k]
                     assert v == pytest.approx(w) if isinstance(v, float) else v == w, (k, v, w)
-    finally:
-        client.delete(f"/layers/{lid}", headers=headers)
 
 
 def _items_ids(base: str, collection: str, bbox: tuple[float, ...]) -> set[str]:
@@ -354,6 +342,22 @@ def test_gdal_3_6_lists_collections_and_reads_items_through_ogcapi(server):
     assert "Feature Count: 133" in items.stdout and "Geometry: Multi Polygon" in items.stdout
 
 
+@contextlib.contextmanager
+def _uploaded_layer(client, name: str, feats: list[dict]):  # type: ignore[no-untyped-def]
+    """The id of a layer uploaded (as GeoJSON) for the duration of the block."""
+    headers = {"Authorization": "Bearer test-admin-token"}
+    body = json.dumps({"type": "FeatureCollection", "features": feats}).encode()
+    r = client.post(
+        "/layers", files={"file": ("layer.geojson", body)}, data={"name": name}, headers=headers
+    )
+    assert r.status_code == 201, r.text
+    lid = r.json()["id"]
+    try:
+        yield lid
+    finally:
+        client.delete(f"/layers/{lid}", headers=headers)
+
+
 def _vertices(body: bytes, layer: str) -> int:
     feats = mapbox_vector_tile.decode(body)[layer]["features"]
     shapes = [shapely.geometry.shape(f["geometry"]) for f in feats]
@@ -379,15 +383,7 @@ def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
         {"type": "Feature", "properties": {"nome": "anello"},
          "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}},
     ]  # fmt: skip
-    headers = {"Authorization": "Bearer test-admin-token"}
-    body = json.dumps({"type": "FeatureCollection", "features": feats}).encode()
-    r = client.post(
-        "/layers", files={"file": ("anello.geojson", body)}, data={"name": "Anello"},
-        headers=headers,
-    )  # fmt: skip
-    assert r.status_code == 201, r.text
-    lid = r.json()["id"]
-    try:
+    with _uploaded_layer(client, "Anello", feats) as lid:
         p = registry.get(lid)
         counts = {}
         for z in (11, 12, 14):
@@ -404,5 +400,3 @@ def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
         assert counts[14][0] > 2 * counts[12][0], counts  # full detail where it shows
         r = client.get(f"/collections/{lid}/items", params={"limit": 10})
         assert r.json()["numberMatched"] == 1
-    finally:
-        client.delete(f"/layers/{lid}", headers=headers)
