@@ -14,7 +14,10 @@ anything else (an unknown or repeated parameter, a property filter, ``simplify``
 FastAPI would have to coerce, and every error) goes on to the full application, which
 answers as before (so error bodies, HTML error pages and their status codes stay in one
 place, ``api.errors``). It sits innermost, inside CORS, gzip and the response cache, so it
-changes nothing of what those add.
+changes nothing of what those add. The response cache runs the lane's :meth:`~FeaturesLane.plan`
+itself (``api.ogc_cache``: version, lookup and answer in the same hop); the lane's own
+``__call__`` answers what reaches it otherwise (an app without that cache) and sends the
+non-200 answers the cache computed.
 """
 
 from __future__ import annotations
