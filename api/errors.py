@@ -44,6 +44,17 @@ def _language(request: Request) -> str:
     return negotiate(request.headers.get("accept-language"), request.query_params.get("lang"))
 
 
+def _reply_language(request: Request) -> str:
+    """The language of an error's words: :func:`_language`, except that JSON for a program
+    that asked for no language (no ``?lang=``, no Accept-Language) is English, as every
+    API error always was. Validation and domain errors follow this one rule."""
+    if not _wants_html(request) and not (
+        request.headers.get("accept-language") or request.query_params.get("lang")
+    ):
+        return "en"
+    return _language(request)
+
+
 def _answer(request: Request, body: dict, status_code: int, headers=None):
     """The error as JSON, or as an HTML page when HTML was asked for (every value escaped)."""
     if not _wants_html(request):
@@ -135,8 +146,12 @@ def install_error_handlers(app: FastAPI) -> None:
         ogc = _is_ogc(request.url.path)
         if isinstance(exc, InvalidParameter) and status == 400 and not ogc:
             status = 422
-        headers = getattr(exc, "headers", None)  # e.g. WWW-Authenticate on 401
-        return _answer(request, exc.to_dict(), status, headers)
+        # The description in Italian when the raiser wrote it (else English, said so).
+        lang = _reply_language(request)
+        said = lang if exc.message_it is not None else "en"
+        # e.g. WWW-Authenticate on 401
+        headers = {**(getattr(exc, "headers", None) or {}), "Content-Language": said}
+        return _answer(request, exc.to_dict(lang), status, headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def store_error(request: Request, exc: SQLAlchemyError):
@@ -159,11 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # ``type`` lets programs tell errors apart whatever the language.
         from api.validation_text import message, where
 
-        lang = _language(request)
-        if not _wants_html(request) and not (
-            request.headers.get("accept-language") or request.query_params.get("lang")
-        ):
-            lang = "en"  # JSON for a program that asked for no language: as every API error
+        lang = _reply_language(request)
         problems = []
         for e in exc.errors():
             problems.append(

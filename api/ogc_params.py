@@ -16,12 +16,12 @@ from starlette.types import Scope
 
 from api.security import public_base_url
 from geo.crs import SUPPORTED_URIS
-from geo.errors import NotFound
 from geo.ogc import OgcRequest, negotiate
 from geo.ogc import params as P
 from geo.ogc.cql import GEOMETRY_PROPERTY, CqlFilter, parse_filter
 from geo.ogc.http import negotiate_language
 from geo.ogc.registry import CollectionProvider, registry
+from geo.ogc.service import unknown_collection
 
 _CRS_HELP = "One of: CRS84 (default), " + ", ".join(u for u in SUPPORTED_URIS[1:])
 
@@ -80,10 +80,7 @@ def collection(
     """
     p = registry.get(collection_id)
     if p is None:
-        raise NotFound(
-            f"no collection {collection_id!r}; known: {', '.join(registry.ids())}",
-            parameter="collectionId",
-        )
+        raise unknown_collection(collection_id, registry.ids())
     return p
 
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from pyproj import CRS, Transformer
 
-from geo.errors import InvalidParameter
+from geo.errors import InvalidParameter, quoted
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 METRIC_EPSG = 32632
@@ -57,10 +57,11 @@ def parse_crs(value: str | None, parameter: str = "crs") -> str:
     if code is None and upper.isdigit():
         code = upper
     if code is None or not code.isdigit() or int(code) not in SUPPORTED_EPSG:
+        offered = "CRS84, " + ", ".join(f"EPSG:{c}" for c in SUPPORTED_EPSG)
         raise InvalidParameter(
             parameter,
-            f"unsupported CRS {value!r}; use one of CRS84, "
-            + ", ".join(f"EPSG:{c}" for c in SUPPORTED_EPSG),
+            f"unsupported CRS {value!r}; use one of {offered}",
+            it=f"sistema di riferimento {quoted(value)} non supportato; usare uno tra {offered}",
         )
     return epsg_uri(int(code))
 

@@ -3,28 +3,55 @@
 Each error carries the HTTP status and a short machine code; the API maps them to
 responses in one place (``api.errors``), the CLI prints them. Nothing here imports
 a web framework.
+
+A message is English; the place that raises it may add its Italian form (``it=``), which
+the API serves to Italian readers (HTML pages by default, JSON when asked): the text is
+written where the facts are, never recovered by matching the English afterwards.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+#: Longest echo of a value in an Italian message (the rest is cut with "…").
+ECHO_MAX = 60
+
+
+def quoted(value: object) -> str:
+    """A value given by the user, as Italian messages echo it: «…», at most
+    :data:`ECHO_MAX` characters, non-printable characters shown as U+FFFD.
+    (Escaping for HTML is the page's job.)"""
+    raw = str(value)
+    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in raw[:ECHO_MAX])
+    return f"«{text}»" if len(raw) <= ECHO_MAX else f"«{text[: ECHO_MAX - 1]}…»"
+
 
 class GeoError(Exception):
-    """Base class: a problem the user can act on."""
+    """Base class: a problem the user can act on.
+
+    ``message`` is English (clients and tests read it); ``it``, when given, is the same
+    message in Italian, chosen by :meth:`text` for an Italian reader.
+    """
 
     status: int = 400
     code: str = "InvalidParameterValue"
 
-    def __init__(self, message: str, *, details: Any = None, **extra: Any) -> None:
+    def __init__(
+        self, message: str, *, details: Any = None, it: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.message_it = it
         self.details = details
         self.extra = extra
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON body of the error."""
-        body: dict[str, Any] = {"code": self.code, "description": self.message}
+    def text(self, lang: str = "en") -> str:
+        """The message in ``lang`` (``it`` or ``en``): English when no Italian was given."""
+        return self.message_it if lang == "it" and self.message_it is not None else self.message
+
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
+        """JSON body of the error, its description in ``lang``."""
+        body: dict[str, Any] = {"code": self.code, "description": self.text(lang)}
         if self.details is not None:
             body["details"] = self.details
         body.update(self.extra)
@@ -37,8 +64,15 @@ class InvalidParameter(GeoError):
     status = 400
     code = "InvalidParameterValue"
 
-    def __init__(self, parameter: str, message: str, **extra: Any) -> None:
-        super().__init__(f"{parameter}: {message}", parameter=parameter, **extra)
+    def __init__(
+        self, parameter: str, message: str, *, it: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(
+            f"{parameter}: {message}",
+            it=None if it is None else f"{parameter}: {it}",
+            parameter=parameter,
+            **extra,
+        )
         self.parameter = parameter
 
 

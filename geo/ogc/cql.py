@@ -4,7 +4,8 @@
 CQL2-JSON form, with geometry literals reprojected from ``filter-crs`` to CRS84 shapely
 geometries. ``evaluate`` computes a boolean mask over a :class:`Table` (columns of
 properties plus a geometry array). Every problem becomes ``InvalidParameter("filter", …)``
-saying what is wrong and where.
+saying what is wrong and where, in English and in Italian (``it=``; a syntax error by its
+line and column, which the parser's report starts with).
 
 Nothing a stranger sends may crash, stall or overflow the service, so every filter first
 passes a budget (:func:`check_budget`: length, nesting depth, number of terms) before the
@@ -35,7 +36,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.crs import CRS84, parse_crs, to_pyproj, transformer
-from geo.errors import InvalidParameter, ServiceUnavailable
+from geo.errors import InvalidParameter, ServiceUnavailable, quoted
 from geo.ogc.params import check_geographic
 from geo.settings import get_settings
 
@@ -91,8 +92,53 @@ class CqlFilter:
         return evaluate(self, table)
 
 
-def _fail(message: str) -> InvalidParameter:
-    return InvalidParameter("filter", message)
+def _fail(message: str, it: str | None = None) -> InvalidParameter:
+    return InvalidParameter("filter", message, it=it)
+
+
+#: Italian names of the kinds of value a filter compares (``type(v).__name__``).
+_KIND_IT = {
+    "str": "il testo", "int": "il numero", "float": "il numero", "bool": "il booleano",
+    "date": "la data", "datetime": "la data-ora", "list": "la lista", "tuple": "la lista",
+    "NoneType": "il valore nullo", "ndarray": "la colonna",
+}  # fmt: skip
+
+
+def _value_it(v: Any) -> str:
+    """``il numero «3»``: a value of a filter as an Italian message names it."""
+    kind = _KIND_IT.get(type(v).__name__, "il valore")
+    return f"{kind} {quoted(v)}"
+
+
+#: Where the parser's report of a CQL2-text syntax error points: `` --> line:column``.
+_WHERE = re.compile(r"\s*-->\s*(\d+):(\d+)")
+
+
+def _syntax_it(lang: str, raw: str, detail: str) -> str:
+    """A syntax error in Italian: where (line, column, the text before) and what."""
+    if lang == "cql2-json":
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return f"JSON non valido alla riga {exc.lineno}, colonna {exc.colno}"
+        return (
+            "il JSON non è un'espressione CQL2 (es. "
+            '{"op": "=", "args": [{"property": "nome"}, "Milano"]})'
+        )
+    where = _WHERE.match(detail)
+    if where is None:
+        return f"cql2-text non valido: {detail}"
+    line, col = int(where[1]), int(where[2])
+    lines = raw.splitlines() or [""]
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    before, rest = text[: col - 1].strip()[-40:], text[col - 1 :].strip()[:20]
+    at = f"riga {line}, colonna {col}" if len(lines) > 1 else f"colonna {col}"
+    if not rest and line >= len(lines):
+        return f"cql2-text incompleto: il filtro finisce troppo presto, dopo {quoted(before)}"
+    what = f"errore di sintassi cql2-text alla {at}"
+    if not before:
+        return f"{what}: non si può cominciare con {quoted(rest)}"
+    return f"{what}: {quoted(rest)} non può seguire {quoted(before)}"
 
 
 # --- query budget -------------------------------------------------------------------------
@@ -150,21 +196,27 @@ class Budget:
 def _too_long(n: int, budget: Budget) -> InvalidParameter:
     return _fail(
         f"{n} characters long; the limit is {budget.max_length} characters "
-        "(setting CMM_GEO_MAX_FILTER_LENGTH)"
+        "(setting CMM_GEO_MAX_FILTER_LENGTH)",
+        it=f"lungo {n} caratteri; il massimo è {budget.max_length} "
+        "(impostazione CMM_GEO_MAX_FILTER_LENGTH)",
     )
 
 
 def _too_deep(depth: int, budget: Budget) -> InvalidParameter:
     return _fail(
         f"nested {depth} levels deep; the limit is {budget.max_depth} levels of parentheses, "
-        "brackets or NOT (setting CMM_GEO_MAX_FILTER_DEPTH)"
+        "brackets or NOT (setting CMM_GEO_MAX_FILTER_DEPTH)",
+        it=f"annidato su {depth} livelli; il massimo è {budget.max_depth} livelli di "
+        "parentesi o NOT (impostazione CMM_GEO_MAX_FILTER_DEPTH)",
     )
 
 
 def _too_many_terms(terms: int, budget: Budget) -> InvalidParameter:
     return _fail(
         f"{terms} terms (comparisons, LIKE, IN, BETWEEN, NOT, functions, arithmetic); "
-        f"the limit is {budget.max_terms} terms (setting CMM_GEO_MAX_FILTER_TERMS)"
+        f"the limit is {budget.max_terms} terms (setting CMM_GEO_MAX_FILTER_TERMS)",
+        it=f"{terms} termini (confronti, LIKE, IN, BETWEEN, NOT, funzioni, operazioni); "
+        f"il massimo è {budget.max_terms} (impostazione CMM_GEO_MAX_FILTER_TERMS)",
     )
 
 
@@ -341,7 +393,9 @@ def _check_tree(tree: Any, budget: Budget) -> None:
     if raw_deepest > HARD_MAX_DEPTH:
         raise _fail(
             f"its expression tree is {raw_deepest} levels deep; the limit is "
-            f"{HARD_MAX_DEPTH} (fixed); split long arithmetic or NOT chains"
+            f"{HARD_MAX_DEPTH} (fixed); split long arithmetic or NOT chains",
+            it=f"l'espressione è profonda {raw_deepest} livelli; il massimo è "
+            f"{HARD_MAX_DEPTH} (fisso); spezzare le lunghe catene di operazioni o di NOT",
         )
 
 
@@ -379,16 +433,20 @@ def parse_filter(
         if lang is None:
             lang = "cql2-json" if raw.startswith("{") else "cql2-text"
     if lang not in FILTER_LANGS:
-        raise InvalidParameter("filter-lang", f"unsupported {lang!r}; use cql2-text or cql2-json")
+        raise InvalidParameter(
+            "filter-lang",
+            f"unsupported {lang!r}; use cql2-text or cql2-json",
+            it=f"linguaggio {quoted(lang)} non supportato; usare cql2-text o cql2-json",
+        )
     if not raw:
-        raise _fail("empty filter")
+        raise _fail("empty filter", it="filtro vuoto")
     check_budget(raw, lang, budget)
     try:
         expr = cql2.parse_json(raw) if lang == "cql2-json" else cql2.parse_text(raw)
         tree = expr.to_json()
     except Exception as exc:  # cql2 also raises bare Exception (e.g. non-finite coordinates)
         msg = str(exc).strip()
-        raise _fail(f"invalid {lang}: {msg}") from None
+        raise _fail(f"invalid {lang}: {msg}", it=_syntax_it(lang, raw, str(exc))) from None
     _check_tree(tree, budget)
     used: set[str] = set()
     tree = _prepare(tree, crs, used)
@@ -396,11 +454,16 @@ def parse_filter(
         known = set(queryables)
         unknown = sorted(used - known)
         if unknown:
+            queryables_text = ", ".join(sorted(known))
             raise _fail(
                 f"unknown propert{'y' if len(unknown) == 1 else 'ies'} "
                 + ", ".join(repr(u) for u in unknown)
                 + "; queryables: "
-                + ", ".join(sorted(known))
+                + queryables_text,
+                it=f"{'proprietà sconosciuta' if len(unknown) == 1 else 'proprietà sconosciute'} "
+                + ", ".join(quoted(u) for u in unknown)
+                + "; quelle interrogabili sono: "
+                + queryables_text,
             )
     return CqlFilter(tree=tree, text=raw, properties=used)
 
@@ -418,16 +481,25 @@ def _literal_geometry(node: dict[str, Any], crs: str) -> BaseGeometry:
         else:
             geom = shapely.geometry.shape(node)
     except Exception as exc:
-        raise _fail(f"invalid geometry literal {orjson.dumps(node).decode()[:80]}: {exc}") from None
+        literal = orjson.dumps(node).decode()
+        reason: object = exc
+        if "bbox" in node:  # its own check, or an element that is not a number
+            n = len(node["bbox"]) if isinstance(node["bbox"], list) else 0
+            reason = "servono 4 o 6 numeri" + (f", ricevuti {n}" if n not in (4, 6) else "")
+        raise _fail(
+            f"invalid geometry literal {literal[:80]}: {exc}",
+            it=f"geometria non valida {quoted(literal)}: {reason}",
+        ) from None
     coords = shapely.get_coordinates(geom)
     if crs == CRS84 or to_pyproj(crs).is_geographic:
         lon, lat = (coords[:, 0], coords[:, 1]) if crs == CRS84 else (coords[:, 1], coords[:, 0])
         try:
             check_geographic(lon, lat, "filter")
         except InvalidParameter as exc:
+            literal = orjson.dumps(node).decode()
             raise _fail(
-                f"geometry literal {orjson.dumps(node).decode()[:80]}: "
-                + str(exc).removeprefix("filter: ")
+                f"geometry literal {literal[:80]}: " + str(exc).removeprefix("filter: "),
+                it=f"geometria {quoted(literal)}: " + exc.text("it").removeprefix("filter: "),
             ) from None
     if crs != CRS84:
         tx = transformer(crs, CRS84)
@@ -438,9 +510,11 @@ def _literal_geometry(node: dict[str, Any], crs: str) -> BaseGeometry:
 
         geom = shapely.transform(geom, _f)
     if not np.isfinite(shapely.get_coordinates(geom)).all():
+        literal = orjson.dumps(node).decode()
         raise _fail(
-            f"geometry literal {orjson.dumps(node).decode()[:80]} has coordinates out of "
-            "range (in filter-crs)"
+            f"geometry literal {literal[:80]} has coordinates out of range (in filter-crs)",
+            it=f"la geometria {quoted(literal)} ha coordinate fuori dall'area di validità "
+            "di filter-crs",
         )
     return geom
 
@@ -459,7 +533,10 @@ def _temporal_literal(node: dict[str, Any]) -> date | datetime:
         t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         example = "2024-05-01" if kind == "date" else "2024-05-01T12:00:00Z"
-        raise _fail(f"invalid {kind.upper()} literal {text!r}; write e.g. '{example}'") from None
+        raise _fail(
+            f"invalid {kind.upper()} literal {text!r}; write e.g. '{example}'",
+            it=f"{kind.upper()} non valido: {quoted(text)}; scrivere ad es. '{example}'",
+        ) from None
     return t
 
 
@@ -477,15 +554,22 @@ def _prepare(node: Any, crs: str, used: set[str]) -> Any:
             op = str(node["op"]).lower()
             if op not in _OPERATORS:
                 kind = {"t_": "temporal ", "a_": "array "}.get(op[:2], "")
+                kind_it = {"t_": " temporale", "a_": " su liste"}.get(op[:2], "")
+                supported = ", ".join(sorted(_OPERATORS))
                 raise _fail(
-                    f"unsupported {kind}operator {node['op']!r}; supported: "
-                    + ", ".join(sorted(_OPERATORS))
+                    f"unsupported {kind}operator {node['op']!r}; supported: " + supported,
+                    it=f"operatore{kind_it} {quoted(node['op'])} non supportato; quelli "
+                    "supportati sono: " + supported,
                 )
             args = [_prepare(a, crs, used) for a in node.get("args", [])]
             low, high = _ARITY.get(op, (2, 2))
             if not low <= len(args) <= high:
                 wanted = f"at least {low}" if high == _MANY else str(low)
-                raise _fail(f"{node['op']!r} takes {wanted} argument(s), got {len(args)}")
+                wanted_it = f"almeno {low}" if high == _MANY else str(low)
+                raise _fail(
+                    f"{node['op']!r} takes {wanted} argument(s), got {len(args)}",
+                    it=f"{quoted(node['op'])} vuole {wanted_it} argomenti, ricevuti {len(args)}",
+                )
             return {"op": op, "args": args}
         if "type" in node or "bbox" in node:
             return _literal_geometry(node, crs)
@@ -494,13 +578,19 @@ def _prepare(node: Any, crs: str, used: set[str]) -> Any:
         if "interval" in node:
             raise _fail(
                 "INTERVAL literals are not supported (temporal functions are not); compare "
-                "dates with DATE('YYYY-MM-DD') or TIMESTAMP('…Z') and =, <, >, BETWEEN"
+                "dates with DATE('YYYY-MM-DD') or TIMESTAMP('…Z') and =, <, >, BETWEEN",
+                it="INTERVAL non è supportato (le funzioni temporali non lo sono); confrontare "
+                "le date con DATE('AAAA-MM-GG') o TIMESTAMP('…Z') e =, <, >, BETWEEN",
             )
-        raise _fail(f"unexpected element {orjson.dumps(node).decode()[:80]}")
+        literal = orjson.dumps(node).decode()
+        raise _fail(f"unexpected element {literal[:80]}", it=f"elemento inatteso {quoted(literal)}")
     if isinstance(node, list):
         return [_prepare(a, crs, used) for a in node]
     if isinstance(node, float) and not math.isfinite(node):
-        raise _fail(f"a number is out of range ({node}); numbers must be finite")
+        raise _fail(
+            f"a number is out of range ({node}); numbers must be finite",
+            it=f"un numero è fuori scala ({node}); i numeri devono essere finiti",
+        )
     return node
 
 
@@ -537,6 +627,9 @@ def _check_deadline() -> None:
             "filter: evaluating it took longer than the time budget of a query "
             f"({budget:g} s, setting CMM_GEO_REQUEST_TIMEOUT_S); simplify it or narrow "
             "the request (bbox, fewer terms)",
+            it="filter: la valutazione ha superato il tempo massimo di una richiesta "
+            f"({budget:g} s, impostazione CMM_GEO_REQUEST_TIMEOUT_S); semplificare il filtro "
+            "o restringere la richiesta (bbox, meno termini)",
             parameter="filter",
         )
 
@@ -556,7 +649,9 @@ def _eval(node: Any, table: Table) -> Any:
             try:
                 return table.column(name)
             except KeyError:
-                raise _fail(f"unknown property {name!r}") from None
+                raise _fail(
+                    f"unknown property {name!r}", it=f"proprietà sconosciuta {quoted(name)}"
+                ) from None
         fn = _OPERATORS[node["op"]]
         return fn(node["args"], table)
     if isinstance(node, list):
@@ -575,7 +670,8 @@ def _elementwise(func: Callable[..., Any], *values: Any) -> Any:
             return func(*xs)
         except TypeError:
             raise _fail(
-                "cannot apply the operator to " + ", ".join(type(x).__name__ for x in xs)
+                "cannot apply the operator to " + ", ".join(type(x).__name__ for x in xs),
+                it="l'operatore non si applica a " + ", ".join(_value_it(x) for x in xs),
             ) from None
 
     if n is None:
@@ -607,12 +703,18 @@ def _coerce(x: Any, y: Any) -> tuple[Any, Any]:
         if isinstance(v, list | tuple):
             raise _fail(
                 f"cannot compare the list {list(v)!r} with a value; use the array functions, "
-                "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))"
+                "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))",
+                it=f"impossibile confrontare la lista {quoted(list(v))} con un valore; usare "
+                "le funzioni su liste, es. A_CONTAINS(missions, ('M2')) o "
+                "A_OVERLAPS(missions, ('M1', 'M2'))",
             )
     if isinstance(x, date) or isinstance(y, date):
         return _instant(x), _instant(y)
     if isinstance(x, str) != isinstance(y, str):
-        raise _fail(f"cannot compare {type(x).__name__} {x!r} with {type(y).__name__} {y!r}")
+        raise _fail(
+            f"cannot compare {type(x).__name__} {x!r} with {type(y).__name__} {y!r}",
+            it=f"impossibile confrontare {_value_it(x)} con {_value_it(y)}",
+        )
     return x, y
 
 
@@ -622,12 +724,18 @@ def _instant(v: Any) -> datetime:
         try:
             v = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise _fail(f"cannot compare {v!r} with a date: it is not an ISO 8601 date") from None
+            raise _fail(
+                f"cannot compare {v!r} with a date: it is not an ISO 8601 date",
+                it=f"impossibile confrontare {quoted(v)} con una data: non è una data ISO 8601",
+            ) from None
     if isinstance(v, datetime):
         return v if v.tzinfo else v.replace(tzinfo=UTC)
     if isinstance(v, date):
         return datetime(v.year, v.month, v.day, tzinfo=UTC)
-    raise _fail(f"cannot compare {type(v).__name__} {v!r} with a date")
+    raise _fail(
+        f"cannot compare {type(v).__name__} {v!r} with a date",
+        it=f"impossibile confrontare {_value_it(v)} con una data",
+    )
 
 
 def _truth(value: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -643,7 +751,10 @@ def _truth(value: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     if isinstance(value, bool | np.bool_):
         return np.full(n, bool(value)), np.zeros(n, dtype=bool)
-    raise _fail(f"the filter is not a condition (it evaluates to {value!r})")
+    raise _fail(
+        f"the filter is not a condition (it evaluates to {value!r})",
+        it=f"il filtro non è una condizione (vale {quoted(value)})",
+    )
 
 
 def _tri(true: np.ndarray, unknown: np.ndarray) -> np.ndarray:
@@ -754,7 +865,7 @@ class LikePattern:
 def _like(args: list[Any], table: Table) -> Any:
     value, pattern = (_eval(x, table) for x in args)
     if not isinstance(pattern, str):
-        raise _fail("LIKE needs a string pattern")
+        raise _fail("LIKE needs a string pattern", it="LIKE vuole un modello di testo")
     like = LikePattern(pattern)
     return _elementwise(lambda s: like.matches(str(s)), value)
 
@@ -773,9 +884,9 @@ def _in(args: list[Any], table: Table) -> Any:
     value = _eval(args[0], table)
     options = _eval(args[1], table)
     if not isinstance(options, list):
-        raise _fail("IN needs a list of values")
+        raise _fail("IN needs a list of values", it="IN vuole una lista di valori")
     if any(isinstance(o, np.ndarray) for o in options):
-        raise _fail("IN accepts literal values only")
+        raise _fail("IN accepts literal values only", it="IN accetta solo valori costanti")
     numeric = {float(o) for o in options if isinstance(o, int | float) and not isinstance(o, bool)}
     strings = {o for o in options if isinstance(o, str)}
     instants = {_instant(o) for o in options if isinstance(o, date)}
@@ -822,7 +933,12 @@ def _spatial(name: str) -> Callable[[list[Any], Table], Any]:
                 isinstance(v, np.ndarray) and (len(v) == 0 or isinstance(v[0], BaseGeometry))
             )
             if not ok:
-                raise _fail(f"S_{name.upper()} needs geometries, got {type(v).__name__}")
+                article, _, noun = _KIND_IT.get(type(v).__name__, "il valore").partition(" ")
+                got_it = ("una " if article == "la" else "un ") + noun
+                raise _fail(
+                    f"S_{name.upper()} needs geometries, got {type(v).__name__}",
+                    it=f"S_{name.upper()} vuole due geometrie, non {got_it}",
+                )
         return np.asarray(predicate(a, b), dtype=bool)
 
     return op
@@ -836,7 +952,9 @@ def _arithmetic(symbol: str, func: Callable[[Any, Any], Any]) -> Callable[[list[
 
         def calc(x: Any, y: Any) -> Any:
             if isinstance(x, str) or isinstance(y, str):
-                raise _fail("arithmetic needs numbers")
+                raise _fail(
+                    "arithmetic needs numbers", it="le operazioni aritmetiche vogliono numeri"
+                )
             try:
                 result = func(float(x), float(y))
             except ZeroDivisionError:
@@ -844,7 +962,11 @@ def _arithmetic(symbol: str, func: Callable[[Any, Any], Any]) -> Callable[[list[
             except OverflowError:
                 result = math.inf
             if isinstance(result, complex) or not math.isfinite(result):
-                raise _fail(f"arithmetic overflow: {x!r} {symbol} {y!r} has no finite real result")
+                raise _fail(
+                    f"arithmetic overflow: {x!r} {symbol} {y!r} has no finite real result",
+                    it=f"risultato fuori scala: {x!r} {symbol} {y!r} non ha un risultato reale "
+                    "finito",
+                )
             return result
 
         return _elementwise(calc, a, b)
@@ -865,12 +987,17 @@ def _array_function(name: str) -> Callable[[list[Any], Table], Any]:
     def as_set(v: Any) -> frozenset[Any]:
         if not isinstance(v, list | tuple):
             raise _fail(
-                f"{name.upper()} compares arrays; {v!r} is not one (write a list as ('M1', 'M2'))"
+                f"{name.upper()} compares arrays; {v!r} is not one (write a list as ('M1', 'M2'))",
+                it=f"{name.upper()} confronta liste; {quoted(v)} non lo è (scrivere una lista "
+                "così: ('M1', 'M2'))",
             )
         out = set()
         for x in v:
             if isinstance(x, list | tuple | dict):
-                raise _fail(f"{name.upper()}: nested arrays are not supported")
+                raise _fail(
+                    f"{name.upper()}: nested arrays are not supported",
+                    it=f"{name.upper()}: le liste annidate non sono supportate",
+                )
             num = isinstance(x, int | float | np.integer | np.floating)
             out.add(float(x) if num and not isinstance(x, bool) else x)
         return frozenset(out)
@@ -878,7 +1005,10 @@ def _array_function(name: str) -> Callable[[list[Any], Table], Any]:
     def op(args: list[Any], table: Table) -> Any:
         a, b = (_eval(x, table) for x in args)
         if isinstance(b, list) and any(isinstance(v, np.ndarray) for v in b):
-            raise _fail(f"{name.upper()} accepts literal values in its lists only")
+            raise _fail(
+                f"{name.upper()} accepts literal values in its lists only",
+                it=f"{name.upper()} accetta solo valori costanti nelle sue liste",
+            )
         return _elementwise(lambda x, y: relation(as_set(x), as_set(y)), a, b)
 
     return op

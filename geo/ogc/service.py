@@ -14,6 +14,7 @@ relations that tie them together.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,7 +25,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from geo.crs import CRS84, SUPPORTED_URIS, short_name
-from geo.errors import InvalidParameter, NotFound, ServiceUnavailable
+from geo.errors import InvalidParameter, NotFound, ServiceUnavailable, quoted
 from geo.ogc import schema
 from geo.ogc.conformance import CONFORMANCE
 from geo.ogc.encode import bbox_in, encode_geometries
@@ -65,6 +66,17 @@ def _templates() -> Environment:
     )
 
 
+def unknown_collection(collection_id: str, known: Iterable[str]) -> NotFound:
+    """The 404 of a collection id not in the registry, listing the known ones (English and
+    Italian): raised by :meth:`OgcService.provider` and the API's ``collection`` dependency."""
+    listed = ", ".join(known)
+    return NotFound(
+        f"no collection {collection_id!r}; known: {listed}",
+        it=f"nessuna collezione {quoted(collection_id)}; quelle disponibili sono: {listed}",
+        parameter="collectionId",
+    )
+
+
 def _inline_json(value: Any) -> str:
     """JSON safe inside a <script> element."""
     return orjson.dumps(value).decode().replace("</", "<\\/")
@@ -99,10 +111,7 @@ class OgcService:
         """The provider of a collection, or NotFound listing the known ones."""
         p = self.registry.get(collection_id)
         if p is None:
-            raise NotFound(
-                f"no collection {collection_id!r}; known: {', '.join(self.registry.ids())}",
-                parameter="collectionId",
-            )
+            raise unknown_collection(collection_id, self.registry.ids())
         return p
 
     def _last_modified(self) -> datetime:
@@ -544,10 +553,12 @@ class OgcService:
         sortable = {s.name for s in schema.sortables(p)}
         for name, _ascending in q.sortby:
             if name not in sortable:
+                sortables = ", ".join(sorted(sortable))
                 raise InvalidParameter(
                     "sortby",
-                    f"cannot sort by {name!r} (a list or not a property); sortables: "
-                    + ", ".join(sorted(sortable)),
+                    f"cannot sort by {name!r} (a list or not a property); sortables: " + sortables,
+                    it=f"impossibile ordinare per {quoted(name)} (è una lista o non è una "
+                    "proprietà); proprietà ordinabili: " + sortables,
                 )
         fmt = req.fmt
         encoded = None
@@ -650,6 +661,7 @@ class OgcService:
         if f is None:
             raise NotFound(
                 f"no feature {feature_id!r} in collection {collection_id!r}",
+                it=f"nessun elemento {quoted(feature_id)} nella collezione {quoted(collection_id)}",
                 parameter="featureId",
             )
         props = f.get("properties") or {}

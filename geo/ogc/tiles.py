@@ -32,7 +32,7 @@ import orjson
 import shapely
 
 from geo.crs import CRS84, transformer_xy
-from geo.errors import InvalidParameter, NotFound
+from geo.errors import InvalidParameter, NotFound, quoted
 from geo.ogc.registry import CollectionProvider, FeatureQuery
 
 _T = "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/"
@@ -75,8 +75,11 @@ MAX_FEATURES = 20_000
 def tile_matrix_set(tms_id: str) -> morecantile.TileMatrixSet:
     """The tile matrix set ``tms_id`` (404 when not offered)."""
     if tms_id not in TILE_MATRIX_SETS:
+        offered = ", ".join(TILE_MATRIX_SETS)
         raise NotFound(
-            f"no tile matrix set {tms_id!r}; offered: {', '.join(TILE_MATRIX_SETS)}",
+            f"no tile matrix set {tms_id!r}; offered: {offered}",
+            it=f"nessuna griglia di tile (tile matrix set) {quoted(tms_id)}; disponibili: "
+            + offered,
             parameter="tileMatrixSetId",
         )
     return morecantile.tms.get(tms_id)
@@ -148,12 +151,18 @@ class TileAddress:
         values = []
         for name, raw in (("tileMatrix", z), ("tileRow", row), ("tileCol", col)):
             if not raw.isdigit() or len(raw) > 9:
-                raise InvalidParameter(name, f"{name} must be a whole number ≥ 0, got {raw!r}")
+                raise InvalidParameter(
+                    name,
+                    f"{name} must be a whole number ≥ 0, got {raw!r}",
+                    it=f"serve un numero intero ≥ 0, non {quoted(raw)}",
+                )
             values.append(int(raw))
         zi, ri, ci = values
         if not MIN_ZOOM <= zi <= _max_zoom(tms):
             raise NotFound(
                 f"tileMatrix {zi} is not served; zoom levels {MIN_ZOOM}–{_max_zoom(tms)}",
+                it=f"livello di zoom {zi} non disponibile; livelli serviti: da {MIN_ZOOM} a "
+                f"{_max_zoom(tms)}",
                 parameter="tileMatrix",
             )
         matrix = tms.matrix(zi)
@@ -161,6 +170,8 @@ class TileAddress:
             raise NotFound(
                 f"tile {zi}/{ri}/{ci} is outside the tile matrix ({matrix.matrixHeight} rows, "
                 f"{matrix.matrixWidth} columns)",
+                it=f"la tile {zi}/{ri}/{ci} è fuori dalla griglia del livello {zi} "
+                f"({matrix.matrixHeight} righe, {matrix.matrixWidth} colonne)",
                 parameter="tileRow" if ri >= matrix.matrixHeight else "tileCol",
             )
         return cls(tms_id, zi, ri, ci)
