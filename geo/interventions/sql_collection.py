@@ -54,6 +54,7 @@ from geo.ogc.sql import (
     SQL_FALSE,
     SQL_TRUE,
     SqlCollection,
+    SqliteGeojson,
     SqlProperty,
     json_list,
     pg_feature,
@@ -64,6 +65,8 @@ from geo.ogc.sql import (
     pg_json_timestamp,
     pg_rendered,
     selected,
+    sqlite_geojson,
+    sqlite_json_timestamp,
 )
 from geo.plan import PlanCatalogue
 from geo.territory import Territory, get_territory
@@ -176,6 +179,18 @@ def _linked_sql(column: str) -> str:
         " FROM json_array_elements_text(interventions.comuni) WITH ORDINALITY AS e(code, ord)"
         " JOIN territory_comuni AS tc ON tc.istat_code = e.code)"
     )
+
+
+def _linked_sqlite(column: str) -> str:
+    """SQLite: as :func:`_linked_sql` (``json_each`` over the stored codes, the rows of a
+    subquery aggregated in its order)."""
+    pick = f"tc.{column} AS v FROM json_each(interventions.comuni) AS e"
+    pick += " JOIN territory_comuni AS tc ON tc.istat_code = e.value"
+    if column in ("istat_code", "name"):
+        rows = f"SELECT {pick} ORDER BY e.key"
+    else:
+        rows = f"SELECT DISTINCT {pick} WHERE tc.{column} IS NOT NULL ORDER BY v"
+    return f"coalesce((SELECT json_group_array(v) FROM ({rows})), '[]')"
 
 
 class InterventionsSqlProvider(SqlCollection):
@@ -305,6 +320,53 @@ class InterventionsSqlProvider(SqlCollection):
         )
         feature = pg_rendered(pg_feature(c.id, geometry, pairs), self.engine())
         return sa.select(c.id, feature).select_from(interventions_table)
+
+    def sqlite_geojson(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> SqliteGeojson | None:
+        """The page encoded by SQLite (``json_object``) and Python (floats, geometries), as
+        :func:`geo.interventions.store._properties` makes the properties; the comuni's
+        names, zones and unions from the comuni mirrored in the store."""
+        from geo.territory.mirror import ensure_mirror
+
+        ensure_mirror(self.engine())
+        key = ("sqlite", tuple(properties) if properties is not None else None, skip_geometry)
+        got = self._cache.get(key)
+        if got is _NO:
+            got = self._sqlite_geojson(properties, skip_geometry)
+            self._cache.put(key, got)
+        return got  # type: ignore[no-any-return]
+
+    def _sqlite_geojson(self, properties: list[str] | None, skip_geometry: bool) -> SqliteGeojson:
+        names = selected(self.property_names(), properties)
+        c = interventions_table.c
+        values: dict[str, tuple[Any, str]] = {}
+        for name, column in (
+            ("comuni", "istat_code"), ("comuni_names", "name"),
+            ("zone", "zona_id"), ("unioni", "unione_id"),
+        ):  # fmt: skip
+            values[name] = (sa.literal_column(_linked_sqlite(column)), "json")
+        for name in ("missions", "objectives", "drivers", "comuni_named"):
+            values[name] = (c[name], "json")
+        for name in ("amount_eur", "pnrr_amount_eur"):
+            values[name] = (c[name], "float")
+        values["created"] = (sqlite_json_timestamp(c.created_at), "value")
+        values["updated"] = (sqlite_json_timestamp(c.updated_at), "value")
+        values["precision_note"] = (
+            sa.case(
+                (c.precision == "comune", _properties_note("comune")),
+                else_=_properties_note("exact"),
+            ),
+            "value",
+        )
+        members = [(n, *(values[n] if n in values else (c[n], "value"))) for n in names]
+        return sqlite_geojson(
+            interventions_table,
+            c.id,
+            members,
+            None if skip_geometry else c.geometry_wkb,
+            GEOMETRY_TYPE,
+        )
 
     def build_features(
         self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool

@@ -73,6 +73,18 @@ def encode_geometries(
     return out
 
 
+def geometry_texts(geometries: np.ndarray) -> list[str | None]:
+    """CRS84 shapely geometries → GeoJSON texts in CRS84, as :func:`encode_geometries`
+    writes them (for a page assembled as text)."""
+    present = ~shapely.is_missing(geometries)
+    out: list[str | None] = [None] * len(geometries)
+    if present.any():
+        texts = shapely.to_geojson(round_valid(geometries[present], DECIMALS_DEGREES))
+        for i, text in zip(np.flatnonzero(present), texts, strict=True):
+            out[int(i)] = str(text)
+    return out
+
+
 def bbox_in(bounds: Sequence[float], crs: str) -> list[float]:
     """A CRS84 bbox expressed in ``crs`` (its axis order), rounded **outward** (lower
     corner down, upper corner up), so every feature lies inside its collection's extent."""

@@ -258,12 +258,31 @@ _SWAP = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 # --- spatial ------------------------------------------------------------------------------
 
 
+#: Parameters of :meth:`Spatial.box_template`: a rectangle's WKB and its bounds.
+BOX_WKB = sa.bindparam("box_wkb", None, type_=sa.LargeBinary)
+BOX_BOUNDS = tuple(sa.bindparam(f"box_{n}", None, type_=sa.Float) for n in ("x0", "y0", "x1", "y1"))
+
+
+def box_parameters(bounds: tuple[float, float, float, float]) -> dict[str, Any]:
+    """The values of :meth:`Spatial.box_template`'s parameters for a rectangle."""
+    x0, y0, x1, y1 = bounds
+    return {
+        "box_wkb": shapely.to_wkb(shapely.box(x0, y0, x1, y1)),
+        "box_x0": x0, "box_y0": y0, "box_x1": x1, "box_y1": y1,
+    }  # fmt: skip
+
+
 class Spatial:
     """The collection's geometry in SQL: bbox selection and CQL2 spatial predicates."""
 
     def bbox(self, area: BaseGeometry) -> ColumnElement[bool]:
         """Rows whose geometry intersects ``area`` (CRS84)."""
         return self.predicate("intersects", area, literal_first=False)
+
+    def box_template(self) -> ColumnElement[bool]:
+        """:meth:`bbox` of a rectangle, its values left as parameters (:func:`box_parameters`):
+        the same SQL, built and compiled once instead of per request."""
+        raise NotImplementedError
 
     def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
         """``name(geometry, literal)`` (or ``name(literal, geometry)``), never null."""
@@ -283,14 +302,20 @@ class PostgisSpatial(Spatial):
     def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
         if name == "disjoint":  # DE-9IM: disjoint is exactly "not intersects" (index-backed)
             return ~self.predicate("intersects", literal, literal_first)
-        lit = sa.func.ST_GeomFromWKB(sa.literal(shapely.to_wkb(literal), sa.LargeBinary), 4326)
+        wkb = sa.literal(shapely.to_wkb(literal), sa.LargeBinary)
+        return self._test(name, wkb, None if literal.is_empty else literal.bounds, literal_first)
+
+    def _test(self, name: str, wkb: Any, bounds: Any, literal_first: bool) -> Any:
+        lit = sa.func.ST_GeomFromWKB(wkb, 4326)
         args = (lit, self.geom) if literal_first else (self.geom, lit)
         test = sa.func.coalesce(getattr(sa.func, f"ST_{name.capitalize()}")(*args), sa.false())
-        if literal.is_empty:
+        if bounds is None:
             return test
-        x0, y0, x1, y1 = literal.bounds
-        envelope = sa.func.ST_MakeEnvelope(x0, y0, x1, y1, 4326)
+        envelope = sa.func.ST_MakeEnvelope(*bounds, 4326)
         return sa.and_(self.geom.op("&&")(envelope), test)
+
+    def box_template(self) -> ColumnElement[bool]:
+        return self._test("intersects", BOX_WKB, BOX_BOUNDS, False)  # type: ignore[no-any-return]
 
     def is_null(self) -> ColumnElement[bool]:
         return self.geom.is_(None)
@@ -355,7 +380,7 @@ class SqliteRtreeSpatial(Spatial):
         self.geometry_type = table.c[geometry_type] if geometry_type else None
         self.rowid = sa.literal_column(f"{table.name}.rowid")
 
-    def _candidates(self, x0: float, y0: float, x1: float, y1: float) -> ColumnElement[bool]:
+    def _candidates(self, x0: Any, y0: Any, x1: Any, y1: Any) -> ColumnElement[bool]:
         r = self.rtree.c
         hits = sa.select(r.id).where(r.maxx >= x0, r.minx <= x1, r.maxy >= y0, r.miny <= y1)
         minx, miny, maxx, maxy = self.bounds
@@ -367,35 +392,34 @@ class SqliteRtreeSpatial(Spatial):
             miny <= y1,
         )
 
-    def _exact(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
-        return (
-            sa.func.cmm_spatial(
-                name,
-                self.wkb,
-                sa.literal(shapely.to_wkb(literal), sa.LargeBinary),
-                int(literal_first),
-            )
-            == 1
-        )
+    def _exact(self, name: str, wkb: Any, literal_first: bool) -> Any:
+        return sa.func.cmm_spatial(name, self.wkb, wkb, int(literal_first)) == 1
 
     def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
         if name == "disjoint":
             return ~self.predicate("intersects", literal, literal_first)
-        exact = self._exact(name, literal, literal_first)
+        wkb = sa.literal(shapely.to_wkb(literal), sa.LargeBinary)
+        exact = self._exact(name, wkb, literal_first)
         if literal.is_empty:
             return exact
         x0, y0, x1, y1 = literal.bounds
-        candidates = self._candidates(x0, y0, x1, y1)
         if name == "intersects" and literal.equals(shapely.box(x0, y0, x1, y1)):
-            # A rectangle: a point whose box meets it, or a geometry whose box lies inside
-            # it, intersects it; the exact test is left for the others.
-            minx, miny, maxx, maxy = self.bounds
-            inside = sa.and_(minx >= x0, maxx <= x1, miny >= y0, maxy <= y1)
-            shortcut = [inside]
-            if self.geometry_type is not None:
-                shortcut.insert(0, self.geometry_type == "Point")
-            return sa.and_(candidates, sa.or_(*shortcut, exact))
-        return sa.and_(candidates, exact)
+            return self._rectangle((x0, y0, x1, y1), exact)
+        return sa.and_(self._candidates(x0, y0, x1, y1), exact)
+
+    def _rectangle(self, bounds: Any, exact: Any) -> Any:
+        """A rectangle: a point whose box meets it, or a geometry whose box lies inside it,
+        intersects it; the exact test is left for the others."""
+        x0, y0, x1, y1 = bounds
+        minx, miny, maxx, maxy = self.bounds
+        inside = sa.and_(minx >= x0, maxx <= x1, miny >= y0, maxy <= y1)
+        shortcut = [inside]
+        if self.geometry_type is not None:
+            shortcut.insert(0, self.geometry_type == "Point")
+        return sa.and_(self._candidates(x0, y0, x1, y1), sa.or_(*shortcut, exact))
+
+    def box_template(self) -> ColumnElement[bool]:
+        return self._rectangle(BOX_BOUNDS, self._exact("intersects", BOX_WKB, False))  # type: ignore[no-any-return]
 
     def is_null(self) -> ColumnElement[bool]:
         return self.wkb.is_(None)
@@ -887,13 +911,125 @@ def pg_rendered(expr: Any, engine: Engine) -> ColumnElement[Any]:
     expression costs SQLAlchemy a cache-key walk and psycopg a parse of every bound key on
     each request; as text it is one short cache key and the statement keeps few parameters.
     """
-    from sqlalchemy.dialects import postgresql
+    return rendered(expr, engine.dialect.name)
 
-    # Rendered without paramstyle escaping ("named"): the statement that embeds the text
-    # escapes its percent signs for the driver itself.
-    dialect = postgresql.dialect(paramstyle="named")
+
+def rendered(expr: Any, dialect_name: str) -> ColumnElement[Any]:
+    """``expr`` compiled once into SQL text for ``dialect_name`` (see :func:`pg_rendered`)."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        # Rendered without paramstyle escaping ("named"): the statement that embeds the
+        # text escapes its percent signs for the driver itself.
+        dialect: Any = postgresql.dialect(paramstyle="named")
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.dialect()
     text = expr.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return sa.literal_column(str(text))
+
+
+#: A property of a SQLite-rendered feature: (key, SQL value, how it goes in) — ``"value"``:
+#: a scalar SQLite writes (text, integer, NULL), ``"json"``: JSON text embedded as it is,
+#: ``"float"``: a float Python writes (SQLite's printf is not exact beyond 15 digits, and
+#: orjson is the service's encoder).
+SqliteMember = tuple[str, Any, str]
+
+
+@dataclass(frozen=True)
+class SqliteGeojson:
+    """How a SQLite page is encoded: SQLite builds the properties' JSON (``json_object``:
+    strings escaped, lists joined, in C) and Python adds the floats and the geometries
+    (vectorised, as :meth:`geo.ogc.service.OgcService._features` would).
+
+    ``select`` gives the feature id as text, then one column per entry of ``members``, then
+    the WKB when ``geometry``. A member is None for a JSON object's text whose members go
+    in as they are, or ``'"key":'`` for a float.
+    """
+
+    select: sa.Select[Any]
+    members: tuple[str | None, ...]
+    geometry: bool
+    geometry_type: str | None
+
+    def render(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
+        """(id, Feature text) per row, the bytes the Python path writes."""
+        from geo.ogc.encode import geometry_texts
+        from geo.ogc.geometry import promote_to_multi
+
+        n = len(self.members)
+        geoms: list[str | None] = [None] * len(rows)
+        if self.geometry and rows:
+            decoded, _ = promote_to_multi(
+                list(shapely.from_wkb([r[n + 1] for r in rows])), self.geometry_type
+            )
+            geoms = geometry_texts(decoded)
+        dumps = orjson.dumps
+        members = self.members
+        out = []
+        for r, g in zip(rows, geoms, strict=True):
+            parts = []
+            for m, v in zip(members, r[1 : n + 1], strict=True):
+                if m is None:
+                    if len(v) > 2:
+                        parts.append(v[1:-1])
+                else:
+                    parts.append(m + dumps(v).decode())
+            fid = r[0]
+            out.append(
+                (
+                    fid,
+                    '{"type":"Feature","id":' + dumps(fid).decode() + ',"geometry":'
+                    + (g if g is not None else "null") + ',"properties":{'
+                    + ",".join(parts) + "}}",
+                )
+            )  # fmt: skip
+        return out
+
+
+def sqlite_geojson(
+    table: Any,
+    id_text: Any,
+    members: Sequence[SqliteMember],
+    geometry: Any | None,
+    geometry_type: str | None,
+) -> SqliteGeojson:
+    """The :class:`SqliteGeojson` of ``members`` (in order) over ``table``; ``geometry``:
+    the WKB column, or None to send ``"geometry":null``."""
+    columns: list[Any] = [id_text]
+    kinds: list[str | None] = []
+    run: list[Any] = []
+
+    def close_run() -> None:
+        if run:
+            columns.append(rendered(sa.func.json_object(*run), "sqlite"))
+            kinds.append(None)
+            run.clear()
+
+    for key, value, how in members:
+        if how == "float":
+            close_run()
+            columns.append(value)
+            kinds.append(orjson.dumps(key).decode() + ":")
+            continue
+        if len(run) >= 100:  # SQLite functions take at most 127 arguments
+            close_run()
+        run += [sa.literal(key, sa.Text), sa.func.json(value) if how == "json" else value]
+    close_run()
+    if geometry is not None:
+        columns.append(geometry)
+    stmt = sa.select(*columns).select_from(table)
+    return SqliteGeojson(stmt, tuple(kinds), geometry is not None, geometry_type)
+
+
+def sqlite_json_timestamp(expr: Any) -> ColumnElement[str]:
+    """A stored timestamp (SQLAlchemy's ``YYYY-MM-DD HH:MM:SS.ffffff``, UTC) as Python's
+    ``isoformat`` with ``Z``: microseconds only when there are some."""
+    whole = sa.func.substr(expr, 1, 19)
+    fraction = sa.func.substr(expr, 20)
+    text = sa.func.replace(sa.case((fraction.in_(["", ".000000"]), whole), else_=expr), " ", "T")
+    return text + "Z"
 
 
 def selected(names: Sequence[str], properties: list[str] | None) -> list[str]:
@@ -921,6 +1057,30 @@ def like_tokens(pattern: str) -> list[tuple[str, str]]:
 
 
 # --- the provider -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled once into the driver's SQL, run with the values of its named
+    parameters: a hot request (a map's bbox) skips building the SQLAlchemy expression,
+    its cache key and its compilation, and the driver sees one stable text (psycopg
+    prepares it server-side after a few runs)."""
+
+    sql: str
+    #: Parameter names in order, for a positional driver (SQLite); None: by name (psycopg).
+    order: tuple[str, ...] | None
+    fixed: dict[str, Any]
+
+    @classmethod
+    def of(cls, stmt: Any, engine: Engine) -> Prepared:
+        compiled = stmt.compile(dialect=engine.dialect)
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        return cls(str(compiled), order, dict(compiled.construct_params()))
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+        params = {**self.fixed, **values}
+        args = tuple(params[n] for n in self.order) if self.order is not None else params
+        return conn.exec_driver_sql(self.sql, args)
 
 
 class _Lru:
@@ -988,7 +1148,7 @@ class SqlCollection(CollectionProvider):
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
         self._counts = _Lru(self.count_cache_size)
-        self._cache = _Lru(16)
+        self._cache = _Lru(32)
 
     def tile_column(self, name: str, prop: SqlProperty) -> Any:
         """The PostgreSQL expression of a tile property (timestamps as ISO text, numbers as
@@ -1163,10 +1323,14 @@ class SqlCollection(CollectionProvider):
             ts = self.revision()[1]
         return ts or datetime(2025, 1, 1, tzinfo=UTC)
 
+    def bbox_scope(self, dialect: str) -> list[Any]:
+        """:meth:`scope` written for a query with a bbox (the spatial index should lead)."""
+        return self.scope()
+
     def where(self, q: FeatureQuery, dialect: str) -> tuple[list[Any], Any | None]:
         """(SQL conditions, CQL2 part left to Python) of a query."""
         props = self._props(dialect)
-        conds: list[Any] = list(self.scope())
+        conds: list[Any] = list(self.scope() if q.bbox is None else self.bbox_scope(dialect))
         if q.bbox is not None:
             conds.append(self.spatial(dialect).bbox(area_of(q.bbox)))
         for name, value in q.properties_eq.items():
@@ -1269,6 +1433,61 @@ class SqlCollection(CollectionProvider):
         page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
         return matched, list(conn.execute(page))
 
+    def _box_page(
+        self,
+        conn: Connection,
+        rev: int,
+        q: FeatureQuery,
+        box: tuple[float, float, float, float],
+        stmt: sa.Select[Any],
+    ) -> tuple[int | None, list[Any]]:
+        """:meth:`_page` of a :func:`plain_box` query, with statements prepared once per
+        select (the same SQL :meth:`where` and :meth:`order_by` would build)."""
+        cap = q.count_limit if q.filtered else None
+        key = (id(conn.engine), rev, _query_key(q), cap)
+        values = box_parameters(box)
+        matched = self._counts.get(key)
+        if matched is _NO:
+            n = int(
+                self._box_statement(conn.engine, ("count", cap), None)
+                .run(conn, values)
+                .scalar_one()
+            )
+            matched = None if cap and n > cap else n
+            self._counts.put(key, matched)
+        if (matched is not None and q.offset >= matched) or q.limit <= 0:
+            return matched, []  # type: ignore[return-value]
+        page = self._box_statement(conn.engine, ("page", id(stmt)), stmt)
+        values.update(page_limit=q.limit, page_offset=q.offset)
+        return matched, list(page.run(conn, values))  # type: ignore[return-value]
+
+    def _box_statement(self, engine: Engine, what: tuple[Any, ...], stmt: Any) -> Prepared:
+        """The prepared count (``stmt`` None; capped at ``what[1]``) or page of ``stmt``."""
+        key = ("box", id(engine), *what)
+        got = self._cache.get(key)
+        if got is _NO or (stmt is not None and got[0] is not stmt):
+            dialect = engine.dialect.name
+            conds = [*self.bbox_scope(dialect), self.spatial(dialect).box_template()]
+            if stmt is None:
+                cap = what[1]
+                if cap:
+                    rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
+                    rows = rows.limit(cap + 1)
+                    built = sa.select(sa.func.count()).select_from(rows.subquery())
+                else:
+                    built = sa.select(sa.func.count()).select_from(self.table).where(*conds)
+            else:
+                order = self.order_by(FeatureQuery(), dialect)
+                built = (
+                    stmt.where(*conds)
+                    .order_by(*order)
+                    .limit(sa.bindparam("page_limit", None, type_=sa.Integer))
+                    .offset(sa.bindparam("page_offset", None, type_=sa.Integer))
+                )
+            got = (stmt, Prepared.of(built, engine))
+            self._cache.put(key, got)
+        return got[1]  # type: ignore[no-any-return]
+
     def geojson_select(
         self, properties: list[str] | None, skip_geometry: bool
     ) -> sa.Select[Any] | None:
@@ -1277,26 +1496,46 @@ class SqlCollection(CollectionProvider):
         (CRS84, 6 decimals, one geometry type); None when the subclass does not provide it."""
         return None
 
+    def sqlite_geojson(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> SqliteGeojson | None:
+        """SQLite only: how SQLite and Python encode a page together (:class:`SqliteGeojson`),
+        the bytes :meth:`build_features` + the service's encoder would make; None when the
+        subclass does not provide it."""
+        return None
+
     def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
-        """The page encoded by PostgreSQL (``geojson_select``): the rows never become Python
-        objects. None on SQLite, without ``geojson_select``, or when part of the filter is
-        evaluated in Python."""
+        """The page encoded by the store: by PostgreSQL (``geojson_select``), the rows never
+        becoming Python objects, or on SQLite by ``json_object`` plus vectorised geometries
+        (``sqlite_geojson``). None without them, or when part of the filter is evaluated in
+        Python."""
         from geo.store import store_errors
 
         with store_errors(), _filter_errors():
             engine = self.engine()
-            if engine.dialect.name != "postgresql":
-                return None
-            stmt = self.geojson_select(q.properties, q.skip_geometry)
+            dialect = engine.dialect.name
+            spec = None
+            if dialect == "postgresql":
+                stmt = self.geojson_select(q.properties, q.skip_geometry)
+            else:
+                spec = self.sqlite_geojson(q.properties, q.skip_geometry)
+                stmt = spec.select if spec is not None else None
             if stmt is None:
                 return None
             rev = self.revision()[0]
-            conds, residual = self.where(q, "postgresql")
-            if residual is not None:
-                return None
-            order = self.order_by(q, "postgresql")
-            with self._connect(engine) as conn:
-                matched, rows = self._page(conn, rev, q, conds, order, stmt)
+            box = plain_box(q)
+            if box is not None:
+                with self._connect(engine) as conn:
+                    matched, rows = self._box_page(conn, rev, q, box, stmt)
+            else:
+                conds, residual = self.where(q, dialect)
+                if residual is not None:
+                    return None
+                order = self.order_by(q, dialect)
+                with self._connect(engine) as conn:
+                    matched, rows = self._page(conn, rev, q, conds, order, stmt)
+        if spec is not None:
+            return GeojsonPage(spec.render(rows), matched)
         return GeojsonPage([(r[0], r[1]) for r in rows], matched)
 
     def _query_in_python(
@@ -1451,6 +1690,22 @@ class SqlCollection(CollectionProvider):
     def column_property(self, column: str) -> str:
         """The property a nullable column is served as (for :meth:`property_values`)."""
         return column
+
+
+def plain_box(q: FeatureQuery) -> tuple[float, float, float, float] | None:
+    """The bounds of a query that is a rectangle and nothing else (no filter, no sorting) —
+    a web map's request, answered by prepared statements; None for any other query."""
+    if q.bbox is None or q.filter is not None or q.properties_eq or q.sortby:
+        return None
+    if q.datetime_range is not None:
+        return None
+    area = area_of(q.bbox)
+    if shapely.get_type_id(area) != 3 or shapely.get_num_coordinates(area) != 5:
+        return None
+    x0, y0, x1, y1 = area.bounds
+    if not (x0 < x1 and y0 < y1) or not area.equals(shapely.box(x0, y0, x1, y1)):
+        return None
+    return (x0, y0, x1, y1)
 
 
 def _query_key(q: FeatureQuery) -> tuple[Any, ...]:

@@ -250,6 +250,47 @@ def test_bbox(providers, bbox):
     check(providers, bbox=bbox)
 
 
+@pytest.mark.parametrize(("limit", "offset"), [(7, 0), (7, 5), (3, 10_000)])
+def test_bbox_pages(providers, limit, offset):
+    check(providers, bbox=BBOXES[1], limit=limit, offset=offset)
+
+
+def test_plain_box_is_answered_as_the_general_query(providers):
+    """A box and nothing else runs prepared statements (``plain_box``); the page and the
+    count (exact, or bounded by ``count_limit``) are those the general path builds."""
+    from dataclasses import replace
+
+    from geo.ogc.sql import _Lru, plain_box
+
+    _, sql = providers
+    for bbox in BBOXES:
+        for cap in (None, 3):
+            q = FeatureQuery(bbox=bbox, limit=5, offset=1, count_limit=cap)
+            general = replace(q, sortby=[("id", True)])  # the default order, built per request
+            assert plain_box(q) == bbox and plain_box(general) is None
+            sql._counts = _Lru(8)
+            fast = sql.query_geojson(q)
+            sql._counts = _Lru(8)
+            assert fast == sql.query_geojson(general), (bbox, cap)
+
+
+def test_plain_box_is_only_a_rectangle_and_nothing_else():
+    from geo.ogc.geometry import BBox
+    from geo.ogc.sql import plain_box
+
+    box = (9.1, 45.4, 9.2, 45.5)
+    assert plain_box(FeatureQuery(bbox=box)) == box
+    assert plain_box(FeatureQuery(bbox=BBox(box))) == box
+    assert plain_box(FeatureQuery()) is None
+    assert plain_box(FeatureQuery(bbox=(170.0, 0.0, -170.0, 1.0))) is None  # antimeridian
+    assert plain_box(FeatureQuery(bbox=(9.1, 45.4, 9.1, 45.5))) is None  # no width
+    area = shapely.Polygon([(9.1, 45.4), (9.3, 45.42), (9.28, 45.55), (9.08, 45.53)])
+    assert plain_box(FeatureQuery(bbox=BBox(area.bounds, area))) is None
+    assert plain_box(FeatureQuery(bbox=box, properties_eq={"status": "x"})) is None
+    assert plain_box(FeatureQuery(bbox=box, sortby=[("title", True)])) is None
+    assert plain_box(FeatureQuery(bbox=box, filter=parse_filter("amount_eur > 1"))) is None
+
+
 def test_bbox_of_another_crs_is_exact(providers):
     """A bbox given in EPSG:32632 selects its exact (non-rectangular in CRS84) area."""
     from geo.ogc.geometry import BBox

@@ -227,6 +227,12 @@ def test_bbox(providers, bbox):
     check(providers, bbox=bbox)
 
 
+@pytest.mark.parametrize(("limit", "offset"), [(7, 0), (7, 5), (3, 10_000)])
+def test_bbox_pages(providers, limit, offset):
+    """Pages of a plain box (prepared statements, ``+layer_id`` on SQLite)."""
+    check(providers, bbox=BBOXES[1], limit=limit, offset=offset)
+
+
 def test_bbox_of_another_crs_is_exact(providers):
     from geo.ogc.geometry import BBox
 
