@@ -164,25 +164,36 @@ def _properties_note(precision: str) -> str:
     return _properties(_fake_row(precision), get_territory())["precision_note"]
 
 
-def _linked_sql(column: str) -> str:
+#: The lists computed from an intervention's comuni: (property, column of territory_comuni).
+_LINKED = (
+    ("comuni", "istat_code"), ("comuni_names", "name"),
+    ("zone", "zona_id"), ("unioni", "unione_id"),
+)  # fmt: skip
+
+
+def _linked_aggregate(column: str) -> str:
     """PostgreSQL: the JSON list of ``column`` of the intervention's comuni known to the
-    territory (``territory_comuni``, see geo.territory.mirror): codes and names in the
-    stored order, zones and unions (``zona_id``/``unione_id``) sorted and each once — as
-    :func:`geo.interventions.store._properties` makes them."""
+    territory (``territory_comuni``, see geo.territory.mirror) — codes and names in the
+    stored order, zones and unions sorted and each once, as
+    :func:`geo.interventions.store._properties` makes them — an aggregate over
+    :data:`_LINKED_FROM`."""
     if column in ("istat_code", "name"):
         agg = f"array_agg(tc.{column} ORDER BY e.ord)"
     else:
         agg = f"array_agg(DISTINCT tc.{column} ORDER BY tc.{column})"
         agg += f" FILTER (WHERE tc.{column} IS NOT NULL)"
-    return (
-        f"(SELECT coalesce(array_to_json({agg})::text, '[]')"
-        " FROM json_array_elements_text(interventions.comuni) WITH ORDINALITY AS e(code, ord)"
-        " JOIN territory_comuni AS tc ON tc.istat_code = e.code)"
-    )
+    return f"coalesce(array_to_json({agg})::text, '[]')"
+
+
+#: The rows the lists of :data:`_LINKED` aggregate: the intervention's comuni, in order.
+_LINKED_FROM = (
+    " FROM json_array_elements_text(interventions.comuni) WITH ORDINALITY AS e(code, ord)"
+    " JOIN territory_comuni AS tc ON tc.istat_code = e.code"
+)
 
 
 def _linked_sqlite(column: str) -> str:
-    """SQLite: as :func:`_linked_sql` (``json_each`` over the stored codes, the rows of a
+    """SQLite: as :func:`_linked_aggregate` (``json_each`` over the stored codes, the rows of a
     subquery aggregated in its order)."""
     pick = f"tc.{column} AS v FROM json_each(interventions.comuni) AS e"
     pick += " JOIN territory_comuni AS tc ON tc.istat_code = e.value"
@@ -295,11 +306,9 @@ class InterventionsSqlProvider(SqlCollection):
         names = selected(self.property_names(), properties)
         c = interventions_table.c
         values: dict[str, Any] = {}
-        for name, column in (
-            ("comuni", "istat_code"), ("comuni_names", "name"),
-            ("zone", "zona_id"), ("unioni", "unione_id"),
-        ):  # fmt: skip
-            values[name] = sa.literal_column(_linked_sql(column))
+        linked = any(name in names for name, _ in _LINKED)
+        for name, column in _LINKED:
+            values[name] = sa.literal_column(_linked_aggregate(column))
         for name in ("missions", "objectives", "drivers", "comuni_named"):
             values[name] = pg_json_raw(c[name])
         for name in ("amount_eur", "pnrr_amount_eur"):
@@ -319,6 +328,11 @@ class InterventionsSqlProvider(SqlCollection):
             else pg_geojson_geometry(sa.literal_column("interventions.geom"), GEOMETRY_TYPE)
         )
         feature = pg_rendered(pg_feature(c.id, geometry, pairs), self.engine())
+        if linked:
+            # The whole Feature is one aggregate over the row's comuni: one subquery per
+            # row, evaluated for the page's rows only (after ORDER BY and LIMIT), where a
+            # subquery per list costs four and a LATERAL join runs before the sort.
+            feature = sa.literal_column(f"(SELECT {feature.name}{_LINKED_FROM})")
         return sa.select(c.id, feature).select_from(interventions_table)
 
     def sqlite_geojson(
@@ -341,10 +355,7 @@ class InterventionsSqlProvider(SqlCollection):
         names = selected(self.property_names(), properties)
         c = interventions_table.c
         values: dict[str, tuple[Any, str]] = {}
-        for name, column in (
-            ("comuni", "istat_code"), ("comuni_names", "name"),
-            ("zone", "zona_id"), ("unioni", "unione_id"),
-        ):  # fmt: skip
+        for name, column in _LINKED:
             values[name] = (sa.literal_column(_linked_sqlite(column)), "json")
         for name in ("missions", "objectives", "drivers", "comuni_named"):
             values[name] = (c[name], "json")
