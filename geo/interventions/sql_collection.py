@@ -60,8 +60,6 @@ from geo.ogc.sql import (
     pg_feature,
     pg_geojson_geometry,
     pg_json_number,
-    pg_json_raw,
-    pg_json_text,
     pg_json_timestamp,
     pg_rendered,
     selected,
@@ -305,34 +303,36 @@ class InterventionsSqlProvider(SqlCollection):
     def _geojson_select(self, properties: list[str] | None, skip_geometry: bool) -> sa.Select[Any]:
         names = selected(self.property_names(), properties)
         c = interventions_table.c
+        # The properties are one row_to_json (escaping and joining in C): JSON columns and
+        # the values formatted here as JSON text (floats as orjson writes them, instants
+        # with Z, the lists of the comuni) go in as JSON, the others as JSON strings.
         values: dict[str, Any] = {}
         linked = any(name in names for name, _ in _LINKED)
         for name, column in _LINKED:
-            values[name] = sa.literal_column(_linked_aggregate(column))
-        for name in ("missions", "objectives", "drivers", "comuni_named"):
-            values[name] = pg_json_raw(c[name])
+            values[name] = sa.literal_column(f"({_linked_aggregate(column)})::json")
         for name in ("amount_eur", "pnrr_amount_eur"):
-            values[name] = pg_json_number(c[name])
-        values["created"] = pg_json_timestamp(c.created_at)
-        values["updated"] = pg_json_timestamp(c.updated_at)
-        values["precision_note"] = pg_json_text(
-            sa.case(
-                (c.precision == "comune", _properties_note("comune")),
-                else_=_properties_note("exact"),
-            )
+            values[name] = sa.cast(pg_json_number(c[name]), sa.JSON)
+        values["created"] = sa.cast(pg_json_timestamp(c.created_at), sa.JSON)
+        values["updated"] = sa.cast(pg_json_timestamp(c.updated_at), sa.JSON)
+        values["precision_note"] = sa.case(
+            (c.precision == "comune", _properties_note("comune")),
+            else_=_properties_note("exact"),
         )
-        pairs = [(n, values[n] if n in values else pg_json_text(c[n])) for n in names]
+        engine = self.engine()
+        columns = ", ".join(
+            f'{pg_rendered(values[n] if n in values else c[n], engine).name} AS "{n}"'
+            for n in names
+        )
+        # One aggregate over the row's comuni when a list of them is asked for: one
+        # subquery per row, evaluated for the page's rows only (after ORDER BY and LIMIT).
+        rows = f"SELECT {columns}{_LINKED_FROM if linked else ''}"
+        props = sa.literal_column(f"(SELECT row_to_json(p)::text FROM ({rows}) AS p)")
         geometry = (
             sa.literal("null", sa.Text)
             if skip_geometry
             else pg_geojson_geometry(sa.literal_column("interventions.geom"), GEOMETRY_TYPE)
         )
-        feature = pg_rendered(pg_feature(c.id, geometry, pairs), self.engine())
-        if linked:
-            # The whole Feature is one aggregate over the row's comuni: one subquery per
-            # row, evaluated for the page's rows only (after ORDER BY and LIMIT), where a
-            # subquery per list costs four and a LATERAL join runs before the sort.
-            feature = sa.literal_column(f"(SELECT {feature.name}{_LINKED_FROM})")
+        feature = pg_rendered(pg_feature(c.id, geometry, props), engine)
         return sa.select(c.id, feature).select_from(interventions_table)
 
     def sqlite_geojson(
