@@ -25,12 +25,13 @@ collection compared the text ``"1000000.0"``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import orjson
 import shapely
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -46,7 +47,12 @@ from geo.interventions.collection import (
     _queryables,
 )
 from geo.interventions.model import EXTRA_COLUMNS, TOPIC
-from geo.interventions.store import _properties, interventions_table, links_table
+from geo.interventions.store import (
+    _properties,
+    interventions_table,
+    linked_lists,
+    links_table,
+)
 from geo.ogc.geometry import promote_to_multi
 from geo.ogc.registry import Queryable
 from geo.ogc.sql import (
@@ -190,16 +196,32 @@ _LINKED_FROM = (
 )
 
 
-def _linked_sqlite(column: str) -> str:
-    """SQLite: as :func:`_linked_aggregate` (``json_each`` over the stored codes, the rows of a
-    subquery aggregated in its order)."""
-    pick = f"tc.{column} AS v FROM json_each(interventions.comuni) AS e"
-    pick += " JOIN territory_comuni AS tc ON tc.istat_code = e.value"
-    if column in ("istat_code", "name"):
-        rows = f"SELECT {pick} ORDER BY e.key"
-    else:
-        rows = f"SELECT DISTINCT {pick} WHERE tc.{column} IS NOT NULL ORDER BY v"
-    return f"coalesce((SELECT json_group_array(v) FROM ({rows})), '[]')"
+#: Members of :data:`_LINKED` by (territory version, stored ``comuni`` text): most
+#: interventions share a few lists (one comune, mostly); bounded, cleared when full.
+_LINKED_MEMO: dict[tuple[str, str], tuple[str, ...]] = {}
+_LINKED_MEMO_SIZE = 4096
+
+
+def _linked_member(index: int) -> Callable[[str], str]:
+    """SQLite pages: the formatter of the ``index``-th list of :data:`_LINKED` from the
+    stored ``comuni`` JSON text (:func:`geo.interventions.store.linked_lists`)."""
+
+    def member(text: str) -> str:
+        t = get_territory()
+        key = (t.version, text)
+        got = _LINKED_MEMO.get(key)
+        if got is None:
+            lists = linked_lists(orjson.loads(text), t)
+            got = tuple(
+                orjson.dumps(name).decode() + ":" + orjson.dumps(values).decode()
+                for (name, _), values in zip(_LINKED, lists, strict=True)
+            )
+            if len(_LINKED_MEMO) >= _LINKED_MEMO_SIZE:
+                _LINKED_MEMO.clear()
+            _LINKED_MEMO[key] = got
+        return got[index]
+
+    return member
 
 
 class InterventionsSqlProvider(SqlCollection):
@@ -338,12 +360,9 @@ class InterventionsSqlProvider(SqlCollection):
     def sqlite_geojson(
         self, properties: list[str] | None, skip_geometry: bool
     ) -> SqliteGeojson | None:
-        """The page encoded by SQLite (``json_object``) and Python (floats, geometries), as
-        :func:`geo.interventions.store._properties` makes the properties; the comuni's
-        names, zones and unions from the comuni mirrored in the store."""
-        from geo.territory.mirror import ensure_mirror
-
-        ensure_mirror(self.engine())
+        """The page encoded by SQLite (``json_object``) and Python (floats, geometries, the
+        lists of the comuni: :func:`_linked_member`), as
+        :func:`geo.interventions.store._properties` makes the properties."""
         key = ("sqlite", tuple(properties) if properties is not None else None, skip_geometry)
         got = self._cache.get(key)
         if got is _NO:
@@ -354,9 +373,9 @@ class InterventionsSqlProvider(SqlCollection):
     def _sqlite_geojson(self, properties: list[str] | None, skip_geometry: bool) -> SqliteGeojson:
         names = selected(self.property_names(), properties)
         c = interventions_table.c
-        values: dict[str, tuple[Any, str]] = {}
-        for name, column in _LINKED:
-            values[name] = (sa.literal_column(_linked_sqlite(column)), "json")
+        values: dict[str, tuple[Any, Any]] = {}
+        for i, (name, _column) in enumerate(_LINKED):
+            values[name] = (sa.cast(c.comuni, sa.Text), _linked_member(i))
         for name in ("missions", "objectives", "drivers", "comuni_named"):
             values[name] = (c[name], "json")
         for name in ("amount_eur", "pnrr_amount_eur"):

@@ -7,6 +7,7 @@ caches see them; the documented interventions are seeded once per store.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -302,10 +303,17 @@ class Snapshot:
         }
 
 
-def _properties(r: Any, t: Territory) -> dict[str, Any]:
-    comuni = [c for c in r.comuni if c in t.comuni]
+def linked_lists(codes: Iterable[str], t: Territory) -> tuple[list[str], ...]:
+    """(comuni, their names, zones, unions) of an intervention's stored comuni codes:
+    codes the territory does not know dropped, zones and unions sorted, each once."""
+    comuni = [c for c in codes if c in t.comuni]
     zone = sorted({t.comuni[c].zona_id for c in comuni})
     unioni = sorted({t.comuni[c].unione_id for c in comuni if t.comuni[c].unione_id})
+    return comuni, [t.comuni[c].name for c in comuni], zone, unioni
+
+
+def _properties(r: Any, t: Territory) -> dict[str, Any]:
+    comuni, names, zone, unioni = linked_lists(r.comuni, t)
     created, updated = (
         (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts).isoformat().replace("+00:00", "Z")
         for ts in (r.created_at, r.updated_at)
@@ -318,7 +326,7 @@ def _properties(r: Any, t: Territory) -> dict[str, Any]:
         "objectives": list(r.objectives),
         "drivers": list(r.drivers),
         "comuni": comuni,
-        "comuni_names": [t.comuni[c].name for c in comuni],
+        "comuni_names": names,
         "comuni_named": list(r.comuni_named),
         "zone": zone,
         "unioni": unioni,

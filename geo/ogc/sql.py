@@ -930,26 +930,43 @@ def rendered(expr: Any, dialect_name: str) -> ColumnElement[Any]:
     return sa.literal_column(str(text))
 
 
+#: Formats a column's raw value into members of the properties' JSON (``"k":v,…``), or
+#: None for none.
+Formatter = Callable[[Any], "str | None"]
+
 #: A property of a SQLite-rendered feature: (key, SQL value, how it goes in) — ``"value"``:
 #: a scalar SQLite writes (text, integer, NULL), ``"json"``: JSON text embedded as it is,
 #: ``"float"``: a float Python writes (SQLite's printf is not exact beyond 15 digits, and
-#: orjson is the service's encoder).
-SqliteMember = tuple[str, Any, str]
+#: orjson is the service's encoder), or a :data:`Formatter` of the value (its key unused:
+#: it writes its members itself).
+SqliteMember = tuple[str, Any, "str | Formatter"]
+
+
+def float_member(key: str) -> Formatter:
+    """The formatter of a float property, as orjson writes it."""
+    head = orjson.dumps(key).decode() + ":"
+    dumps = orjson.dumps
+
+    def member(value: Any) -> str:
+        return head + dumps(value).decode()
+
+    return member
 
 
 @dataclass(frozen=True)
 class SqliteGeojson:
     """How a SQLite page is encoded: SQLite builds the properties' JSON (``json_object``:
-    strings escaped, lists joined, in C) and Python adds the floats and the geometries
-    (vectorised, as :meth:`geo.ogc.service.OgcService._features` would).
+    strings escaped, lists joined, in C) and Python adds the floats, what it formats
+    itself and the geometries (vectorised, as :meth:`geo.ogc.service.OgcService._features`
+    would).
 
     ``select`` gives the feature id as text, then one column per entry of ``members``, then
     the WKB when ``geometry``. A member is None for a JSON object's text whose members go
-    in as they are, or ``'"key":'`` for a float.
+    in as they are, or the :data:`Formatter` of the column's value.
     """
 
     select: sa.Select[Any]
-    members: tuple[str | None, ...]
+    members: tuple[Formatter | None, ...]
     geometry: bool
     geometry_type: str | None
 
@@ -975,7 +992,9 @@ class SqliteGeojson:
                     if len(v) > 2:
                         parts.append(v[1:-1])
                 else:
-                    parts.append(m + dumps(v).decode())
+                    text = m(v)
+                    if text:
+                        parts.append(text)
             fid = r[0]
             out.append(
                 (
@@ -998,7 +1017,7 @@ def sqlite_geojson(
     """The :class:`SqliteGeojson` of ``members`` (in order) over ``table``; ``geometry``:
     the WKB column, or None to send ``"geometry":null``."""
     columns: list[Any] = [id_text]
-    kinds: list[str | None] = []
+    kinds: list[Formatter | None] = []
     run: list[Any] = []
 
     def close_run() -> None:
@@ -1008,10 +1027,10 @@ def sqlite_geojson(
             run.clear()
 
     for key, value, how in members:
-        if how == "float":
+        if how not in ("value", "json"):
             close_run()
             columns.append(value)
-            kinds.append(orjson.dumps(key).decode() + ":")
+            kinds.append(float_member(key) if how == "float" else how)  # type: ignore[arg-type]
             continue
         if len(run) >= 100:  # SQLite functions take at most 127 arguments
             close_run()
