@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
+from starlette.concurrency import run_in_threadpool
 
 import api.routes.accounts as accounts  # sign-in, users
 import api.routes.editing as editing  # edit forms, history, upload
@@ -22,6 +27,31 @@ from geo import BOUNDARIES_ATTRIBUTION, __version__
 from geo.settings import Settings, get_settings
 from geo.territory import nearest
 
+log = logging.getLogger("cmm_geo")
+
+
+def _prepare_store() -> None:
+    """What the store needs once per process — the documented interventions seeded, the
+    comuni mirrored — done before the first request: done lazily, it ran inside requests
+    that hold a pooled connection, and under a burst of first requests every connection
+    was held by a request waiting for the one doing it, which needed one more."""
+    from geo.interventions.store import get_store
+    from geo.store import unavailable
+    from geo.territory.mirror import ensure_mirror
+
+    try:
+        ensure_mirror(get_store())
+    except Exception as exc:  # the database is down: the requests will say so (503)
+        if unavailable(exc) is None:
+            raise
+        log.warning("store not prepared at start-up: %s", unavailable(exc))
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(_prepare_store)
+    yield
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; routers are attached per capability."""
@@ -38,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url=None,  # served by api.openapi_docs with the self-hosted Swagger UI
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
     nearest.warm_in_background()  # the batch lookups' index of outlines, off the start-up path

@@ -34,10 +34,11 @@ def uvicorn_app(
     workers: int = 1,
     database_url: str | None = None,
     access_log: Path | None = None,
+    ready_path: str = "/maps",
 ) -> Iterator[str]:
     """Run ``uvicorn api.main:app`` with ``env`` (``workers`` processes) over an embedded
     store in a fresh data dir (removed afterwards), or over ``database_url``; yield its base
-    URL once ``/maps`` answers. With ``access_log``, uvicorn logs every request there (to
+    URL once ``ready_path`` answers. With ``access_log``, uvicorn logs every request there (to
     see what a client really asked the server)."""
     port = free_port()
     data_dir = tempfile.mkdtemp(prefix=prefix)
@@ -63,13 +64,13 @@ def uvicorn_app(
                 tail = log_path.read_text()[-3000:]
                 pytest.fail(f"uvicorn exited: {tail}")
             try:
-                with urllib.request.urlopen(base + "/maps", timeout=30) as r:
+                with urllib.request.urlopen(base + ready_path, timeout=30) as r:
                     if r.status == 200:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("uvicorn did not answer /maps within 120 s")
+                pytest.fail(f"uvicorn did not answer {ready_path} within 120 s")
             time.sleep(0.3)
         yield base
     finally:

@@ -261,3 +261,32 @@ def test_if_match_lets_exactly_one_of_concurrent_writers_through(service):
     assert codes == [200] + [412] * 7, codes
     assert fresh("DELETE", f"{url}/{fid}", headers={**ADMIN, "If-Match": etag}).status_code == 412
     assert fresh("DELETE", f"{url}/{fid}", headers=ADMIN).status_code == 204
+
+
+def test_a_burst_of_first_requests_is_answered(backend_url_for_burst):
+    """A fresh server (fresh store) hit by more concurrent first requests than it has pooled
+    connections answers them all: what the store needs once (the documented interventions
+    seeded, the comuni mirrored) is done at start-up, not by the first request while the
+    others hold the pool waiting for it (which ended in 503s after the pool's timeout)."""
+    env = {"CMM_GEO_DB_POOL_SIZE": "4", "CMM_GEO_DB_MAX_OVERFLOW": "0"}
+    with uvicorn_app(
+        env, "cmm-geo-burst-", database_url=backend_url_for_burst, ready_path="/app/static/app.css"
+    ) as base:
+        urls = [
+            f"{base}/collections/interventions/items?limit=3&bbox={8.8 + i / 100},45.2,9.6,45.7"
+            for i in range(40)
+        ]
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(lambda u: httpx.get(u, timeout=60), urls))
+    assert [r.status_code for r in answers] == [200] * 40
+    assert all(r.json()["numberReturned"] == 3 for r in answers)
+
+
+@pytest.fixture(params=["sqlite", "postgis"])
+def backend_url_for_burst(request) -> Iterator[str | None]:
+    """None (the embedded store of a fresh data dir) or a fresh PostGIS schema."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with own_schema(request.getfixturevalue("postgis_url")) as url:
+        yield url
