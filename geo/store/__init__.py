@@ -510,7 +510,7 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
         held.pop(id(engine), None)
         conn.close()
         raise
-    if conn.in_transaction():
+    if engine.dialect.name == "sqlite" and conn.in_transaction():
         # SQLite (not in autocommit): the read's snapshot ends with it, as on PostgreSQL,
         # so a later read of the same request sees what was committed meanwhile (a fresh
         # store seeded, the territory mirrored) instead of the state of its first read.
