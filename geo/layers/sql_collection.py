@@ -306,9 +306,10 @@ class LayerSqlProvider(SqlCollection):
             ("props", dialect, *self._stamp()), lambda: self.sql_properties(dialect)
         )
 
-    #: Up to zoom 12 from the shapes simplified to a quarter pixel of zoom 12 (migration
-    #: 0008): low-zoom tiles of big polygon layers are the slow ones.
-    tile_geometries = ((12, "geom_3857_z12"), (99, "geom_3857"))
+    #: Up to zoom 10 from the shapes simplified to a quarter pixel of zoom 10 (migration
+    #: 0009), up to zoom 12 to a quarter pixel of zoom 12 (0008): low-zoom tiles of big
+    #: polygon layers are the slow ones.
+    tile_geometries = ((10, "geom_3857_z10"), (12, "geom_3857_z12"), (99, "geom_3857"))
 
     @property
     def tile_properties(self) -> tuple[str, ...]:  # type: ignore[override]

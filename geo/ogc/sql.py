@@ -56,7 +56,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from geo.errors import InvalidParameter
+from geo.errors import InvalidParameter, quoted
 from geo.ogc.cql import (
     GEOMETRY_PROPERTY,
     CqlFilter,
@@ -83,8 +83,16 @@ class Unsupported(Exception):
     """The translator cannot express this part exactly in SQL (it is evaluated in Python)."""
 
 
-def _fail(message: str) -> InvalidParameter:
-    return InvalidParameter("filter", message)
+#: Kinds of operands as an Italian message names them.
+_KIND_IT = {
+    "text": "un testo", "number": "un numero", "date": "una data", "timestamp": "un istante",
+    "instant": "un istante", "list": "una lista", "array": "una lista", "geometry": "una geometria",
+    "bool": "un booleano", "null": "NULL",
+}  # fmt: skip
+
+
+def _fail(message: str, it: str | None = None) -> InvalidParameter:
+    return InvalidParameter("filter", message, it=it)
 
 
 @dataclass(frozen=True)
@@ -176,7 +184,7 @@ def _const(value: Any) -> _Operand:
         return _Operand("geometry", value=value)
     if isinstance(value, list):
         return _Operand("array", value=value)
-    raise _fail(f"unexpected value {value!r}")
+    raise _fail(f"unexpected value {value!r}", it=f"valore inatteso {quoted(value)}")
 
 
 def _instant(v: date) -> datetime:
@@ -514,7 +522,9 @@ class SqlFilter:
                 return _Operand("geometry")
             prop = self.properties.get(name)
             if prop is None:
-                raise _fail(f"unknown property {name!r}")
+                raise _fail(
+                    f"unknown property {name!r}", it=f"proprietà sconosciuta {quoted(name)}"
+                )
             return _Operand(prop.kind, prop.expr, prop=prop)
         if isinstance(node, dict) and "op" in node:
             op, args = node["op"], node["args"]
@@ -530,7 +540,10 @@ class SqlFilter:
     def _literal(self, node: Any) -> Any:
         """A literal element of a list (constant expressions folded); 400 for properties."""
         if isinstance(node, dict | list) and _has_property(node):
-            raise _fail("lists may hold literal values only")
+            raise _fail(
+                "lists may hold literal values only",
+                it="le liste possono contenere solo valori costanti",
+            )
         v = self.operand(node)
         if not v.const:
             raise Unsupported("non-constant element")
@@ -541,9 +554,14 @@ class SqlFilter:
             if a.kind == "null":
                 return _Operand("null", value=None)
             if a.kind in ("text", "date", "timestamp") or (a.kind == "instant" and a.const):
-                raise _fail("arithmetic needs numbers")
+                raise _fail(
+                    "arithmetic needs numbers", it="le operazioni aritmetiche vogliono numeri"
+                )
             if a.kind in ("list", "array", "geometry", "instant"):
-                raise _fail("cannot apply the operator to " + a.kind)
+                raise _fail(
+                    "cannot apply the operator to " + a.kind,
+                    it="l'operatore non si applica a " + _KIND_IT.get(a.kind, a.kind),
+                )
             if a.kind == "bool" and not a.const:
                 raise Unsupported("boolean arithmetic")
         x, y = args
@@ -575,7 +593,10 @@ class SqlFilter:
         except OverflowError:
             result = math.inf
         if isinstance(result, complex) or not math.isfinite(result):
-            raise _fail(f"arithmetic overflow: {x!r} {op} {y!r} has no finite real result")
+            raise _fail(
+                f"arithmetic overflow: {x!r} {op} {y!r} has no finite real result",
+                it=f"risultato fuori scala: {x!r} {op} {y!r} non ha un risultato reale finito",
+            )
         return result
 
     def _fold(self, op: str, v: _Operand) -> _Operand:
@@ -613,7 +634,10 @@ class SqlFilter:
             if v.kind in ("list", "array"):
                 raise _fail(
                     "cannot compare a list with a value; use the array functions, "
-                    "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))"
+                    "e.g. A_CONTAINS(missions, ('M2')) or A_OVERLAPS(missions, ('M1', 'M2'))",
+                    it="impossibile confrontare una lista con un valore; usare le funzioni sulle "
+                    "liste, ad es. A_CONTAINS(missions, ('M2')) o "
+                    "A_OVERLAPS(missions, ('M1', 'M2'))",
                 )
         ka, kb = a.kind, b.kind
         fn = _COMPARE[op]
@@ -622,7 +646,10 @@ class SqlFilter:
         if ka == "number" and kb == "number":
             return fn(a.sql, self._value(b, sa.Float))
         if ka == "number" or kb == "number":
-            raise _fail(f"cannot compare {ka} with {kb}")
+            raise _fail(
+                f"cannot compare {ka} with {kb}",
+                it=f"impossibile confrontare {_KIND_IT.get(ka, ka)} con {_KIND_IT.get(kb, kb)}",
+            )
         if kb == "instant":  # b is a constant here
             if ka == "timestamp":
                 return fn(a.sql, sa.literal(b.value, sa.DateTime(timezone=True)))
@@ -674,7 +701,7 @@ class SqlFilter:
         v = self.operand(args[0])
         pattern = self.operand(args[1])
         if not (pattern.const and isinstance(pattern.value, str)):
-            raise _fail("LIKE needs a string pattern")
+            raise _fail("LIKE needs a string pattern", it="LIKE vuole un modello di testo")
         if v.kind == "null":
             return sql_null()
         if v.const:
@@ -698,14 +725,17 @@ class SqlFilter:
     def _in(self, args: list[Any]) -> ColumnElement[bool]:
         v = self.operand(args[0])
         if not isinstance(args[1], list):
-            raise _fail("IN needs a list of values")
+            raise _fail("IN needs a list of values", it="IN vuole una lista di valori")
         if any(isinstance(o, dict | list) and _has_property(o) for o in args[1]):
-            raise _fail("IN accepts literal values only")
+            raise _fail("IN accepts literal values only", it="IN accetta solo valori costanti")
         options = [self._literal(o) for o in args[1]]
         if v.kind == "null":
             return sql_null()
         if v.kind in ("list", "array"):
-            raise _fail("cannot compare a list with a value; use the array functions")
+            raise _fail(
+                "cannot compare a list with a value; use the array functions",
+                it="impossibile confrontare una lista con un valore; usare le funzioni sulle liste",
+            )
         if v.kind in ("geometry", "bool"):
             raise Unsupported("IN on geometries or booleans")
         instants = sorted({_instant(o) for o in options if isinstance(o, date)})
@@ -745,7 +775,10 @@ class SqlFilter:
             if v.kind == "null":
                 return sql_null(), None
             if v.kind not in ("list", "array"):
-                raise _fail(f"{op.upper()} compares arrays; {v.kind} is not one")
+                raise _fail(
+                    f"{op.upper()} compares arrays; {v.kind} is not one",
+                    it=f"{op.upper()} confronta liste; {_KIND_IT.get(v.kind, v.kind)} non lo è",
+                )
         if a.kind == "array" and b.kind == "list":
             flip = {"a_contains": "a_containedby", "a_containedby": "a_contains"}
             a, b, op = b, a, flip.get(op, op)
@@ -755,7 +788,10 @@ class SqlFilter:
         lits = b.value
         for x in lits:
             if isinstance(x, list | tuple | dict):
-                raise _fail(f"{op.upper()}: nested arrays are not supported")
+                raise _fail(
+                    f"{op.upper()}: nested arrays are not supported",
+                    it=f"{op.upper()}: le liste annidate non sono supportate",
+                )
             if isinstance(x, bool):
                 raise Unsupported("boolean array element")
         if prop.element == "number":
@@ -787,7 +823,10 @@ class SqlFilter:
         a, b = (self.operand(x) for x in args)
         for v in (a, b):
             if v.kind != "geometry":
-                raise _fail(f"S_{name.upper()} needs geometries, got {v.kind}")
+                raise _fail(
+                    f"S_{name.upper()} needs geometries, got {v.kind}",
+                    it=f"S_{name.upper()} vuole geometrie, non {_KIND_IT.get(v.kind, v.kind)}",
+                )
         if self.spatial is None or (not a.const and not b.const):
             raise Unsupported("spatial predicate between two properties")
         literal_first = a.const
@@ -1574,7 +1613,11 @@ class SqlCollection(CollectionProvider):
             raise _fail(
                 f"part of this filter is evaluated outside the database ({_describe(residual)}) "
                 f"and the rest of the request leaves {candidates} features, more than "
-                f"{self.max_python_rows}; narrow it (bbox, more conditions)"
+                f"{self.max_python_rows}; narrow it (bbox, more conditions)",
+                it=f"una parte di questo filtro si valuta fuori dal database "
+                f"({_describe(residual)}) e il resto della richiesta lascia {candidates} "
+                f"elementi, più di {self.max_python_rows}; restringerla (bbox, altre "
+                "condizioni)",
             )
         flt = CqlFilter(tree=residual, text="")
         used = _properties_of(residual)

@@ -42,6 +42,13 @@ STORE_CASES = [
      "filter: errore di sintassi cql2-text alla colonna 13: «> 3» non può seguire «amount_eur >»"),
     (f"{ITEMS}?filter={quote('title = ')}", 400, "filter", "filter: invalid cql2-text: ",
      "filter: cql2-text incompleto: il filtro finisce troppo presto, dopo «title =»"),
+    # Raised by the translation to SQL (geo.ogc.sql), not by the parser.
+    (f"{ITEMS}?filter={quote(chr(39).join(['missions = ', 'M1', '']))}", 400, "filter",
+     "filter: cannot compare a list with a value; use the array functions",
+     "filter: impossibile confrontare una lista con un valore; usare le funzioni sulle liste"),
+    (f"{ITEMS}?filter={quote('amount_eur = DATE(' + chr(39) + '2024-01-01' + chr(39) + ')')}",
+     400, "filter", "filter: cannot compare number with ",
+     "filter: impossibile confrontare un numero con "),
     (f"{ITEMS}?datetime=ieri", 400, "datetime",
      "datetime: 'ieri' is not an RFC 3339 date-time",
      "datetime: «ieri» non è una data o data-ora RFC 3339"),

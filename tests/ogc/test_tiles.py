@@ -366,8 +366,8 @@ def _vertices(body: bytes, layer: str) -> int:
 
 def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
     """A 600-vertex toothed ring (radius ~300 m, teeth of 6 m): up to zoom 12 a tile carries
-    the shape simplified to a quarter pixel (on PostGIS from the stored simplified copy of
-    migration 0008), as the Python encoder does; from zoom 13 on, the full detail a tile
+    the shape simplified to a quarter pixel (on PostGIS from the stored simplified copies of
+    migrations 0008 and 0009), as the Python encoder does; from zoom 13 on, the full detail a tile
     unit can hold."""
     import math
 
@@ -386,17 +386,18 @@ def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
     with _uploaded_layer(client, "Anello", feats) as lid:
         p = registry.get(lid)
         counts = {}
-        for z in (11, 12, 14):
+        for z in (10, 11, 12, 14):
             t = TMS.tile(x, y, z)
             address = T.TileAddress.parse("WebMercatorQuad", str(z), str(t.y), str(t.x))
             native = T.render_tile(p, address)
             python = T.render_tile(p, address, native=False)
             assert native is not None and python is not None
             counts[z] = (_vertices(native, lid), _vertices(python, lid))
-        for z in (11, 12):
+        for z in (10, 11, 12):
             native, python = counts[z]
             assert native <= 1.5 * python + 8, counts  # simplified like the Python encoder
             assert native < 150, counts  # not 600 vertices snapped to the grid
+        assert counts[10][0] < counts[12][0], counts  # zoom 10: coarser still (0009)
         assert counts[14][0] > 2 * counts[12][0], counts  # full detail where it shows
         r = client.get(f"/collections/{lid}/items", params={"limit": 10})
         assert r.json()["numberMatched"] == 1
