@@ -535,8 +535,11 @@ def error_text(lang: str, message: str, reason: str | None = None, **extra: Any)
 def exc_text(lang: str, exc: Any) -> str:
     """A :class:`~geo.errors.GeoError` in ``lang``, without its ``parameter:`` prefix."""
     extra = {k: v for k, v in (exc.extra or {}).items() if k != "reason"}
-    message = exc.message
+    italian = getattr(exc, "message_it", None) if lang == "it" else None
+    message = italian or exc.message  # the Italian its raiser wrote, when there is one
     parameter = extra.get("parameter")
     if parameter and message.startswith(f"{parameter}: "):
         message = message[len(parameter) + 2 :]
+    if italian:
+        return message
     return error_text(lang, message, (exc.extra or {}).get("reason"), **extra)

@@ -24,7 +24,7 @@ import shapely
 
 from geo.crs import CRS84, METRIC_EPSG, epsg_uri, parse_crs, short_name, transformer_xy
 from geo.crs import to_lonlat as crs_to_lonlat
-from geo.errors import InvalidParameter, NotFound
+from geo.errors import InvalidParameter, NotFound, quoted
 from geo.territory import Territory, get_territory
 from geo.territory.batch import BatchAnswer, nearest_outside, read_csv_points
 from geo.territory.nearest import TIE_M
@@ -43,7 +43,11 @@ def find_comune(q: str, territory: Territory | None = None) -> dict[str, Any]:
     t = territory or get_territory()
     text = (q or "").strip()
     if not text:
-        raise InvalidParameter("q", "give a comune's name, ISTAT code or cadastral code")
+        raise InvalidParameter(
+            "q",
+            "give a comune's name, ISTAT code or cadastral code",
+            it="scrivere il nome di un comune, il suo codice ISTAT o il codice catastale",
+        )
     code: str | None = None
     matched_by = "name"
     if _ISTAT_RE.match(text):
@@ -52,6 +56,7 @@ def find_comune(q: str, territory: Territory | None = None) -> dict[str, Any]:
         if code not in t.comuni:
             raise NotFound(
                 f"no comune of the Città metropolitana di Milano has ISTAT code {code}",
+                it=f"nessun comune della Città metropolitana di Milano ha codice ISTAT {code}",
                 parameter="q",
                 suggestions=[],
             )
@@ -66,8 +71,11 @@ def find_comune(q: str, territory: Territory | None = None) -> dict[str, Any]:
             for s in t.name_index.suggest(text)
         ]
         hint = f"; did you mean {suggestions[0]['name']}?" if suggestions else ""
+        hint_it = f"; forse {suggestions[0]['name']}?" if suggestions else ""
         raise NotFound(
             f"no comune named {text!r} in the Città metropolitana di Milano{hint}",
+            it=f"nessun comune di nome {quoted(text)} nella Città metropolitana di Milano"
+            + hint_it,
             parameter="q",
             suggestions=suggestions,
         )
@@ -106,6 +114,9 @@ def _check_finite(lon: np.ndarray, lat: np.ndarray, crs: str) -> None:
             "coordinates",
             f"point {i + 1} is not a valid location in {short_name(crs)} "
             "(check the CRS and the axis order: EPSG:4326 is lat,lon; CRS84 is lon,lat)",
+            it=f"il punto {i + 1} non è una posizione valida in {short_name(crs)} (controllare "
+            "il sistema di riferimento e l'ordine degli assi: EPSG:4326 è lat,lon; CRS84 è "
+            "lon,lat)",
             index=i,
         )
 
@@ -181,6 +192,9 @@ def locate_point(
         raise NotFound(
             f"the point ({x}, {y}) in {short_name(uri)} is outside the Città metropolitana "
             f"di Milano; the nearest comune is {t.comuni[code].name}, {dist:,.0f} m away",
+            it=f"il punto ({x}, {y}) in {short_name(uri)} è fuori dalla Città metropolitana "
+            f"di Milano; il comune più vicino è {t.comuni[code].name}, a "
+            + f"{dist:,.0f} m".replace(",", "."),
             point=point,
             nearest={**t.comune_summary(code), "distance_m": round(dist, 1)},
         )

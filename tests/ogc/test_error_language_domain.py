@@ -190,3 +190,39 @@ def test_echoed_values_are_short_and_printable():
     long = quoted("x" * 500)
     assert long.startswith("«x") and long.endswith("…»") and len(long) == 62
     assert quoted("a\nb\x00") == "«a\N{REPLACEMENT CHARACTER}b\N{REPLACEMENT CHARACTER}»"
+
+
+def test_forms_show_the_italian_their_raiser_wrote():
+    """The web forms (accounts, editing) say a domain error through ``exc_text``: the Italian
+    given where it was raised, without the parameter prefix; English as it was."""
+    from geo.accounts.messages import exc_text
+
+    exc = InvalidParameter("bbox", "give 4 numbers", it="servono 4 numeri")
+    assert exc_text("it", exc) == "servono 4 numeri"
+    assert exc_text("en", exc) == "give 4 numbers"
+    plain = InvalidParameter("bbox", "give 4 numbers")
+    assert exc_text("it", plain) == "give 4 numbers"  # no Italian written: the English
+
+
+def test_find_my_zone_in_both_languages(c):
+    """The clerk's lookup (/lookup, JSON for the map application) in Italian when asked."""
+    check(
+        c,
+        "/lookup?q=Gotham",
+        404,
+        "q",
+        "no comune named 'Gotham' in the Città metropolitana di Milano",
+        "nessun comune di nome «Gotham» nella Città metropolitana di Milano",
+        html=False,
+    )
+    check(c, "/lookup?q=999999", 404, "q",
+          "no comune of the Città metropolitana di Milano has ISTAT code 999999",
+          "nessun comune della Città metropolitana di Milano ha codice ISTAT 999999",
+          html=False)  # fmt: skip
+    r = c.get("/lookup", params={"lon": 12.5, "lat": 41.9, "lang": "it"})
+    text = r.json()["description"]
+    assert r.status_code == 404 and text.startswith("il punto (12.5, 41.9) in "), text
+    assert "è fuori dalla Città metropolitana di Milano; il comune più vicino è " in text
+    assert "," not in text.rsplit(" a ", 1)[1], text  # 480.123 m, the Italian way
+    r = c.get("/lookup", params={"lon": 12.5, "lat": 41.9})
+    assert r.json()["description"].startswith("the point (12.5, 41.9) in ")
