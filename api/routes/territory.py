@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Path
 
 from api.responses import json_response
-from geo.errors import NotFound
+from geo.errors import NotFound, quoted
 from geo.territory import get_territory
 
 router = APIRouter(tags=["territory"])
@@ -24,7 +24,11 @@ async def list_comuni():
 async def get_comune(istat_code: str = IstatCode):
     t = get_territory()
     if istat_code not in t.comuni:
-        raise NotFound(f"no comune with ISTAT code {istat_code}", parameter="istat_code")
+        raise NotFound(
+            f"no comune with ISTAT code {istat_code}",
+            it=f"nessun comune con codice ISTAT {istat_code}",
+            parameter="istat_code",
+        )
     return json_response(t.comune_record(istat_code))
 
 
@@ -40,7 +44,9 @@ async def get_zone(zona_id: str):
     t = get_territory()
     if zona_id not in t.zones:
         raise NotFound(
-            f"no zona omogenea {zona_id!r}; known: {', '.join(t.zones)}", parameter="zona_id"
+            f"no zona omogenea {zona_id!r}; known: {', '.join(t.zones)}",
+            it=f"nessuna zona omogenea {quoted(zona_id)}; quelle esistenti: {', '.join(t.zones)}",
+            parameter="zona_id",
         )
     return json_response(t.group_record(t.zones[zona_id]))
 
@@ -57,6 +63,8 @@ async def get_union(unione_id: str):
     t = get_territory()
     if unione_id not in t.unions:
         raise NotFound(
-            f"no union {unione_id!r}; known: {', '.join(t.unions)}", parameter="unione_id"
+            f"no union {unione_id!r}; known: {', '.join(t.unions)}",
+            it=f"nessuna unione {quoted(unione_id)}; quelle esistenti: {', '.join(t.unions)}",
+            parameter="unione_id",
         )
     return json_response(t.group_record(t.unions[unione_id]))

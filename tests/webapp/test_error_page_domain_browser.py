@@ -55,3 +55,30 @@ def test_domain_error_page_in_the_browser(browser, server, url, expected, shot):
             app.page.screenshot(path=str(SHOTS / f"{shot}.png"))
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("locale", "path", "expected"),
+    [
+        # The browser asks for English, the page is Italian: the message follows the page.
+        ("en-US", "/?comune=999999&lang=it", "nessun comune con codice ISTAT 999999"),
+        ("it-IT", "/?comune=999999&lang=en", "no comune with ISTAT code 999999"),
+    ],
+)
+def test_the_app_says_the_services_errors_in_its_own_language(
+    browser, server, locale, path, expected
+):
+    """The map application asks the service for its errors in the page's language (not the
+    browser's), and shows them to the clerk as they come."""
+    app = App(browser, server, locale=locale)
+    try:
+        page = app.open(path)
+        alert = page.locator("#panel-place [role=alert]")
+        alert.wait_for(timeout=20_000)
+        assert expected in alert.inner_text()
+        assert app.errors == [] and app.blocked == [] and app.page.evaluate("window.__csp") == []
+        assert set(app.failed) <= {"/app/session", "/comuni/999999"}, app.failed
+        if "lang=it" in path:
+            app.shot("place-error-it")
+    finally:
+        app.close()

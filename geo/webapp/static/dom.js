@@ -69,9 +69,9 @@ export function safeUrl(value) {
   }
 }
 
-/** GET JSON; rejects with the service's message on an error status. */
+/** GET JSON; rejects with the service's message, in the page's language, on an error status. */
 export async function getJSON(url, { allow404 = false } = {}) {
-  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const r = await fetch(url, { headers: { Accept: "application/json", "Accept-Language": LANG } });
   if (allow404 && r.status === 404) return null;
   if (!r.ok) {
     let msg = `${r.status}`;
