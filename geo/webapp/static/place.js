@@ -98,7 +98,11 @@ function loading() {
 }
 
 function failed(err) {
-  setPlace(el("p", { class: "error", role: "alert" }, t("place.error", { error: err.message })));
+  // A 404 already says what is missing ("nessun comune con codice ISTAT …"): said as it is.
+  const m = String(err.message);
+  const text = err.status === 404 ? m.charAt(0).toUpperCase() + m.slice(1)
+    : t("place.error", { error: m });
+  setPlace(el("p", { class: "error", role: "alert" }, text));
 }
 
 export async function selectComune(code, { zoom = true } = {}) {
