@@ -56,7 +56,6 @@ from geo.interventions.store import (
 from geo.ogc.geometry import promote_to_multi
 from geo.ogc.registry import Queryable
 from geo.ogc.sql import (
-    _NO,
     SQL_FALSE,
     SQL_TRUE,
     SqlCollection,
@@ -316,11 +315,7 @@ class InterventionsSqlProvider(SqlCollection):
 
         ensure_mirror(self.engine())
         key = ("geojson", tuple(properties) if properties is not None else None, skip_geometry)
-        got = self._cache.get(key)
-        if got is _NO:
-            got = self._geojson_select(properties, skip_geometry)
-            self._cache.put(key, got)
-        return got  # type: ignore[no-any-return]
+        return self._cache.built(key, lambda: self._geojson_select(properties, skip_geometry))  # type: ignore[no-any-return]
 
     def _geojson_select(self, properties: list[str] | None, skip_geometry: bool) -> sa.Select[Any]:
         names = selected(self.property_names(), properties)
@@ -364,11 +359,7 @@ class InterventionsSqlProvider(SqlCollection):
         lists of the comuni: :func:`_linked_member`), as
         :func:`geo.interventions.store._properties` makes the properties."""
         key = ("sqlite", tuple(properties) if properties is not None else None, skip_geometry)
-        got = self._cache.get(key)
-        if got is _NO:
-            got = self._sqlite_geojson(properties, skip_geometry)
-            self._cache.put(key, got)
-        return got  # type: ignore[no-any-return]
+        return self._cache.built(key, lambda: self._sqlite_geojson(properties, skip_geometry))  # type: ignore[no-any-return]
 
     def _sqlite_geojson(self, properties: list[str] | None, skip_geometry: bool) -> SqliteGeojson:
         names = selected(self.property_names(), properties)

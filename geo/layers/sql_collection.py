@@ -55,7 +55,6 @@ from geo.layers.store import TOPIC, features_table, get_layer
 from geo.ogc.geometry import promote_to_multi
 from geo.ogc.registry import Queryable
 from geo.ogc.sql import (
-    _NO,
     SQL_FALSE,
     SqlCollection,
     SqliteGeojson,
@@ -161,6 +160,12 @@ class _Json:
             return self.scalar(name)
         value = self.scalar(name)
         return sa.case((value == "true", 1.0), (value == "false", 0.0), else_=sa.null())
+
+
+def _properties_text() -> Any:
+    """A feature's stored properties as JSON text (written by orjson, the service's encoder),
+    ``{}`` when there are none: what both stores' encoded pages carry as they are."""
+    return sa.func.coalesce(sa.cast(features_table.c.properties, sa.Text), "{}")
 
 
 class LayerSqlProvider(SqlCollection):
@@ -382,21 +387,20 @@ class LayerSqlProvider(SqlCollection):
         they are. None for a ``properties=`` subset (the Python path picks keys)."""
         if properties is not None:
             return None
-        key = ("geojson", skip_geometry, self.geometry_type)
-        got = self._cache.get(key)
-        if got is _NO:
+        geometry_type = self.geometry_type
+
+        def build() -> sa.Select[Any]:
             c = features_table.c
             fid = sa.cast(c.fid, sa.Text)
             geometry = (
                 sa.literal("null", sa.Text)
                 if skip_geometry
-                else pg_geojson_geometry(sa.literal_column("layer_features.geom"), key[2])
+                else pg_geojson_geometry(sa.literal_column("layer_features.geom"), geometry_type)
             )
-            props = sa.func.coalesce(sa.cast(c.properties, sa.Text), "{}")
-            feature = pg_rendered(pg_feature(fid, geometry, props), self.engine())
-            got = sa.select(fid, feature).select_from(features_table)
-            self._cache.put(key, got)
-        return got  # type: ignore[no-any-return]
+            feature = pg_rendered(pg_feature(fid, geometry, _properties_text()), self.engine())
+            return sa.select(fid, feature).select_from(features_table)
+
+        return self._cache.built(("geojson", skip_geometry, geometry_type), build)  # type: ignore[no-any-return]
 
     def sqlite_geojson(
         self, properties: list[str] | None, skip_geometry: bool
@@ -406,22 +410,17 @@ class LayerSqlProvider(SqlCollection):
         ``properties=`` subset (the Python path picks keys)."""
         if properties is not None:
             return None
-        key = ("sqlite", skip_geometry, self.geometry_type)
-        got = self._cache.get(key)
-        if got is _NO:
+        geometry_type = self.geometry_type
+
+        def build() -> SqliteGeojson:
             c = features_table.c
-            got = SqliteGeojson(
-                sa.select(
-                    sa.cast(c.fid, sa.Text),
-                    sa.func.coalesce(sa.cast(c.properties, sa.Text), "{}"),
-                    *(() if skip_geometry else (c.geometry_wkb,)),
-                ).select_from(features_table),
-                (None,),
-                not skip_geometry,
-                self.geometry_type,
-            )
-            self._cache.put(key, got)
-        return got  # type: ignore[no-any-return]
+            columns = [sa.cast(c.fid, sa.Text), _properties_text()]
+            if not skip_geometry:
+                columns.append(c.geometry_wkb)
+            stmt = sa.select(*columns).select_from(features_table)
+            return SqliteGeojson(stmt, (None,), not skip_geometry, geometry_type)
+
+        return self._cache.built(("sqlite", skip_geometry, geometry_type), build)  # type: ignore[no-any-return]
 
     def build_features(
         self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool

@@ -55,33 +55,29 @@ def encode_geometries(
     (topology preserved), for maps that do not need survey precision.
     """
     geoms = np.array([as_geometry(g) for g in geometries], dtype=object)
-    present = ~shapely.is_missing(geoms)
-    out: list[orjson.Fragment | None] = [None] * len(geoms)
+    return [
+        None if t is None else orjson.Fragment(t) for t in geometry_texts(geoms, crs, simplify_m)
+    ]
+
+
+def geometry_texts(
+    geometries: np.ndarray, crs: str = CRS84, simplify_m: float | None = None
+) -> list[str | None]:
+    """CRS84 shapely geometries (None for none) → GeoJSON texts in ``crs``, rounded (see
+    :func:`encode_geometries`); texts for a page the store assembles."""
+    present = ~shapely.is_missing(geometries)
+    out: list[str | None] = [None] * len(geometries)
     if not present.any():
         return out
-    work = geoms[present]
+    work = geometries[present]
     src = CRS84
     if simplify_m:
         metric = epsg_uri(METRIC_EPSG)
         work = shapely.simplify(_reproject(work, CRS84, metric), simplify_m, preserve_topology=True)
         src = metric
-    work = _reproject(work, src, crs)
-    work = round_valid(work, decimals_for(crs))
-    texts = shapely.to_geojson(work)
-    for i, text in zip(np.flatnonzero(present), texts, strict=True):
-        out[int(i)] = orjson.Fragment(text)
-    return out
-
-
-def geometry_texts(geometries: np.ndarray) -> list[str | None]:
-    """CRS84 shapely geometries → GeoJSON texts in CRS84, as :func:`encode_geometries`
-    writes them (for a page assembled as text)."""
-    present = ~shapely.is_missing(geometries)
-    out: list[str | None] = [None] * len(geometries)
-    if present.any():
-        texts = shapely.to_geojson(round_valid(geometries[present], DECIMALS_DEGREES))
-        for i, text in zip(np.flatnonzero(present), texts, strict=True):
-            out[int(i)] = str(text)
+    work = round_valid(_reproject(work, src, crs), decimals_for(crs))
+    for i, text in zip(np.flatnonzero(present), shapely.to_geojson(work), strict=True):
+        out[int(i)] = str(text)
     return out
 
 

@@ -1163,6 +1163,14 @@ class _Lru:
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
 
+    def built(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The value of ``key``, built (outside the lock) and kept when missing."""
+        got = self.get(key)
+        if got is _NO:
+            got = build()
+            self.put(key, got)
+        return got
+
 
 class SqlCollection(CollectionProvider):
     """A collection whose every query runs in the store (no copy of the table in memory).
@@ -1343,12 +1351,7 @@ class SqlCollection(CollectionProvider):
         return engine.dialect.name
 
     def _props(self, dialect: str) -> dict[str, SqlProperty]:
-        key = ("props", dialect)
-        got = self._cache.get(key)
-        if got is _NO:
-            got = self.sql_properties(dialect)
-            self._cache.put(key, got)
-        return got
+        return self._cache.built(("props", dialect), lambda: self.sql_properties(dialect))  # type: ignore[no-any-return]
 
     def spatial(self, dialect: str) -> Spatial:
         """The geometry's SQL (PostGIS ``geom`` column, or SQLite R*Tree + WKB)."""
@@ -1506,45 +1509,38 @@ class SqlCollection(CollectionProvider):
         values = box_parameters(box)
         matched = self._counts.get(key)
         if matched is _NO:
-            n = int(
-                self._box_statement(conn.engine, ("count", cap), None)
-                .run(conn, values)
-                .scalar_one()
-            )
+            n = int(self._box_statement(conn.engine, None, cap).run(conn, values).scalar_one())
             matched = None if cap and n > cap else n
             self._counts.put(key, matched)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []  # type: ignore[return-value]
-        page = self._box_statement(conn.engine, ("page", id(stmt)), stmt)
+        page = self._box_statement(conn.engine, stmt)
         values.update(page_limit=q.limit, page_offset=q.offset)
         return matched, list(page.run(conn, values))  # type: ignore[return-value]
 
-    def _box_statement(self, engine: Engine, what: tuple[Any, ...], stmt: Any) -> Prepared:
-        """The prepared count (``stmt`` None; capped at ``what[1]``) or page of ``stmt``."""
-        key = ("box", id(engine), *what)
-        got = self._cache.get(key)
-        if got is _NO or (stmt is not None and got[0] is not stmt):
+    def _box_statement(self, engine: Engine, stmt: Any, cap: int | None = None) -> Prepared:
+        """The prepared page of the select ``stmt``, or with ``stmt`` None the count (capped
+        at ``cap``), over :meth:`Spatial.box_template`; built once per engine and select."""
+
+        def build() -> Prepared:
             dialect = engine.dialect.name
             conds = [*self.bbox_scope(dialect), self.spatial(dialect).box_template()]
-            if stmt is None:
-                cap = what[1]
-                if cap:
-                    rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
-                    rows = rows.limit(cap + 1)
-                    built = sa.select(sa.func.count()).select_from(rows.subquery())
-                else:
-                    built = sa.select(sa.func.count()).select_from(self.table).where(*conds)
-            else:
-                order = self.order_by(FeatureQuery(), dialect)
+            if stmt is not None:
                 built = (
                     stmt.where(*conds)
-                    .order_by(*order)
+                    .order_by(*self.order_by(FeatureQuery(), dialect))
                     .limit(sa.bindparam("page_limit", None, type_=sa.Integer))
                     .offset(sa.bindparam("page_offset", None, type_=sa.Integer))
                 )
-            got = (stmt, Prepared.of(built, engine))
-            self._cache.put(key, got)
-        return got[1]  # type: ignore[no-any-return]
+            elif cap:
+                rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
+                built = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
+            else:
+                built = sa.select(sa.func.count()).select_from(self.table).where(*conds)
+            return Prepared.of(built, engine)
+
+        # Keyed by the select itself (not its id, which a collected one could pass on).
+        return self._cache.built(("box", id(engine), stmt, cap), build)  # type: ignore[no-any-return]
 
     def geojson_select(
         self, properties: list[str] | None, skip_geometry: bool
