@@ -22,7 +22,7 @@ from geo.auth import Principal
 from geo.errors import GeoError, InvalidParameter, NotFound, PreconditionFailed, ValidationFailed
 from geo.interventions.collection import COLLECTION_ID, register
 from geo.interventions.stats import GROUPINGS, intervention_stats
-from geo.ogc.http import etag_matches, feature_etag
+from geo.ogc.http import etag_matches, text_etag
 from geo.ogc.registry import registry
 from geo.settings import get_settings
 
@@ -88,8 +88,8 @@ IfMatch = Annotated[
 def _current_etag(feature_id: str, collection_id: str = COLLECTION_ID) -> str | None:
     """The strong ETag ``GET /collections/{collection_id}/items/{id}`` answers now."""
     provider = registry.get(collection_id)
-    feature = provider.get(feature_id) if provider is not None else None
-    return feature_etag(feature) if feature is not None else None
+    text = provider.get_geojson(feature_id) if provider is not None else None
+    return text_etag(text) if text is not None else None
 
 
 def _check_if_match(

@@ -439,13 +439,12 @@ class LayerSqlProvider(SqlCollection):
             out.append({"type": "Feature", "id": str(r.fid), "geometry": g, "properties": props})
         return out
 
-    def get(self, feature_id: str) -> dict[str, Any] | None:
-        """One feature by its id (the decimal text of its fid, as served)."""
+    def feature_key(self, feature_id: str) -> int | None:
+        """The fid a feature id (its decimal text, as served) names; None for any other text."""
         if not isinstance(feature_id, str) or not _FID.fullmatch(feature_id):
             return None
-        if int(feature_id) > _MAX_FID:
-            return None
-        return super().get(int(feature_id))  # type: ignore[arg-type]
+        fid = int(feature_id)
+        return fid if fid <= _MAX_FID else None
 
     def property_values(self, name: str) -> np.ndarray:
         """A bounded sample of a property's values (the first features by fid), plus a

@@ -81,6 +81,22 @@ def geometry_texts(
     return out
 
 
+def feature_text(feature: dict[str, Any]) -> str:
+    """The canonical text of one feature: GeoJSON in CRS84 at the output precision, members
+    in the order every page writes them. What a store that encodes features itself
+    (:meth:`geo.ogc.registry.CollectionProvider.get_geojson`) returns byte for byte, and
+    what :func:`geo.ogc.http.feature_etag` hashes."""
+    geometry = encode_geometries([feature.get("geometry")])[0]
+    return orjson.dumps(
+        {
+            "type": "Feature",
+            "id": feature.get("id"),
+            "geometry": geometry,
+            "properties": feature.get("properties") or {},
+        }
+    ).decode()
+
+
 def bbox_in(bounds: Sequence[float], crs: str) -> list[float]:
     """A CRS84 bbox expressed in ``crs`` (its axis order), rounded **outward** (lower
     corner down, upper corner up), so every feature lies inside its collection's extent."""

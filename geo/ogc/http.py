@@ -135,25 +135,46 @@ def http_date(t: datetime) -> str:
 
 
 def feature_etag(feature: dict[str, Any], variant: str = "") -> str:
-    """A strong ETag of one feature's data (properties and geometry), the same in every
-    worker and whatever the base URL; ``variant`` (format, CRS…) tells representations
-    apart. The canonical GeoJSON in CRS84 has no variant: that is the ETag ``If-Match``
-    is checked against before a write (OGC API – Features Part 4, optimistic locking)."""
+    """A strong ETag of one feature's data, the same in every worker and whatever the base
+    URL; ``variant`` (format, CRS…) tells representations apart. The canonical GeoJSON in
+    CRS84 has no variant: that is the ETag ``If-Match`` is checked against before a write
+    (OGC API – Features Part 4, optimistic locking)."""
+    from geo.ogc.encode import feature_text
+
+    return text_etag(feature_text(feature), variant)
+
+
+def text_etag(text: str, variant: str = "") -> str:
+    """:func:`feature_etag` of a feature's canonical text (``geo.ogc.encode.feature_text``,
+    or the store's own encoding of it): a hash of what is served — properties and the
+    geometry at the output precision — with the members' order left out (a store may keep
+    a feature's properties in its own order)."""
     import hashlib
 
     import orjson
-    import shapely
 
+    feature = orjson.loads(text)
     geometry = feature.get("geometry")
-    if geometry is not None and not isinstance(geometry, dict):
-        geometry = shapely.geometry.mapping(geometry)
-    data = orjson.dumps(
-        {"id": feature.get("id"), "properties": feature.get("properties"), "geometry": geometry},
-        option=orjson.OPT_SORT_KEYS,
-        default=str,
-    )
+    if isinstance(geometry, dict):
+        feature["geometry"] = _printed(geometry)
+    data = orjson.dumps(feature, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.blake2b(data, digest_size=12).hexdigest()
     return f'"{digest}-{variant}"' if variant else f'"{digest}"'
+
+
+def _printed(value: Any) -> Any:
+    """A GeoJSON geometry's coordinates as 6-decimal numbers: GEOS prints some rounded
+    coordinates one unit in the last place off (9.497058000000001 for 9.497058), where
+    PostGIS prints the shortest form; the ETag of a feature is the same whoever wrote it."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, list):
+        return [_printed(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: _printed(v) if k in ("coordinates", "geometries") else v for k, v in value.items()
+        }
+    return value
 
 
 def etag_matches(if_match: str, etag: str) -> bool:

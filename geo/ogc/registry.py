@@ -162,6 +162,14 @@ class CollectionProvider(ABC):
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by id, or None."""
 
+    def get_geojson(self, feature_id: str) -> str | None:
+        """One feature by id as its canonical text (``geo.ogc.encode.feature_text``), or
+        None. A store that encodes features itself answers without Python objects."""
+        from geo.ogc.encode import feature_text
+
+        feature = self.get(feature_id)
+        return None if feature is None else feature_text(feature)
+
     def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
         """The page of :meth:`query` already encoded as GeoJSON by the store, or None when
         this collection cannot (the caller then uses :meth:`query`). The same features and

@@ -50,6 +50,7 @@ from geo.ogc.http import (
     OgcResponse,
     feature_etag,
     http_date,
+    text_etag,
 )
 from geo.ogc.metadata import JSONLD, dcat_record
 from geo.ogc.params import check_property_filters
@@ -131,18 +132,20 @@ class OgcService:
         last_modified: datetime | None = None,
         html: tuple[str, dict[str, Any]] | None = None,
         extra_headers: dict[str, str] | None = None,
+        body: bytes | None = None,
     ) -> OgcResponse:
-        """Encode ``payload`` (or render ``html`` when asked for HTML) with cache headers."""
+        """Encode ``payload`` (or render ``html`` when asked for HTML) with cache headers;
+        ``body``: ``payload`` already encoded (then ``payload`` gives the links only)."""
         if req.fmt == "html" and html is not None:
             body = self._render(*html, req)
             media_type = HTML + "; charset=utf-8"
-        else:
+        elif body is None:
             body = orjson.dumps(payload)
         last_modified = last_modified or self._last_modified()
-        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        etag = (extra_headers or {}).get("ETag")
         headers = {
             **_link_header(payload),
-            "ETag": etag,
+            "ETag": etag or '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
             "Last-Modified": http_date(last_modified),
             "Cache-Control": CACHE_CONTROL,
             "Vary": "Accept, Accept-Encoding, Accept-Language",
@@ -657,27 +660,32 @@ class OgcService:
     ) -> OgcResponse:
         """``/collections/{id}/items/{featureId}``: one feature."""
         p = self.provider(collection_id)
+        canonical = (
+            req.fmt != "html"
+            and crs == CRS84
+            and not simplify
+            and properties is None
+            and not skip_geometry
+        )
+        if canonical:  # as the store encodes it: no Python feature in between
+            text = p.get_geojson(feature_id)
+            if text is None:
+                raise _no_feature(feature_id, collection_id)
+            links = self._item_links(req, p)
+            body = f'{text[:-1]},"links":{orjson.dumps(links).decode()}}}'.encode()
+            headers = {"Content-Crs": f"<{crs}>", "ETag": text_etag(text)}
+            return self.respond(
+                req, {"links": links}, GEOJSON, p.last_modified(), extra_headers=headers, body=body
+            )
         f = p.get(feature_id)
         if f is None:
-            raise NotFound(
-                f"no feature {feature_id!r} in collection {collection_id!r}",
-                it=f"nessun elemento {quoted(feature_id)} nella collezione {quoted(collection_id)}",
-                parameter="featureId",
-            )
+            raise _no_feature(feature_id, collection_id)
         props = f.get("properties") or {}
         if properties is not None:
             props = {k: props[k] for k in properties if k in props}
         f = {**f, "properties": props, "geometry": None if skip_geometry else f.get("geometry")}
         feat = self._features(req, p, [f], crs, simplify)[0]
-        feat["links"] = [
-            *self._alternates(req, GEOJSON, "Feature"),
-            {
-                "rel": "collection",
-                "type": JSON,
-                "title": p.title,
-                "href": req.url(f"/collections/{p.id}"),
-            },
-        ]
+        feat["links"] = self._item_links(req, p)
         variant = ",".join(
             v
             for v in (
@@ -712,12 +720,32 @@ class OgcService:
             )
         return self.respond(req, feat, GEOJSON, p.last_modified(), html, headers)
 
+    def _item_links(self, req: OgcRequest, p: CollectionProvider) -> list[dict[str, str]]:
+        """A feature's links: itself in its formats, and its collection."""
+        return [
+            *self._alternates(req, GEOJSON, "Feature"),
+            {
+                "rel": "collection",
+                "type": JSON,
+                "title": p.title,
+                "href": req.url(f"/collections/{p.id}"),
+            },
+        ]
+
     def version(self, collection_id: str | None = None) -> str:
         """Data version of one collection (or of all), for response caches."""
         if collection_id is not None:
             p = self.registry.get(collection_id)
             return p.version() if p is not None else "missing"
         return registry_version(self.registry)
+
+
+def _no_feature(feature_id: str, collection_id: str) -> NotFound:
+    return NotFound(
+        f"no feature {feature_id!r} in collection {collection_id!r}",
+        it=f"nessun elemento {quoted(feature_id)} nella collezione {quoted(collection_id)}",
+        parameter="featureId",
+    )
 
 
 #: Link relations repeated as ``Link`` headers (so HEAD answers carry them too).

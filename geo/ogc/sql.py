@@ -1653,17 +1653,57 @@ class SqlCollection(CollectionProvider):
         """The property a filter name stands for (aliases)."""
         return name
 
+    def feature_key(self, feature_id: str) -> Any | None:
+        """The primary key value ``feature_id`` (as served) stands for; None when it can
+        name no feature."""
+        return feature_id
+
+    def get_geojson(self, feature_id: str) -> str | None:
+        """One feature by primary key, encoded by the store as a page's features are
+        (``geojson_select`` on PostgreSQL, ``sqlite_geojson`` on SQLite): one prepared
+        statement, no SQLAlchemy expression per request, no Python objects on PostgreSQL."""
+        from geo.store import store_errors
+
+        key = self.feature_key(feature_id)
+        if key is None:
+            return None
+        with store_errors():
+            engine = self.engine()
+            spec = None
+            if engine.dialect.name == "postgresql":
+                stmt = self.geojson_select(None, False)
+            else:
+                spec = self.sqlite_geojson(None, False)
+                stmt = spec.select if spec is not None else None
+            if stmt is None:
+                return super().get_geojson(feature_id)
+
+            def build() -> Prepared:
+                idcol = self.table.c[self.id_column]
+                by_id = idcol == sa.bindparam("_fid", None, type_=idcol.type)
+                return Prepared.of(stmt.where(*self.scope(), by_id), engine)
+
+            prepared = self._cache.built(("by-id", id(engine), stmt), build)
+            with read_connection(engine) as conn:
+                rows = list(prepared.run(conn, {"_fid": key}))
+        if not rows:
+            return None
+        return spec.render(rows)[0][1] if spec is not None else str(rows[0][1])
+
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by primary key."""
         from geo.store import store_errors
 
+        key = self.feature_key(feature_id)
+        if key is None:
+            return None
         stmt = self.__dict__.get("_get_stmt")
         if stmt is None:  # built once: SQLAlchemy memoises a statement's cache key
             idcol = self.table.c[self.id_column]
             stmt = sa.select(self.table).where(*self.scope(), idcol == sa.bindparam("_fid"))
             self.__dict__["_get_stmt"] = stmt
         with store_errors(), read_connection(self.engine()) as conn:
-            row = conn.execute(stmt, {"_fid": feature_id}).first()
+            row = conn.execute(stmt, {"_fid": key}).first()
         return None if row is None else self.build_features([row], None, False)[0]
 
     def empty_extent(self) -> tuple[float, float, float, float]:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import shapely
 import sqlalchemy as sa
@@ -177,6 +178,22 @@ def test_get_by_id(providers):
         assert a["properties"] == b["properties"]
         assert shapely.equals_exact(a["geometry"], b["geometry"], 0)
     assert sql.get("no-such-id") is None
+
+
+def test_a_feature_by_id_is_encoded_as_its_page_encodes_it(providers):
+    """``get_geojson`` (one prepared statement; on PostgreSQL the store writes the JSON):
+    the text a page holds for the feature, and the ETag every other path computes."""
+    from geo.ogc.http import feature_etag, text_etag
+
+    mem, sql = providers
+    page = sql.query_geojson(FeatureQuery(limit=60, offset=17))
+    assert len(page.features) == 60
+    for fid, text in page.features:
+        assert sql.get_geojson(fid) == text
+        assert text_etag(text) == feature_etag(sql.get(fid)) == feature_etag(mem.get(fid)), fid
+        assert orjson.loads(text)["properties"] == mem.get(fid)["properties"]
+    assert sql.get_geojson("no-such-id") is None
+    assert len({text_etag(t) for _, t in page.features}) == 60
 
 
 PROPERTY_FILTERS = [

@@ -167,6 +167,22 @@ def test_get_by_id(providers, point_providers):
     assert point_providers[1].get("3")["properties"]["nome"] == "Parco Nord 2"
 
 
+def test_a_feature_by_id_is_encoded_as_its_page_encodes_it(providers, point_providers):
+    """``get_geojson``: the page's text of the feature, its ETag the Python path's; the
+    ids that name nothing are None before any statement runs."""
+    from geo.ogc.http import feature_etag, text_etag
+
+    for mem, sql in (providers, point_providers):
+        page = sql.query_geojson(FeatureQuery(limit=50, offset=5))
+        assert len(page.features) == min(50, page.number_matched - 5) > 20
+        for fid, text in page.features:
+            assert sql.get_geojson(fid) == text
+            assert text_etag(text) == feature_etag(sql.get(fid)) == feature_etag(mem.get(fid))
+        for bad in ("0", "501", "01", "+1", "x", "99999999999", ""):
+            assert sql.get_geojson(bad) is None, bad
+    assert point_providers[1].get_geojson("3") != providers[1].get_geojson("3")
+
+
 PROPERTY_FILTERS = [
     {"nome": "Parco Nord"},
     {"nome": ""},
