@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 import api.routes.accounts as accounts  # sign-in, users
 import api.routes.editing as editing  # edit forms, history, upload
@@ -17,6 +20,7 @@ import api.routes.layer_items as layer_items  # Part 4 writes of uploaded layers
 import api.routes.tiles as tiles  # OGC API – Tiles (vector tiles)
 from api import openapi_docs
 from api.errors import install_error_handlers
+from api.ogc_cache import FrontDoor
 from api.ogc_lane import FeaturesLane
 from api.page_language import PageLanguageMiddleware
 from api.responses import JSONResponse
@@ -50,13 +54,37 @@ def _prepare_store() -> None:
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(_prepare_store)
+    # What start-up built (the territory, the routes, the store's metadata) lives as long
+    # as the process: out of the collector's sight, a full collection no longer walks it.
+    gc.collect()
+    gc.freeze()
     yield
+
+
+class App(FastAPI):
+    """FastAPI with a front door (``api.ogc_cache.FrontDoor``): a cache hit of the
+    territory is answered before the middleware stack, with the headers it would add."""
+
+    _front: FrontDoor | None = None
+    _front_of: Any = None  # the built middleware stack the door was found in
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stack = self.middleware_stack  # built by the first request
+        if stack is not None and scope["type"] == "http":
+            if self._front_of is not stack:
+                self._front, self._front_of = FrontDoor.of(stack), stack
+            if self._front is not None:
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                if await self._front.answered(scope, send):
+                    return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; routers are attached per capability."""
     settings = settings or get_settings()
-    app = FastAPI(
+    app = App(
         title="Web GIS della Città metropolitana di Milano",
         version=__version__,
         description=(

@@ -348,6 +348,66 @@ class OgcCacheMiddleware:
         )
 
 
+class FrontDoor:
+    """A response-cache hit of a static path (the territory), answered before the rest of
+    the middleware stack.
+
+    Through the stack a hit of the 133-comuni page ran the security headers, the page
+    language, FastAPI's error, telemetry and body-limit layers and gzip around a ~30 µs
+    lookup, and reached half the rate of a bare ASGI app serving the same bytes. Here it
+    is looked up first and sent with the same headers: the security ones as
+    :class:`api.security.SecurityMiddleware` adds them, the rest as :meth:`_answer`
+    always did. Whatever those layers would change goes the usual way: an over-long URL,
+    a filter (budget and rate limit), ``lang=`` and HTML (the page language), a miss.
+    """
+
+    def __init__(self, cache: OgcCacheMiddleware, security: Any) -> None:
+        self.cache = cache
+        self.security = security
+
+    async def answered(self, scope: Scope, send: Send) -> bool:
+        """True when the hit was sent; False: nothing was, the stack answers."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return False
+        path: str = scope["path"]
+        query: bytes = scope["query_string"]
+        if not self.cache.static(path) or b"lang" in query.lower() or b"filter" in query:
+            return False
+        target = len(scope.get("raw_path") or path.encode()) + len(query) + (1 if query else 0)
+        if target > self.security.max_url_length or b"html" in query.lower() or b"%" in query:
+            return False
+        headers = dict(scope["headers"])
+        if b"html" in headers.get(b"accept", b""):
+            return False
+        version = self.cache.version_of(path)
+        if version is None:
+            return False
+        entry = self.cache._cached(self.cache._key(scope, version))
+        if entry is None:
+            return False
+        await self.cache._answer(
+            scope, self.security._with_headers(send, self.security.policy), headers, entry
+        )
+        return True
+
+    @classmethod
+    def of(cls, stack: Any) -> FrontDoor | None:
+        """The door of a built middleware stack: its response cache and the security
+        layer outside it; None when either is missing."""
+        from api.security import SecurityMiddleware
+
+        security = cache = None
+        app = stack
+        while app is not None:
+            if isinstance(app, SecurityMiddleware):
+                security = app
+            elif isinstance(app, OgcCacheMiddleware):
+                cache = app if security is not None else None
+                break
+            app = getattr(app, "app", None)
+        return cls(cache, security) if cache is not None and security is not None else None
+
+
 def _plain(scope: Scope) -> Scope:
     """``scope`` as :meth:`OgcCacheMiddleware._fill` passes it on: a GET without the
     conditional and encoding headers (the cache answers those itself)."""

@@ -50,7 +50,13 @@ class PageLanguageMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        raw_query: bytes = scope.get("query_string", b"")
+        if not any(w in raw_query.lower() for w in (b"lang", b"html", b"%")):
+            accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+            if b"html" not in accept.lower():  # no language chosen, not a page: as it is
+                await self.app(scope, receive, send)
+                return
+        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
         first = {}
         for k, v in query:
             first.setdefault(k, v)

@@ -124,8 +124,10 @@ def maps_policy(settings: Settings, nonce: str) -> str:
 # ----- the public base URL of links ---------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def _trusted(peer: str | None, trusted_proxies: str) -> bool:
-    """Whether the direct peer is one of the configured proxies (addresses or networks)."""
+    """Whether the direct peer is one of the configured proxies (addresses or networks);
+    memoised per peer: parsing the networks cost more than a cached answer."""
     if not peer:
         return False
     for entry in (e.strip() for e in trusted_proxies.split(",")):

@@ -479,8 +479,11 @@ http {{
     return Server("nginx", cmd, dict(os.environ), home, port, path)
 
 
-def static_asgi(body_file: Path, content_type: str, path: str) -> Server:
-    """A minimal ASGI app (bench/_static_asgi.py) answering the same bytes, one uvicorn."""
+def static_asgi(
+    body_file: Path, content_type: str, path: str, headers_file: Path | None = None
+) -> Server:
+    """A minimal ASGI app (bench/_static_asgi.py) answering the same bytes, one uvicorn;
+    with ``headers_file`` (JSON [name, value] pairs) the same headers too."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -492,4 +495,7 @@ def static_asgi(body_file: Path, content_type: str, path: str) -> Server:
         *UVICORN_FLAGS,
     ]
     env = {**os.environ, "STATIC_BODY": str(body_file), "STATIC_TYPE": content_type}
+    if headers_file is not None:
+        env["STATIC_HEADERS"] = str(headers_file)
+        return Server("minimal ASGI, same headers", cmd, env, ROOT, port, path)
     return Server("minimal ASGI", cmd, env, ROOT, port, path)

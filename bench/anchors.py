@@ -385,24 +385,41 @@ def write_test(base: str, token: str, n: int, size: int) -> dict[str, Any]:
     }
 
 
-def cached_case(body: bytes, content_type: str, ours_run: Run, args, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """nginx and a minimal ASGI app serving ``body`` at the same path, same wrk load."""
+#: Headers of our response a peer does not repeat: per connection or per request.
+_OWN_HEADERS = {"date", "server", "content-length", "connection", "transfer-encoding"}
+SAME_HEADERS = "minimal ASGI, same headers"
+
+
+def cached_case(  # type: ignore[no-untyped-def]
+    body: bytes, content_type: str, headers: dict[str, str], ours_run: Run, args, log
+) -> dict[str, Any]:
+    """nginx and a minimal ASGI app serving ``body`` at the same path, same wrk load; the
+    minimal app twice: with the content type alone, and with every header of ours (the
+    security headers, Link, ETag…: ~1 kB that uvicorn writes per response)."""
     out: dict[str, Any] = {"ours": ours_run, "bytes": len(body), "content_type": content_type}
     case = Case(
         "comuni_page",
         "133-comuni page (fixed URL)",
         "fixed",
         [],
-        {"nginx": (COMUNI_PAGE, ""), "minimal ASGI": (COMUNI_PAGE, "")},
+        {
+            "nginx": (COMUNI_PAGE, ""),
+            "minimal ASGI": (COMUNI_PAGE, ""),
+            SAME_HEADERS: (COMUNI_PAGE, ""),
+        },
     )
     body_file = srv.WORK / "comuni_page.json"
     body_file.write_bytes(body)
+    headers_file = srv.WORK / "comuni_page_headers.json"
+    pairs = [[k, v] for k, v in headers.items() if k.lower() not in _OWN_HEADERS]
+    headers_file.write_text(json.dumps(pairs))
     peers = []
     if srv.nginx_binary():
         peers.append(srv.nginx(body, "/collections/comuni/items", content_type))
     else:
         log("nginx missing (apt-get install -y nginx-light): the cached case has no nginx row")
     peers.append(srv.static_asgi(body_file, content_type, COMUNI_PAGE))
+    peers.append(srv.static_asgi(body_file, content_type, COMUNI_PAGE, headers_file))
     for peer in peers:
         with srv.running(peer):
             status, got, _ = srv.fetch(peer.base + COMUNI_PAGE)
@@ -476,7 +493,7 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
                     f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
                     f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
                 )
-                cached_body = (body, headers.get("Content-Type", "application/json"))
+                cached_body = (body, headers.get("Content-Type", "application/json"), headers)
             if name in OURS and args.writes:
                 w = writes[name] = write_test(server.base, ctx["token"], args.writes, size)
                 log(
@@ -746,14 +763,15 @@ def _size_section(res: SizeResult, names: list[str], ctx: dict[str, Any], args) 
             out += ["", _writes_text(n, res.writes[n])]
     if res.cached:
         c = res.cached
-        peers = [p for p in ("nginx", "minimal ASGI") if p in c]
+        peers = [p for p in ("nginx", "minimal ASGI", SAME_HEADERS) if p in c]
         out += [
             "",
             f"Cached against cached: `{COMUNI_PAGE}` ({c['bytes']:,} bytes, "
             f"`{c['content_type']}`), a fixed URL, so this service (on PostGIS) answers from "
             "its response cache; nginx serves the same bytes from a file (one worker process), "
             "the minimal ASGI app (`bench/_static_asgi.py`) from memory under the same "
-            "uvicorn.",
+            "uvicorn, once with the content type alone and once with every header this "
+            "service sends (security headers, Link, ETag…).",
             "",
             "| server | req/s | p99 ms | ours / it |",
             "|---|---:|---:|---:|",
@@ -861,7 +879,11 @@ def _commands(results: list[SizeResult], ctx: dict[str, Any], args) -> list[str]
     ]
     out += [res.servers[n].command for n in SERVERS if n in res.servers]
     if res.cached:
-        out += [res.cached[k] for k in ("nginx command", "minimal ASGI command") if k in res.cached]
+        out += [
+            res.cached[k]
+            for k in ("nginx command", "minimal ASGI command", SAME_HEADERS + " command")
+            if k in res.cached
+        ]
     out += [
         "```",
         "",

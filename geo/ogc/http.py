@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +30,7 @@ REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 REL_SORTABLES = "http://www.opengis.net/def/rel/ogc/1.0/sortables"
 
 
+@lru_cache(maxsize=512)
 def negotiate(f: str | None, accept: str | None) -> str:
     """``json`` or ``html``: the ``f`` parameter wins, else the Accept header."""
     if f:
@@ -63,6 +65,7 @@ def negotiate(f: str | None, accept: str | None) -> str:
 LANGUAGES = ("it", "en")
 
 
+@lru_cache(maxsize=512)
 def negotiate_language(accept_language: str | None) -> str:
     """``it`` or ``en`` from an Accept-Language header (q-values honoured); Italian when
     neither is asked for."""

@@ -108,3 +108,77 @@ def test_new_data_version_is_served_not_the_cache(client):
     finally:
         registry.unregister("test-cache-layer")
     assert client.get("/collections/test-cache-layer/items/a").status_code == 404
+
+
+@pytest.fixture
+def front_answers(client, monkeypatch):
+    """The URLs (path?query) the front door answered, in order."""
+    from api.ogc_cache import FrontDoor
+
+    answered: list[str] = []
+    original = FrontDoor.answered
+
+    async def spy(self, scope, send):  # type: ignore[no-untyped-def]
+        done = await original(self, scope, send)
+        if done:
+            answered.append(scope["path"] + "?" + scope["query_string"].decode())
+        return done
+
+    monkeypatch.setattr(FrontDoor, "answered", spy)
+    return answered
+
+
+def test_a_hit_at_the_front_door_is_the_stacks_response(client, front_answers):
+    """The territory's cache hits are answered before the middleware stack, with the same
+    status, headers (security ones included) and bytes the stack answered."""
+    url = "/collections/comuni/items?limit=7&offset=3"
+    h = {"Accept-Encoding": "identity", "Origin": "https://example.org"}
+    through = [client.get(url, headers=h) for _ in range(2)]  # asked twice: then kept
+    hit = client.get(url, headers=h)
+    assert front_answers == [url]
+    assert hit.status_code == through[1].status_code == 200
+    assert hit.content == through[1].content
+
+    def same(r, skip=()):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in r.headers.items() if k not in ("date", *skip)}
+
+    assert same(hit) == same(through[1])
+    assert hit.headers["content-security-policy"] and hit.headers["x-frame-options"]
+    gz = client.get(url, headers={**h, "Accept-Encoding": "gzip"})
+    assert gz.headers["content-encoding"] == "gzip" and gz.content == hit.content
+    assert same(gz, ("content-encoding", "content-length")) == same(hit, ("content-length",))
+    assert client.get(url, headers={"If-None-Match": hit.headers["ETag"]}).status_code == 304
+    assert front_answers == [url] * 3
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [
+        ("lang=en", {}),  # the page language
+        ("f=html", {}),
+        ("f=%68tml", {}),
+        ("", {"Accept": "text/html"}),
+        ("filter=population%20%3E%2050000", {}),  # budget and rate limit of filters
+    ],
+)
+def test_the_front_door_leaves_the_rest_to_the_stack(client, front_answers, query, headers):
+    url = "/collections/comuni/items?limit=4" + ("&" + query if query else "")
+    answers = [client.get(url, headers=headers) for _ in range(3)]
+    assert front_answers == []
+    assert {r.status_code for r in answers} == {200}
+    assert answers[2].content == answers[1].content
+    if "html" in query or headers:
+        assert answers[2].headers["content-type"].startswith("text/html")
+        assert "Cookie" in answers[2].headers["vary"]
+    if query == "lang=en":
+        assert answers[2].headers["content-language"] == "en"
+
+
+def test_an_overlong_url_of_a_cached_page_is_still_refused(client, front_answers):
+    from geo.settings import get_settings
+
+    url = "/collections/comuni/items?limit=5&x=" + "a" * get_settings().max_url_length
+    assert client.get(url).status_code == 414
+    assert client.get(url).status_code == 414
+    assert client.get(url).status_code == 414
+    assert front_answers == []
