@@ -324,6 +324,61 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 
+#: The interventions' status as the plan's sources write it (English, data/interventions)
+#: in Italian: the clerk reads the table in the page's language. A value not listed shows
+#: its first words translated when they are (``in progress (2025)`` → ``in corso (2025)``),
+#: else as written (the national PNRR data write theirs in Italian).
+STATUS_IT = {
+    "approved with reserve": "approvato con riserva",
+    "awarded": "aggiudicato",
+    "completed": "completato",
+    "completed (3-year plan)": "completato (piano triennale)",
+    "completed (bridge placed)": "completato (ponte posato)",
+    "completed (opened)": "completato (aperto al pubblico)",
+    "completed (per project page)": "completato (secondo la pagina del progetto)",
+    "completing": "in completamento",
+    "funded": "finanziato",
+    "in progress": "in corso",
+    "planned": "programmato",
+    "planned/start": "programmato / in avvio",
+    "proposal (not confirmed funded)": "proposta (finanziamento non confermato)",
+    "started": "avviato",
+    "status not stated": "stato non indicato",
+    "to be started": "da avviare",
+}
+MESSAGES["it"].update({f"status.{k}": v for k, v in STATUS_IT.items()})
+
+
+#: Where an intervention's record came from (the ``source`` property), as a reader says it.
+SOURCES = {
+    "it": {
+        "documented": "documenti del piano",
+        "pnrr": "open data PNRR",
+        "api": "inserito via API",
+        "import": "importato da file",
+    },
+    "en": {
+        "documented": "plan documents",
+        "pnrr": "PNRR open data",
+        "api": "added through the API",
+        "import": "imported from a file",
+    },
+}
+for _lang, _names in SOURCES.items():
+    MESSAGES[_lang].update({f"source.{k}": v for k, v in _names.items()})
+
+
+def status_label(lang: str, value: str) -> str:
+    """An intervention's status in ``lang`` (see :data:`STATUS_IT`)."""
+    messages = MESSAGES.get(lang, {})
+    exact = messages.get(f"status.{value}")
+    if exact:
+        return exact
+    head, sep, rest = value.partition(" (")
+    base = messages.get(f"status.{head}")
+    return f"{base}{sep}{rest}" if base else value
+
+
 def lang_of(tag: str) -> str | None:
     """``en-GB`` → ``en``; None when not a language of the catalogue."""
     base = tag[:16].strip().lower().replace("_", "-").split("-")[0]

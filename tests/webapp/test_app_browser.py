@@ -22,6 +22,10 @@ import pytest
 from playwright.sync_api import expect
 from servers import uvicorn_app
 
+#: The programme filter (its label's text also holds the options': "Programma" alone
+#: would match the status filter's "programmato" too).
+PROGRAMME = "#iv-filters select[name=programme]"
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -409,7 +413,7 @@ def test_interventions_filters_restore_from_the_url(app, server):
     pg.wait_for_function(
         f"() => document.querySelector('#iv-n')?.dataset.count === '{n['numberMatched']}'"
     )
-    assert pg.get_by_label("Programma").input_value() == "PUI SPUGNA"
+    assert pg.locator(PROGRAMME).input_value() == "PUI SPUGNA"
     # From a comune's panel to its interventions.
     pg = app.open("/?comune=015146")
     pg.locator("#place-show-iv").click()
@@ -421,6 +425,35 @@ def test_interventions_filters_restore_from_the_url(app, server):
 
 
 # ----- language, shared URLs, print --------------------------------------------------------
+
+
+def test_statuses_read_in_the_pages_language(app, server):
+    """The sources write an intervention's status in English ("in progress (2021)"); the
+    Italian page shows it in Italian, the English page as written. Where a record came
+    from reads as words in either ("documenti del piano", not "documented")."""
+    from geo.webapp.i18n import status_label
+
+    statuses = {
+        f["properties"]["status"]
+        for f in api(server, "/collections/interventions/items", limit=1000)["features"]
+        if f["properties"]["status"]
+    }
+    italian = {status_label("it", s) for s in statuses}
+    assert len(italian - statuses) >= 5  # translations, not the values again
+    for lang, expected in (("it", italian), ("en", statuses)):
+        pg = app.open(f"/?tab=interventions&lang={lang}")
+        pg.wait_for_selector("#iv-table tbody tr")
+        shown = set(pg.locator("#iv-table td.col-status").all_inner_texts()) - {"—"}
+        assert shown and shown <= expected, (lang, shown - expected)
+        options = pg.locator("#iv-filters select[name=status] option").all_inner_texts()
+        assert any(o.startswith("in corso") for o in options) == (lang == "it"), options
+        sources = pg.locator("#iv-filters select[name=source] option").all_inner_texts()
+        named = "documenti del piano" if lang == "it" else "plan documents"
+        assert any(o.startswith(named) for o in sources), sources
+        if lang == "it":  # the status under each title, where the column does not fit
+            pg.locator("#iv-table tbody tr").nth(2).scroll_into_view_if_needed()
+            app.shot("16-interventions-status-it")
+    app.check_clean()
 
 
 def test_switch_to_english_keeps_the_view(app):

@@ -17,6 +17,10 @@ from servers import uvicorn_app
 
 from tests.webapp.test_app_browser import App
 
+#: The programme filter (its label's text also holds the options': "Programma" alone
+#: would match the status filter's "programmato" too).
+PROGRAMME = "#iv-filters select[name=programme]"
+
 pytestmark = pytest.mark.browser
 
 TOKEN = "count-limit-admin-token"
@@ -82,7 +86,7 @@ def test_italian_says_oltre_and_keeps_exact_counts(browser, server):
         assert "importo dichiarato dei 10.000 caricati" in count_line
         assert "mostrano i primi 10.000" in pg.locator("#iv-partial").inner_text()
         # The counts beside the choices are of the loaded features: lower bounds.
-        choices = pg.get_by_label("Programma").locator("option").all_inner_texts()
+        choices = pg.locator(PROGRAMME).locator("option").all_inner_texts()
         assert "Idroscalo (10.000+)" in choices and "PINQUA (0+)" in choices
         app.shot("count-1-oltre-it")
 
@@ -90,19 +94,19 @@ def test_italian_says_oltre_and_keeps_exact_counts(browser, server):
         pinqua = items(server, programme="PINQUA", limit=10_000)
         assert "numberMatched" not in pinqua
         n = len(pinqua["features"])
-        pg.get_by_label("Programma").select_option("PINQUA")
+        pg.locator(PROGRAMME).select_option("PINQUA")
         assert label(pg, exact=True, count=n) == f"{n} interventi su {total}"
         assert pg.locator("#iv-partial").count() == 0
         assert "importo dichiarato:" in pg.locator("#iv-count").inner_text()
-        choices = pg.get_by_label("Programma").locator("option").all_inner_texts()
+        choices = pg.locator(PROGRAMME).locator("option").all_inner_texts()
         assert f"PINQUA ({n})" in choices and not any(c.endswith("+)") for c in choices)
 
         # Under the service's limit: its own numberMatched, as before.
-        pg.get_by_label("Programma").select_option("Biciplan")
+        pg.locator(PROGRAMME).select_option("Biciplan")
         assert label(pg, exact=True, count=1) == f"1 intervento su {total}"  # singular
 
         # Exactly a full page of the app (10,000), the page after it empty: exact.
-        pg.get_by_label("Programma").select_option("")
+        pg.locator(PROGRAMME).select_option("")
         pg.get_by_label("Importo minimo (€)").fill(str(BASE_AMOUNT + 1))
         pg.get_by_label("Importo massimo (€)").fill(str(BASE_AMOUNT + 10_000))
         assert label(pg, exact=True, count=10_000) == f"10.000 interventi su {total}"
@@ -127,7 +131,7 @@ def test_english_says_more_than(browser, server):
         assert "stated amount of the 10,000 loaded" in pg.locator("#iv-count").inner_text()
         app.shot("count-3-more-than-en")
         n = len(items(server, programme="PINQUA", limit=10_000)["features"])
-        pg.get_by_label("Programme").select_option("PINQUA")
+        pg.locator(PROGRAMME).select_option("PINQUA")
         assert label(pg, exact=True, count=n) == f"{n} interventions of 10,154"
         app.check_clean()
     finally:

@@ -18,6 +18,16 @@ export function tn(key, n, kw = {}) {
   return t(one ? key + "_one" : key, kw);
 }
 
+/** An intervention's status in the page's language (geo.webapp.i18n.status_label): the
+ * value, else its first words, translated when the catalogue has them; else as written. */
+export function statusLabel(value) {
+  const m = config.messages || {};
+  if (m["status." + value]) return m["status." + value];
+  const i = value.indexOf(" (");
+  const base = i > 0 ? m["status." + value.slice(0, i)] : undefined;
+  return base ? base + value.slice(i) : value;
+}
+
 /** An element with attributes and children; strings become text nodes (never HTML). */
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);

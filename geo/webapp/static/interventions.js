@@ -1,6 +1,6 @@
 // Staff read side: filter the interventions (the OGC items API does the filtering), live
 // counts, map layer + sortable paginated table in sync, downloads, totals as bar charts.
-import { el, fill, t, tn, getJSON, fmtInt, fmtEur, debounce, safeUrl } from "./dom.js";
+import { el, fill, t, tn, getJSON, fmtInt, fmtEur, debounce, safeUrl, statusLabel } from "./dom.js";
 import { setLayerData, setVisible, layers, comuniData } from "./layers.js";
 import { showHighlight, fitTo } from "./mapview.js";
 
@@ -125,7 +125,14 @@ function breakable(text) {
 /** The source of an intervention: a link to its page when it has a safe URL. */
 function sourceNode(p) {
   const url = safeUrl(p.source_url);
-  return url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, p.source || "fonte") : (p.source || "—");
+  const label = p.source ? sourceLabel(p.source) : "";
+  return url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank" }, label || t("iv.col.source")) : (label || "—");
+}
+
+/** Where a record came from, as the catalogue names it (an unknown source: as stored). */
+function sourceLabel(source) {
+  const name = t("source." + source);
+  return name.startsWith("source.") ? source : name;
 }
 
 /** The "sort by" list (shown where the table is too narrow for every column's header). */
@@ -171,13 +178,13 @@ function renderTable() {
         : null;
       // Where the programme, status and source columns do not fit, they show under the title.
       const meta = el("span", { class: "iv-meta" },
-        [p.programme, p.status].filter((x) => x).map((x) => [x, " · "]), sourceNode(p));
+        [p.programme, p.status && statusLabel(p.status)].filter((x) => x).map((x) => [x, " · "]), sourceNode(p));
       return el("tr", { dataset: { id: f.id } },
         el("td", { class: "col-title" }, el("button", { type: "button", class: "link", title: t("iv.show_on_map"),
           onclick: () => showHighlight(f.geometry ? f : null) }, breakable(p.title || f.id)), edit, meta),
         el("td", { class: "col-programme" }, p.programme || "—"),
         el("td", { class: "col-comuni_names" }, breakable((p.comuni_names || []).join(", "))),
-        el("td", { class: "col-status" }, p.status || "—"),
+        el("td", { class: "col-status" }, p.status ? statusLabel(p.status) : "—"),
         el("td", { class: "col-amount_eur num" }, p.amount_eur == null ? "—" : fmtInt(p.amount_eur)),
         el("td", { class: "col-source" }, sourceNode(p)));
     }));
@@ -314,8 +321,8 @@ async function load() {
       zona: Object.entries(zoneNames).sort((a, b) => a[1].localeCompare(b[1])),
       unione: unioni.unioni.map((u) => [u.id, u.name]),
       comune: comuni.features.map((f) => [f.properties.istat_code, f.properties.name]).sort((a, b) => a[1].localeCompare(b[1])),
-      status: distinct("status").map((s) => [s, s]),
-      source: distinct("source").map((s) => [s, s]),
+      status: distinct("status").map((s) => [s, statusLabel(s)]),
+      source: distinct("source").map((s) => [s, sourceLabel(s)]),
     };
     // The choices exist before any filter is set (from the URL too).
     fillSelects(all, !state.total.exact || all.features.length < state.total.n);
