@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.offload import replaying, run_abandonable, run_sync
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
-from geo.store import held_connections, request_revisions
+from geo.store import held_connections, on_the_loop, request_revisions
 
 _UNSET = object()
 
@@ -253,8 +253,11 @@ class OgcCacheMiddleware:
         answer in **one** threadpool hop, on one pooled connection; the answer is sent as a
         cache hit is. What the lane declines, or fails on, goes the usual way."""
         seen: list[Message] = []
+        got = await self._on_the_loop(scope, plan) if plan.prefetch is not None else None
         try:
-            if plan.abandonable:
+            if got is not None:
+                pass
+            elif plan.abandonable:
                 got = await run_abandonable(receive, seen, self._version_and_answer, scope, plan)
             else:
                 got = await run_sync(self._version_and_answer, scope, plan)
@@ -268,6 +271,18 @@ class OgcCacheMiddleware:
             await self.app({**scope, ANSWER: got}, replaying(seen, receive), send)
         else:
             await self._get({**scope, DECLINED: True}, replaying(seen, receive), send)
+
+    async def _on_the_loop(self, scope: Scope, plan: Any) -> Entry | Response | None:
+        """:meth:`_version_and_answer` on the event loop, after the plan read what it needs
+        asynchronously (``Plan.prefetch``); None when it could not or anything would wait
+        for the database (``geo.store.WouldBlock``): the threadpool then answers."""
+        try:
+            with on_the_loop():  # the prefetch's own sync steps must not wait either
+                if not await plan.prefetch():
+                    return None
+                return self._version_and_answer(scope, plan)
+        except Exception:  # WouldBlock, or an error the threadpool path answers properly
+            return None
 
     def _version_and_answer(self, scope: Scope, plan: Any) -> Entry | Response | None:
         """(In the threadpool.) The cached entry of the request, else the lane's answer —

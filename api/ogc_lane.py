@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -72,6 +72,10 @@ class Plan:
 
     run: Callable[[], Response]
     abandonable: bool
+    #: On the event loop, before ``run``: reads what ``run`` needs asynchronously (then
+    #: ``run`` may be called on the loop, under ``geo.store.on_the_loop``); False: it could
+    #: not, ``run`` goes to the threadpool.
+    prefetch: Callable[[], Awaitable[bool]] | None = None
 
 
 class FeaturesLane:
@@ -141,7 +145,12 @@ def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) ->
         return None
     req = ogc_request_of(scope, pairs, f)
     if fid is not None:  # one row by primary key: nothing worth abandoning
-        return Plan(functools.partial(_item, service, req, cid, fid, params), abandonable=False)
+        # The feature as the store encodes it (no crs, properties… to apply) can be read on
+        # the event loop (PostgreSQL): SqlCollection.prefetch_by_id.
+        canonical = params.keys() <= {"f"} and req.fmt == "json"
+        ahead = functools.partial(_prefetch_item, service, cid, fid) if canonical else None
+        run = functools.partial(_item, service, req, cid, fid, params)
+        return Plan(run, abandonable=False, prefetch=ahead)
     # A page may run a long filter: given up if the client disconnects meanwhile.
     return Plan(functools.partial(_items, service, req, cid, params), abandonable=True)
 
@@ -161,6 +170,13 @@ def _item(service: OgcService, req: Any, cid: str, fid: str, params: dict[str, s
             skip_geometry=_BOOLS[params.get("skipGeometry", "false")],
         )
     )
+
+
+async def _prefetch_item(service: OgcService, cid: str, fid: str) -> bool:
+    """The feature and the store's revisions read on the event loop, when its collection
+    (as last registered: the plan checks it is still current) can."""
+    ahead = getattr(service.registry.peek(cid), "prefetch_by_id", None)
+    return ahead is not None and bool(await ahead(fid))
 
 
 def _items(service: OgcService, req: Any, cid: str, params: dict[str, str]) -> Response:

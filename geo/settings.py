@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         "serves at once, so none is opened and closed per request); workers × (pool + "
         "overflow) must stay below the server's max_connections.",
     )
+    async_reads: bool = Field(
+        default=True,
+        description="On PostgreSQL, read a feature by id on the event loop (psycopg's "
+        "asynchronous connections, up to db_pool_size more per worker) instead of in a "
+        "thread: the same answer, a fraction of the CPU.",
+    )
     db_max_overflow: int = Field(
         default=4, ge=0, le=200, description="Extra connections a worker may open at peaks."
     )

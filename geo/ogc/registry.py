@@ -317,6 +317,11 @@ class Registry:
             self.refresh()
         return self._provider(collection_id)
 
+    def peek(self, collection_id: str) -> CollectionProvider | None:
+        """The provider as last registered, without running the refreshers (which may
+        read the store): what a read on the event loop starts from, checked afterwards."""
+        return self._provider(collection_id)
+
     def _provider(self, collection_id: str) -> CollectionProvider | None:
         factory = self._factories.get(collection_id)
         if factory is None:

@@ -44,6 +44,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -1141,6 +1142,15 @@ class Prepared:
         return conn.exec_driver_sql(self.sql, args)
 
 
+#: Features :meth:`SqlCollection.prefetch_by_id` read for the current request:
+#: (id of the collection, primary key) → its text, or None when there is no such feature.
+_PREFETCHED: ContextVar[dict[tuple[int, Any], str | None] | None] = ContextVar(
+    "cmm_geo_prefetched", default=None
+)
+#: Bigger features are not finished on the event loop (their ETag parses and hashes them).
+LOOP_TEXT_LIMIT = 64 * 1024
+
+
 class _Lru:
     """A small thread-safe LRU map (counts, extents and samples per data revision)."""
 
@@ -1667,6 +1677,9 @@ class SqlCollection(CollectionProvider):
         key = self.feature_key(feature_id)
         if key is None:
             return None
+        ahead = _PREFETCHED.get()
+        if ahead is not None and (id(self), key) in ahead:
+            return ahead[(id(self), key)]  # type: ignore[no-any-return]
         with store_errors():
             engine = self.engine()
             spec = None
@@ -1689,6 +1702,47 @@ class SqlCollection(CollectionProvider):
         if not rows:
             return None
         return spec.render(rows)[0][1] if spec is not None else str(rows[0][1])
+
+    async def prefetch_by_id(self, feature_id: str) -> bool:
+        """On the event loop (PostgreSQL): the store's revisions and the feature of
+        :meth:`get_geojson`, in one round trip (``geo.store.aio``), kept for the rest of
+        the request, whose synchronous code then reads nothing (``geo.store.on_the_loop``).
+        False when this cannot be done here (SQLite, the statement not yet built by a first
+        read, a feature too big to hash on the loop, the database in trouble)."""
+        from geo.store import REVISIONS_SQL, aio, remember_revisions
+
+        key = self.feature_key(feature_id)
+        if key is None:
+            return False
+        engine = self.engine()
+        if engine.dialect.name != "postgresql":
+            return False
+        stmt = self.geojson_select(None, False)
+        prepared = self._cache.get(("by-id", id(engine), stmt)) if stmt is not None else _NO
+        if prepared is _NO:
+            return False
+
+        def both() -> str:  # the feature's columns after the revisions' (NULL for the other)
+            revisions = REVISIONS_SQL.replace("%", "%%")
+            return (
+                f"SELECT key, value, updated_at, NULL::text, NULL::text FROM ({revisions}) r "
+                f"UNION ALL SELECT NULL, NULL, NULL, f.* FROM ({prepared.sql}) f"
+            )
+
+        sql = self._cache.built(("by-id+revisions", id(engine), stmt), both)
+        rows = await aio.fetch(engine, sql, {**prepared.fixed, "_fid": key})
+        if rows is None:
+            return False
+        remember_revisions(engine, [r[:3] for r in rows if r[0] is not None])
+        text = next((r[4] for r in rows if r[0] is None), None)
+        if text is not None and len(text) > LOOP_TEXT_LIMIT:
+            return False  # its ETag (a parse and a hash) is work for a thread
+        ahead = _PREFETCHED.get()
+        if ahead is None:
+            ahead = {}
+            _PREFETCHED.set(ahead)
+        ahead[(id(self), key)] = text
+        return True
 
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by primary key."""

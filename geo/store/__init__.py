@@ -46,11 +46,12 @@ import math
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -156,6 +157,7 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
         connect_args=connect_args,
         **_JSON,
     )
+    engine.__dict__["cmm_connect_args"] = connect_args  # the event loop's reads connect alike
     _ping_when_idle(engine)
     if engine.dialect.driver == "psycopg":
         _install_deadlines(engine, settings.db_connect_timeout_s, settings.request_timeout_s)
@@ -451,6 +453,8 @@ def get_engine(url: str | None = None, *, schema: str | None = None) -> Engine:
         engine = _engines.get(key)
         if engine is not None and key in _migrated:
             return engine
+        if _ON_THE_LOOP.get():
+            raise WouldBlock("migrating the store on the event loop")
         if engine is None:
             engine = _engines[key] = _new_engine(url, schema=schema)
             _engine_keys[id(engine)] = key
@@ -479,6 +483,8 @@ def transaction(engine: Engine | None = None) -> Iterator[Connection]:
     On SQLite it begins IMMEDIATE, so concurrent writers (several workers) queue on the
     busy timeout instead of failing with "database is locked".
     """
+    if _ON_THE_LOOP.get():
+        raise WouldBlock("a write to the store on the event loop")
     engine = engine or get_engine()
     with engine.connect() as conn:
         conn.execution_options(**{WRITE_OPTION: True})
@@ -493,6 +499,8 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
     which a rollback would drop). Statements of one read see no common snapshot; the
     per-request revision (:func:`request_revisions`) is what ties a response to a version.
     """
+    if _ON_THE_LOOP.get():
+        raise WouldBlock("a read of the store on the event loop")
     engine = read_engine(engine or get_engine())
     if engine.dialect.name == "postgresql":
         engine = _autocommit(engine)
@@ -608,6 +616,34 @@ def bump_revision(conn: Connection, topic: str) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+class WouldBlock(Exception):
+    """A read or write of the store asked for on the event loop (see :func:`on_the_loop`):
+    the caller does the work in a thread instead."""
+
+
+_ON_THE_LOOP: ContextVar[bool] = ContextVar("cmm_geo_on_the_loop", default=False)
+
+
+@contextmanager
+def on_the_loop() -> Iterator[None]:
+    """Within: domain code runs on the event loop with what was read asynchronously
+    (``geo.store.aio``) and must not wait for the database; any statement it would run
+    raises :class:`WouldBlock` before touching a connection."""
+    token = _ON_THE_LOOP.set(True)
+    try:
+        yield
+    finally:
+        _ON_THE_LOOP.reset(token)
+
+
+def remember_revisions(engine: Engine, rows: Iterable[tuple[Any, Any, Any]]) -> None:
+    """Keep ``rows`` of ``store_meta``'s revisions (as :data:`REVISIONS_SQL` selects them,
+    read by other means) as the current request's revisions of ``engine``."""
+    memo = _REQUEST_REVISIONS.get()
+    if memo is not None:
+        memo[id(engine)] = _revisions_of(rows)
+
+
 #: Revisions already read during the current request (see :func:`request_revisions`).
 _REQUEST_REVISIONS: ContextVar[dict[int, dict[str, tuple[int, datetime | None]]] | None] = (
     ContextVar("cmm_geo_request_revisions", default=None)
@@ -629,7 +665,9 @@ def request_revisions() -> Iterator[None]:
         _REQUEST_REVISIONS.reset(token)
 
 
-_REVISIONS_SQL = "SELECT key, value, updated_at FROM store_meta WHERE key LIKE 'revision:%'"
+#: Every topic's change counter (``geo.store.aio`` reads it on the event loop too).
+REVISIONS_SQL = "SELECT key, value, updated_at FROM store_meta WHERE key LIKE 'revision:%'"
+_REVISIONS_SQL = REVISIONS_SQL
 
 
 def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
@@ -648,6 +686,13 @@ def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
             cur = dbapi.cursor()  # type: ignore[union-attr]
             cur.execute(_REVISIONS_SQL)
         rows = cur.fetchall()
+    out = _revisions_of(rows)
+    if memo is not None:
+        memo[id(engine)] = out
+    return out
+
+
+def _revisions_of(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, tuple[int, datetime | None]]:
     out: dict[str, tuple[int, datetime | None]] = {}
     for key, value, ts in rows:
         if isinstance(ts, str):  # SQLite stores DateTime as ISO text
@@ -655,8 +700,6 @@ def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
         if ts is not None and ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
         out[key.removeprefix("revision:")] = (int(value), ts)
-    if memo is not None:
-        memo[id(engine)] = out
     return out
 
 

@@ -1,0 +1,125 @@
+"""Reads of PostgreSQL on the event loop, for the hottest requests.
+
+A feature by id costs the database two short statements (the revisions, the feature the
+store encodes); through the threadpool the hand-offs, the GIL passing between the loop and
+the worker threads and the pool's bookkeeping cost ~1 ms of Python per request, several
+times the statements. psycopg's asynchronous connections run them on the loop instead:
+one round trip, nothing for a thread to do.
+
+The rest of the request still runs the ordinary, synchronous domain code, inside
+:func:`geo.store.on_the_loop` with what was read here: anything that would need one more
+statement (a registry to refresh after a write, a record to re-read) raises
+:class:`geo.store.WouldBlock` before touching a connection, and the caller answers from the
+threadpool as before. So this module only ever makes a request faster, never different.
+
+One small pool per event loop and engine (the connections belong to the loop that opened
+them), of ``CMM_GEO_DB_POOL_SIZE`` connections at most, connected as the engine's own
+(same URL, options and ``statement_timeout``; the read replica's when configured). A
+statement that stays silent past the engine's deadline, or any database error, closes its
+connection and keeps this path off for a few seconds: the threadpool path then answers
+(503 while the database is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from geo.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+#: After a failure, the event loop's reads stay off this long (the threadpool answers).
+COOLDOWN_S = 5.0
+
+
+class AsyncReader:
+    """A few psycopg ``AsyncConnection`` of one engine, for one event loop."""
+
+    def __init__(self, engine: Engine, size: int, deadline_s: float) -> None:
+        _, params = engine.dialect.create_connect_args(engine.url)
+        self.params = {**params, **engine.__dict__.get("cmm_connect_args", {})}
+        self.deadline_s = deadline_s
+        self._idle: list[Any] = []
+        self._slots = asyncio.Semaphore(size)
+        self.down_until = 0.0
+
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of one statement (prepared by the server after a few runs)."""
+        async with self._slots:
+            try:
+                conn = self._idle.pop() if self._idle else await self._connect()
+            except Exception:
+                self.down_until = time.monotonic() + COOLDOWN_S
+                raise
+            healthy = False
+            try:
+                async with asyncio.timeout(self.deadline_s):
+                    cur = await conn.execute(sql, params, prepare=True)
+                    rows = await cur.fetchall()
+                healthy = True
+                return rows
+            except Exception:  # not a cancel (the client left): the database's trouble
+                self.down_until = time.monotonic() + COOLDOWN_S
+                raise
+            finally:
+                if healthy and not conn.closed:
+                    self._idle.append(conn)
+                else:  # its state is unknown (a timeout, a cancel, an error): not reused
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        async with asyncio.timeout(self.deadline_s):
+            return await psycopg.AsyncConnection.connect(autocommit=True, **self.params)
+
+    async def close(self) -> None:
+        """Close the idle connections (tests, shutdown)."""
+        while self._idle:
+            await self._idle.pop().close()
+
+
+_readers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, AsyncReader]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def reader(engine: Engine) -> AsyncReader | None:
+    """The running loop's reader of ``engine`` (its read replica's when configured); None
+    when the engine is not PostgreSQL through psycopg, the path is turned off
+    (``CMM_GEO_ASYNC_READS=false``) or resting after a failure."""
+    from geo.store import read_engine
+
+    settings = get_settings()
+    if not settings.async_reads or engine.dialect.driver != "psycopg":
+        return None
+    engine = read_engine(engine)
+    loop = asyncio.get_running_loop()
+    per_loop = _readers.setdefault(loop, {})
+    got = per_loop.get(id(engine))
+    if got is None:
+        deadline = settings.request_timeout_s + max(1.0, settings.db_connect_timeout_s)
+        got = per_loop[id(engine)] = AsyncReader(engine, settings.db_pool_size, deadline)
+    return None if time.monotonic() < got.down_until else got
+
+
+async def fetch(engine: Engine, sql: str, params: Mapping[str, Any]) -> Sequence[tuple] | None:
+    """The rows of ``sql`` read on the event loop, or None when this path is not available
+    (the caller reads in a thread instead)."""
+    r = reader(engine)
+    if r is None:
+        return None
+    try:
+        return await r.fetch(sql, params)
+    except Exception as exc:
+        log.info("event-loop read failed, the threadpool answers: %s", str(exc)[:200])
+        return None

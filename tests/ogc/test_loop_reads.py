@@ -1,0 +1,175 @@
+"""Features by id read on the event loop (PostgreSQL, ``geo.store.aio``).
+
+The same answer as from the threadpool — body, ETag, every header — on both stores (SQLite
+never takes this path); a write, an upload and a delete are seen by the next read at once
+(the registry refresh they need is not done on the loop: the read goes to a thread); a
+database that fails the loop's read leaves the answer to the threadpool; and no statement
+of the synchronous store code ever runs under ``on_the_loop``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+import geo.store.aio as aio
+from api.main import create_app
+from geo.settings import get_settings
+from geo.store import WouldBlock, get_engine, on_the_loop, read_connection, transaction
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+VOLATILE = {"date", "server"}
+
+
+@pytest.fixture
+def loop_reads(monkeypatch):
+    """Rows read on the event loop, one entry per statement that answered."""
+    answered: list[int] = []
+    real = aio.fetch
+
+    async def spy(engine, sql, params):  # type: ignore[no-untyped-def]
+        rows = await real(engine, sql, params)
+        if rows is not None:
+            answered.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(aio, "fetch", spy)
+    return answered
+
+
+@pytest.fixture
+def threads_only(monkeypatch):
+    """Settings with the event loop's reads turned off (``CMM_GEO_ASYNC_READS=false``)."""
+
+    def switch(off: bool) -> None:
+        if off:
+            monkeypatch.setenv("CMM_GEO_ASYNC_READS", "false")
+        else:
+            monkeypatch.delenv("CMM_GEO_ASYNC_READS", raising=False)
+        get_settings.cache_clear()
+
+    yield switch
+    os.environ.pop("CMM_GEO_ASYNC_READS", None)
+    get_settings.cache_clear()
+
+
+def _headers(r) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {k: v for k, v in r.headers.items() if k not in VOLATILE}
+
+
+def test_a_feature_by_id_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
+    postgis = get_engine().dialect.name == "postgresql"
+    with TestClient(create_app()) as c:
+        ids = [
+            f["id"] for f in c.get("/collections/interventions/items?limit=9").json()["features"]
+        ]
+        c.get(f"/collections/interventions/items/{ids[0]}")  # the statement, built in a thread
+        loop = [c.get(f"/collections/interventions/items/{i}") for i in [*ids[1:], "nope-0"]]
+    assert len(loop_reads) == (len(loop) if postgis else 0)
+    threads_only(True)
+    with TestClient(create_app()) as c:
+        thread = [c.get(f"/collections/interventions/items/{i}") for i in [*ids[1:], "nope-0"]]
+    assert len(loop_reads) == (len(loop) if postgis else 0)  # none more
+    for a, b in zip(loop, thread, strict=True):
+        assert (a.status_code, a.content) == (b.status_code, b.content)
+        assert _headers(a) == _headers(b)
+    assert [r.status_code for r in loop] == [200] * (len(ids) - 1) + [404]
+
+
+def test_writes_uploads_and_deletes_are_read_at_once(backend, loop_reads):
+    """Through the loop's path: a new intervention, its change and its deletion; a new
+    layer's feature (the registry must first learn the layer: done in a thread) and the
+    404 once the layer is deleted."""
+    with TestClient(create_app()) as c:
+        first = c.get("/collections/interventions/items?limit=1").json()["features"][0]["id"]
+        c.get(f"/collections/interventions/items/{first}")
+        body = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [9.19, 45.465]},
+            "properties": {"title": f"Loop {uuid.uuid4().hex[:6]}", "programme": "Forestazione"},
+        }
+        r = c.post("/collections/interventions/items", json=body, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        url = r.headers["Location"]
+        got = c.get(url)
+        assert (
+            got.status_code == 200
+            and got.json()["properties"]["title"] == body["properties"]["title"]
+        )
+        etag = got.headers["ETag"]
+        changed = {"properties": {"title": "Cambiato"}}
+        r = c.patch(url, json=changed, headers={**ADMIN, "If-Match": etag})
+        assert r.status_code == 200, r.text
+        got = c.get(url)
+        assert got.json()["properties"]["title"] == "Cambiato"
+        assert got.headers["ETag"] == r.headers["ETag"] != etag  # the write's ETag, read back
+        assert c.delete(url, headers={**ADMIN, "If-Match": got.headers["ETag"]}).status_code == 204
+        assert c.get(url).status_code == 404
+
+        fc = {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Point", "coordinates": [9.1 + i / 100, 45.45]},
+                    "properties": {"nome": f"Punto {i}"},
+                }
+                for i in range(3)
+            ],
+        }
+        files = {"file": ("punti.geojson", json.dumps(fc).encode())}
+        r = c.post("/layers", files=files, data={"name": "Punti loop"}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        layer = r.json()["id"]
+        one = f"/collections/{layer}/items/1"
+        assert c.get(one).status_code == 200  # the registry learns the layer (a thread)
+        again = c.get(f"/collections/{layer}/items/2")
+        assert again.status_code == 200 and again.json()["properties"]["nome"] == "Punto 1"
+        assert c.delete(f"/layers/{layer}", headers=ADMIN).status_code == 204
+        assert c.get(f"/collections/{layer}/items/2").status_code == 404
+        assert c.get(one).status_code == 404
+    if get_engine().dialect.name == "postgresql":
+        assert len(loop_reads) >= 4
+
+
+def test_a_failing_loop_read_is_answered_from_a_thread(backend, loop_reads, monkeypatch):
+    """The loop's connection cannot be opened (a wrong port): the threadpool answers, and
+    the loop's path rests instead of failing every request."""
+    postgis = get_engine().dialect.name == "postgresql"
+    real_init = aio.AsyncReader.__init__
+    attempts: list[int] = []
+
+    def broken(self, *a, **kw):  # type: ignore[no-untyped-def]
+        real_init(self, *a, **kw)
+        self.params = {**self.params, "port": 1}
+
+    real_connect = aio.AsyncReader._connect
+
+    async def counted(self):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        return await real_connect(self)
+
+    monkeypatch.setattr(aio.AsyncReader, "__init__", broken)
+    monkeypatch.setattr(aio.AsyncReader, "_connect", counted)
+    with TestClient(create_app()) as c:
+        ids = [
+            f["id"] for f in c.get("/collections/interventions/items?limit=6").json()["features"]
+        ]
+        answers = [c.get(f"/collections/interventions/items/{i}") for i in ids]
+    assert [r.status_code for r in answers] == [200] * len(ids)
+    assert loop_reads == [] and len(attempts) == (1 if postgis else 0)  # once, then resting
+
+
+def test_no_statement_runs_on_the_loop(backend):
+    engine = get_engine()
+    with on_the_loop():
+        with pytest.raises(WouldBlock), read_connection(engine):
+            pass
+        with pytest.raises(WouldBlock), transaction(engine):
+            pass
+    with read_connection(engine) as conn:  # and outside, as ever
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
