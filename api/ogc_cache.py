@@ -10,6 +10,7 @@ and CORS headers are handled here, so a hit costs a dictionary lookup and one se
 from __future__ import annotations
 
 import gzip
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,10 +22,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.offload import replaying, run_abandonable, run_sync
+from geo.errors import GeoError
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
-from geo.store import held_connections, on_the_loop, request_revisions
+from geo.store import WouldBlock, held_connections, on_the_loop, request_revisions
 
+log = logging.getLogger(__name__)
 _UNSET = object()
 
 #: Scope keys between this cache, which runs the short lane's plans itself (``_fast``), and
@@ -281,7 +284,10 @@ class OgcCacheMiddleware:
                 if not await plan.prefetch():
                     return None
                 return self._version_and_answer(scope, plan)
-        except Exception:  # WouldBlock, or an error the threadpool path answers properly
+        except (WouldBlock, GeoError):  # to wait for the database; an error: the threadpool
+            return None
+        except Exception:  # answers either, and would a failure (a 500) the same way
+            log.warning("an answer on the event loop failed; a thread answers", exc_info=True)
             return None
 
     def _version_and_answer(self, scope: Scope, plan: Any) -> Entry | Response | None:

@@ -48,9 +48,11 @@ from api.ogc_params import (
 )
 from api.routes.ogc import ogc_response
 from api.routes.tiles import tile_response
+from geo.crs import CRS84
 from geo.ogc import ItemsRequest, OgcService
 from geo.ogc import params as P
 from geo.ogc.registry import FeatureQuery
+from geo.settings import get_settings
 from geo.store import held_connections
 
 _PATH = re.compile(r"/collections/([^/]+)/items(?:/([^/]+))?")
@@ -151,8 +153,12 @@ def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) ->
         ahead = functools.partial(_prefetch_item, service, cid, fid) if canonical else None
         run = functools.partial(_item, service, req, cid, fid, params)
         return Plan(run, abandonable=False, prefetch=ahead)
-    # A page may run a long filter: given up if the client disconnects meanwhile.
-    return Plan(functools.partial(_items, service, req, cid, params), abandonable=True)
+    # A page may run a long filter: given up if the client disconnects meanwhile. A map's
+    # box and nothing else can be read on the event loop (PostgreSQL): prefetch_page.
+    boxed = "bbox" in params and params.keys() <= {"f", "bbox", "limit", "offset"}
+    ahead = functools.partial(_prefetch_items, service, cid, params) if boxed else None
+    run = functools.partial(_items, service, req, cid, params)
+    return Plan(run, abandonable=True, prefetch=ahead if req.fmt == "json" else None)
 
 
 def _item(service: OgcService, req: Any, cid: str, fid: str, params: dict[str, str]) -> Response:
@@ -177,6 +183,23 @@ async def _prefetch_item(service: OgcService, cid: str, fid: str) -> bool:
     (as last registered: the plan checks it is still current) can."""
     ahead = getattr(service.registry.peek(cid), "prefetch_by_id", None)
     return ahead is not None and bool(await ahead(fid))
+
+
+async def _prefetch_items(service: OgcService, cid: str, params: dict[str, str]) -> bool:
+    """A plain box's page and count read on the event loop, when its collection can: the
+    query ``_items`` will build (``FeatureQuery`` of the same values), as the service runs
+    it (its count limit)."""
+    ahead = getattr(service.registry.peek(cid), "prefetch_page", None)
+    if ahead is None:
+        return False
+    q = FeatureQuery(
+        bbox=_run(bbox(params.get("bbox"), CRS84)),
+        properties_eq={},
+        limit=P.parse_limit(int(params.get("limit", P.DEFAULT_LIMIT))),
+        offset=int(params.get("offset", 0)),
+        count_limit=get_settings().count_limit or None,
+    )
+    return bool(await ahead(q))
 
 
 def _items(service: OgcService, req: Any, cid: str, params: dict[str, str]) -> Response:

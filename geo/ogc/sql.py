@@ -1143,8 +1143,9 @@ class Prepared:
 
 
 #: Features :meth:`SqlCollection.prefetch_by_id` read for the current request:
-#: (id of the collection, primary key) → its text, or None when there is no such feature.
-_PREFETCHED: ContextVar[dict[tuple[int, Any], str | None] | None] = ContextVar(
+#: (id of the collection, primary key) → its text (None: no such feature), and
+#: (id of the collection, ("page", the query)) → its GeojsonPage (``prefetch_page``).
+_PREFETCHED: ContextVar[dict[tuple[int, Any], Any] | None] = ContextVar(
     "cmm_geo_prefetched", default=None
 )
 #: Bigger features are not finished on the event loop (their ETag parses and hashes them).
@@ -1575,12 +1576,17 @@ class SqlCollection(CollectionProvider):
         Python."""
         from geo.store import store_errors
 
+        ahead = _PREFETCHED.get()
+        if ahead is not None:
+            page = ahead.get((id(self), _page_key(q)))
+            if page is not None:
+                return page  # type: ignore[no-any-return]
         with store_errors(), _filter_errors():
             engine = self.engine()
             dialect = engine.dialect.name
             spec = None
             if dialect == "postgresql":
-                stmt = self.geojson_select(q.properties, q.skip_geometry)
+                stmt = self._loop_select(q.properties, q.skip_geometry)
             else:
                 spec = self.sqlite_geojson(q.properties, q.skip_geometry)
                 stmt = spec.select if spec is not None else None
@@ -1684,7 +1690,7 @@ class SqlCollection(CollectionProvider):
             engine = self.engine()
             spec = None
             if engine.dialect.name == "postgresql":
-                stmt = self.geojson_select(None, False)
+                stmt = self._loop_select(None, False)
             else:
                 spec = self.sqlite_geojson(None, False)
                 stmt = spec.select if spec is not None else None
@@ -1717,7 +1723,7 @@ class SqlCollection(CollectionProvider):
         engine = self.engine()
         if engine.dialect.name != "postgresql":
             return False
-        stmt = self.geojson_select(None, False)
+        stmt = self._loop_select(None, False)
         prepared = self._cache.get(("by-id", id(engine), stmt)) if stmt is not None else _NO
         if prepared is _NO:
             return False
@@ -1730,9 +1736,10 @@ class SqlCollection(CollectionProvider):
             )
 
         sql = self._cache.built(("by-id+revisions", id(engine), stmt), both)
-        rows = await aio.fetch(engine, sql, {**prepared.fixed, "_fid": key})
-        if rows is None:
+        got = await aio.fetch(engine, [(sql, {**prepared.fixed, "_fid": key})])
+        if got is None:
             return False
+        rows = got[0]
         remember_revisions(engine, [r[:3] for r in rows if r[0] is not None])
         text = next((r[4] for r in rows if r[0] is None), None)
         if text is not None and len(text) > LOOP_TEXT_LIMIT:
@@ -1742,6 +1749,67 @@ class SqlCollection(CollectionProvider):
             ahead = {}
             _PREFETCHED.set(ahead)
         ahead[(id(self), key)] = text
+        return True
+
+    def _loop_select(self, properties: list[str] | None, skip_geometry: bool) -> Any:
+        """:meth:`geojson_select` as a read on the event loop can have it: the last one built
+        when building it would read the store (a layer's geometry type comes from its
+        record). Should that have changed since, the registry's check after the prefetch
+        reads the store, and the request goes to a thread, which builds it anew."""
+        from geo.store import WouldBlock
+
+        key = (None if properties is None else tuple(properties), skip_geometry)
+        try:
+            stmt = self.geojson_select(properties, skip_geometry)
+        except WouldBlock:
+            return self.__dict__.get("_loop_selects", {}).get(key)
+        self.__dict__.setdefault("_loop_selects", {})[key] = stmt
+        return stmt
+
+    async def prefetch_page(self, q: FeatureQuery) -> bool:
+        """On the event loop (PostgreSQL): the store's revisions, the count and the page of
+        a :func:`plain_box` query (the map's request) in one round trip, kept for the rest
+        of the request as :meth:`query_geojson`'s answer (see :meth:`prefetch_by_id`).
+        ``q`` is the query as the service runs it (its ``count_limit`` set). False when
+        this cannot be done here."""
+        from geo.store import REVISIONS_SQL, aio, reading_engine, remember_revisions
+
+        box = plain_box(q)
+        if box is None or q.limit <= 0:
+            return False
+        engine = self.engine()
+        if engine.dialect.name != "postgresql":
+            return False
+        stmt = self._loop_select(q.properties, q.skip_geometry)
+        cap = q.count_limit if q.filtered else None
+        reads = id(reading_engine(engine))  # the statements are kept by the reading engine
+        count = self._cache.get(("box", reads, None, cap))
+        page = self._cache.get(("box", reads, stmt, None)) if stmt is not None else _NO
+        if count is _NO or page is _NO:
+            return False  # built by a first read in a thread
+        values = box_parameters(box)
+        paged = {**values, "page_limit": q.limit, "page_offset": q.offset}
+        got = await aio.fetch(
+            engine,
+            [
+                (REVISIONS_SQL, None),
+                (count.sql, {**count.fixed, **values}),
+                (page.sql, {**page.fixed, **paged}),
+            ],
+        )
+        if got is None:
+            return False
+        revisions, counted, rows = got
+        remember_revisions(engine, revisions)
+        n = int(counted[0][0])
+        features = [(str(r[0]), str(r[1])) for r in rows]
+        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
+            return False  # a page of big shapes is assembled and hashed in a thread
+        ahead = _PREFETCHED.get()
+        if ahead is None:
+            ahead = {}
+            _PREFETCHED.set(ahead)
+        ahead[(id(self), _page_key(q))] = GeojsonPage(features, None if cap and n > cap else n)
         return True
 
     def get(self, feature_id: str) -> dict[str, Any] | None:
@@ -1872,6 +1940,13 @@ def _query_key(q: FeatureQuery) -> tuple[Any, ...]:
     bbox = None if q.bbox is None else (tuple(q.bbox), shapely.to_wkb(area_of(q.bbox)))
     tree = None if q.filter is None else orjson.dumps(q.filter.tree, default=default)
     return (bbox, tuple(sorted(q.properties_eq.items())), q.datetime_range, tree)
+
+
+def _page_key(q: FeatureQuery) -> tuple[Any, ...]:
+    """What makes a page of a query: its features, their order, the page, the properties."""
+    props = None if q.properties is None else tuple(q.properties)
+    order = tuple(q.sortby or ())
+    return ("page", _query_key(q), order, q.limit, q.offset, props, q.skip_geometry, q.count_limit)
 
 
 def _properties_of(tree: Any) -> set[str]:

@@ -549,6 +549,14 @@ def held_connections() -> Iterator[None]:
             conn.close()
 
 
+def reading_engine(engine: Engine) -> Engine:
+    """The engine of the connections :func:`read_connection` gives for ``engine`` (its read
+    replica's, in autocommit on PostgreSQL): what statements compiled per engine are
+    kept by."""
+    engine = read_engine(engine)
+    return _autocommit(engine) if engine.dialect.name == "postgresql" else engine
+
+
 def _autocommit(engine: Engine) -> Engine:
     """``engine`` with AUTOCOMMIT set on checkout (same pool; made once: building the
     options per connection cost ~60 µs per read)."""

@@ -51,8 +51,11 @@ class AsyncReader:
         self._slots = asyncio.Semaphore(size)
         self.down_until = 0.0
 
-    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        """The rows of one statement (prepared by the server after a few runs)."""
+    async def fetch(
+        self, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """The rows of each statement, sent together (one round trip, psycopg's pipeline)
+        and prepared by the server after a few runs (those with parameters)."""
         async with self._slots:
             try:
                 conn = self._idle.pop() if self._idle else await self._connect()
@@ -62,8 +65,16 @@ class AsyncReader:
             healthy = False
             try:
                 async with asyncio.timeout(self.deadline_s):
-                    cur = await conn.execute(sql, params, prepare=True)
-                    rows = await cur.fetchall()
+                    if len(statements) == 1:
+                        sql, params = statements[0]
+                        cursors = [await conn.execute(sql, params, prepare=params is not None)]
+                    else:
+                        async with conn.pipeline():
+                            cursors = [
+                                await conn.cursor().execute(sql, params, prepare=params is not None)
+                                for sql, params in statements
+                            ]
+                    rows = [await cur.fetchall() for cur in cursors]
                 healthy = True
                 return rows
             except Exception:  # not a cancel (the client left): the database's trouble
@@ -112,14 +123,17 @@ def reader(engine: Engine) -> AsyncReader | None:
     return None if time.monotonic() < got.down_until else got
 
 
-async def fetch(engine: Engine, sql: str, params: Mapping[str, Any]) -> Sequence[tuple] | None:
-    """The rows of ``sql`` read on the event loop, or None when this path is not available
-    (the caller reads in a thread instead)."""
+async def fetch(
+    engine: Engine, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[list[tuple[Any, ...]]] | None:
+    """The rows of each statement (``None`` parameters: a statement without any) read on the
+    event loop in one round trip, or None when this path is not available (the caller
+    reads in a thread instead)."""
     r = reader(engine)
     if r is None:
         return None
     try:
-        return await r.fetch(sql, params)
+        return await r.fetch(statements)
     except Exception as exc:
         log.info("event-loop read failed, the threadpool answers: %s", str(exc)[:200])
         return None

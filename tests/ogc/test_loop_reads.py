@@ -1,4 +1,4 @@
-"""Features by id read on the event loop (PostgreSQL, ``geo.store.aio``).
+"""Features by id and the map's pages read on the event loop (PostgreSQL, ``geo.store.aio``).
 
 The same answer as from the threadpool — body, ETag, every header — on both stores (SQLite
 never takes this path); a write, an upload and a delete are seen by the next read at once
@@ -31,11 +31,11 @@ def loop_reads(monkeypatch):
     answered: list[int] = []
     real = aio.fetch
 
-    async def spy(engine, sql, params):  # type: ignore[no-untyped-def]
-        rows = await real(engine, sql, params)
-        if rows is not None:
-            answered.append(len(rows))
-        return rows
+    async def spy(engine, statements):  # type: ignore[no-untyped-def]
+        got = await real(engine, statements)
+        if got is not None:
+            answered.append(len(statements))
+        return got
 
     monkeypatch.setattr(aio, "fetch", spy)
     return answered
@@ -78,6 +78,34 @@ def test_a_feature_by_id_is_the_same_read_on_the_loop(backend, loop_reads, threa
         assert (a.status_code, a.content) == (b.status_code, b.content)
         assert _headers(a) == _headers(b)
     assert [r.status_code for r in loop] == [200] * (len(ids) - 1) + [404]
+
+
+BOXES = [
+    "/collections/interventions/items?bbox=9.0,45.3,9.4,45.6&limit=7",
+    "/collections/interventions/items?bbox=9.0,45.3,9.4,45.6&limit=7&offset=5",
+    "/collections/interventions/items?f=json&bbox=9.0,45.3,9.4,45.6&limit=3&offset=100000",
+    "/collections/interventions/items?bbox=9.1,45.4,9.2,45.5",
+    "/collections/interventions/items?bbox=7.0,44.0,7.1,44.1&limit=5",  # nothing there
+    "/collections/interventions/items?bbox=9.0,45.3,9.4,45.6&limit=5000",  # over the maximum
+]
+
+
+def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, threads_only):
+    """The web map's request (a box, a page, nothing else): count and page on the loop."""
+    postgis = get_engine().dialect.name == "postgresql"
+    with TestClient(create_app()) as c:
+        c.get("/collections/interventions/items?bbox=9.0,45.0,9.9,45.9&limit=2")  # built
+        loop = [c.get(u) for u in BOXES]
+    assert len(loop_reads) == (len(BOXES) if postgis else 0)
+    threads_only(True)
+    with TestClient(create_app()) as c:
+        thread = [c.get(u) for u in BOXES]
+    for url, a, b in zip(BOXES, loop, thread, strict=True):
+        assert (a.status_code, a.content) == (b.status_code, b.content), url
+        assert _headers(a) == _headers(b), url
+    pages = [r.json() for r in loop]
+    assert [len(p["features"]) for p in pages[:3]] == [7, 7, 0]
+    assert pages[4]["numberMatched"] == 0 and pages[0]["numberMatched"] > 7
 
 
 def test_writes_uploads_and_deletes_are_read_at_once(backend, loop_reads):
@@ -129,11 +157,14 @@ def test_writes_uploads_and_deletes_are_read_at_once(backend, loop_reads):
         assert c.get(one).status_code == 200  # the registry learns the layer (a thread)
         again = c.get(f"/collections/{layer}/items/2")
         assert again.status_code == 200 and again.json()["properties"]["nome"] == "Punto 1"
+        box = f"/collections/{layer}/items?bbox=9.0,45.4,9.2,45.5&limit=2"
+        pages = [c.get(box).json() for _ in range(2)]  # the statements built, then the loop
+        assert pages[0] == pages[1] and pages[1]["numberMatched"] == 3
         assert c.delete(f"/layers/{layer}", headers=ADMIN).status_code == 204
         assert c.get(f"/collections/{layer}/items/2").status_code == 404
         assert c.get(one).status_code == 404
     if get_engine().dialect.name == "postgresql":
-        assert len(loop_reads) >= 4
+        assert len(loop_reads) >= 5
 
 
 def test_a_failing_loop_read_is_answered_from_a_thread(backend, loop_reads, monkeypatch):
