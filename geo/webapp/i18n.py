@@ -347,6 +347,7 @@ STATUS_IT = {
     "to be started": "da avviare",
 }
 MESSAGES["it"].update({f"status.{k}": v for k, v in STATUS_IT.items()})
+MESSAGES["en"].update({f"status.{k}": k for k in STATUS_IT})  # as the sources write them
 
 
 #: Where an intervention's record came from (the ``source`` property), as a reader says it.
