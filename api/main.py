@@ -59,6 +59,9 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     gc.collect()
     gc.freeze()
     yield
+    from geo.store.aio import close_loop_readers
+
+    await close_loop_readers()
 
 
 class App(FastAPI):

@@ -91,8 +91,16 @@ class Settings(BaseSettings):
     async_reads: bool = Field(
         default=True,
         description="On PostgreSQL, read a feature by id on the event loop (psycopg's "
-        "asynchronous connections, up to db_pool_size more per worker) instead of in a "
+        "asynchronous connections, db_async_pool_size more per worker) instead of in a "
         "thread: the same answer, a fraction of the CPU.",
+    )
+    db_async_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=200,
+        description="PostgreSQL connections each worker's event loop may open for the reads "
+        "it does itself (async_reads); they multiplex: a few serve thousands of reads a "
+        "second.",
     )
     db_max_overflow: int = Field(
         default=4, ge=0, le=200, description="Extra connections a worker may open at peaks."

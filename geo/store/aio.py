@@ -13,7 +13,7 @@ statement (a registry to refresh after a write, a record to re-read) raises
 threadpool as before. So this module only ever makes a request faster, never different.
 
 One small pool per event loop and engine (the connections belong to the loop that opened
-them), of ``CMM_GEO_DB_POOL_SIZE`` connections at most, connected as the engine's own
+them), of ``CMM_GEO_DB_ASYNC_POOL_SIZE`` connections at most, connected as the engine's own
 (same URL, options and ``statement_timeout``; the read replica's when configured). A
 statement that stays silent past the engine's deadline, or any database error, closes its
 connection and keeps this path off for a few seconds: the threadpool path then answers
@@ -119,8 +119,15 @@ def reader(engine: Engine) -> AsyncReader | None:
     got = per_loop.get(id(engine))
     if got is None:
         deadline = settings.request_timeout_s + max(1.0, settings.db_connect_timeout_s)
-        got = per_loop[id(engine)] = AsyncReader(engine, settings.db_pool_size, deadline)
+        got = per_loop[id(engine)] = AsyncReader(engine, settings.db_async_pool_size, deadline)
     return None if time.monotonic() < got.down_until else got
+
+
+async def close_loop_readers() -> None:
+    """Close the running loop's connections (the application's shutdown)."""
+    for r in _readers.pop(asyncio.get_running_loop(), {}).values():
+        with contextlib.suppress(Exception):
+            await r.close()
 
 
 async def fetch(

@@ -61,8 +61,18 @@ def _headers(r) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {k: v for k, v in r.headers.items() if k not in VOLATILE}
 
 
-def test_a_feature_by_id_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
+def test_a_feature_by_id_is_the_same_read_on_the_loop(
+    backend, loop_reads, threads_only, monkeypatch
+):
     postgis = get_engine().dialect.name == "postgresql"
+    closed: list[int] = []
+    real_close = aio.AsyncReader.close
+
+    async def close(self):  # type: ignore[no-untyped-def]
+        closed.append(len(self._idle))
+        await real_close(self)
+
+    monkeypatch.setattr(aio.AsyncReader, "close", close)
     with TestClient(create_app()) as c:
         ids = [
             f["id"] for f in c.get("/collections/interventions/items?limit=9").json()["features"]
@@ -71,6 +81,7 @@ def test_a_feature_by_id_is_the_same_read_on_the_loop(backend, loop_reads, threa
         before = len(loop_reads)
         loop = [c.get(f"/collections/interventions/items/{i}") for i in [*ids[1:], "nope-0"]]
     assert len(loop_reads) - before == (len(loop) if postgis else 0)
+    assert (sum(closed) >= 1) == postgis  # the loop's connections closed with the app
     before = len(loop_reads)
     threads_only(True)
     with TestClient(create_app()) as c:
