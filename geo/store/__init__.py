@@ -138,7 +138,11 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
         sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     settings = get_settings()
-    options = [f"-cstatement_timeout={int(settings.request_timeout_s * 1000)}"]
+    options = [
+        f"-cstatement_timeout={int(settings.request_timeout_s * 1000)}",
+        # Short queries: a parallel worker's start costs more than it saves (see Settings).
+        f"-cmax_parallel_workers_per_gather={settings.db_parallel_workers}",
+    ]
     if schema:
         options.insert(0, f"-csearch_path={schema},public")
     given = sa.engine.make_url(url).query.get("options")  # e.g. ?options=-csearch_path%3Dx

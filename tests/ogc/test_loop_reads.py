@@ -218,3 +218,28 @@ def test_no_statement_runs_on_the_loop(backend):
             pass
     with read_connection(engine) as conn:  # and outside, as ever
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_the_services_connections_start_no_parallel_workers(backend):
+    """An API's queries are short: PostgreSQL's parallel workers (~15 ms to start) are off
+    on every connection of the service, threads' and the event loop's alike."""
+    import asyncio
+
+    engine = get_engine()
+    show = "SHOW max_parallel_workers_per_gather"
+
+    async def read() -> object:
+        try:
+            return await aio.fetch(engine, [(show, None)])
+        finally:
+            await aio.close_loop_readers()
+
+    got = asyncio.run(read())
+    if engine.dialect.name != "postgresql":
+        assert got is None  # SQLite: no reads on the loop
+        return
+    assert got == [[("0",)]]
+    with read_connection(engine) as conn:
+        assert conn.exec_driver_sql(show).scalar() == "0"
+    with transaction(engine) as conn:
+        assert conn.exec_driver_sql(show).scalar() == "0"
