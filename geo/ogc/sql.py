@@ -1148,6 +1148,17 @@ class Prepared:
 _PREFETCHED: ContextVar[dict[tuple[int, Any], Any] | None] = ContextVar(
     "cmm_geo_prefetched", default=None
 )
+
+
+def _read_ahead(key: tuple[int, Any], value: Any) -> None:
+    """Keep ``value`` as what the current request reads under ``key`` (see _PREFETCHED)."""
+    ahead = _PREFETCHED.get()
+    if ahead is None:
+        ahead = {}
+        _PREFETCHED.set(ahead)
+    ahead[key] = value
+
+
 #: Bigger features are not finished on the event loop (their ETag parses and hashes them).
 LOOP_TEXT_LIMIT = 64 * 1024
 
@@ -1569,6 +1580,16 @@ class SqlCollection(CollectionProvider):
         subclass does not provide it."""
         return None
 
+    def _encoded_select(
+        self, engine: Engine, properties: list[str] | None, skip_geometry: bool
+    ) -> tuple[Any, SqliteGeojson | None]:
+        """(the select of features the store encodes, SQLite's spec to finish them, None on
+        PostgreSQL); (None, None) when this collection cannot."""
+        if engine.dialect.name == "postgresql":
+            return self._loop_select(properties, skip_geometry), None
+        spec = self.sqlite_geojson(properties, skip_geometry)
+        return (spec.select if spec is not None else None), spec
+
     def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
         """The page encoded by the store: by PostgreSQL (``geojson_select``), the rows never
         becoming Python objects, or on SQLite by ``json_object`` plus vectorised geometries
@@ -1584,12 +1605,7 @@ class SqlCollection(CollectionProvider):
         with store_errors(), _filter_errors():
             engine = self.engine()
             dialect = engine.dialect.name
-            spec = None
-            if dialect == "postgresql":
-                stmt = self._loop_select(q.properties, q.skip_geometry)
-            else:
-                spec = self.sqlite_geojson(q.properties, q.skip_geometry)
-                stmt = spec.select if spec is not None else None
+            stmt, spec = self._encoded_select(engine, q.properties, q.skip_geometry)
             if stmt is None:
                 return None
             rev = self.revision()[0]
@@ -1688,12 +1704,7 @@ class SqlCollection(CollectionProvider):
             return ahead[(id(self), key)]  # type: ignore[no-any-return]
         with store_errors():
             engine = self.engine()
-            spec = None
-            if engine.dialect.name == "postgresql":
-                stmt = self._loop_select(None, False)
-            else:
-                spec = self.sqlite_geojson(None, False)
-                stmt = spec.select if spec is not None else None
+            stmt, spec = self._encoded_select(engine, None, False)
             if stmt is None:
                 return super().get_geojson(feature_id)
 
@@ -1728,27 +1739,17 @@ class SqlCollection(CollectionProvider):
         if prepared is _NO:
             return False
 
-        def both() -> str:  # the feature's columns after the revisions' (NULL for the other)
-            revisions = REVISIONS_SQL.replace("%", "%%")
-            return (
-                f"SELECT key, value, updated_at, NULL::text, NULL::text FROM ({revisions}) r "
-                f"UNION ALL SELECT NULL, NULL, NULL, f.* FROM ({prepared.sql}) f"
-            )
-
-        sql = self._cache.built(("by-id+revisions", id(engine), stmt), both)
-        got = await aio.fetch(engine, [(sql, {**prepared.fixed, "_fid": key})])
+        got = await aio.fetch(
+            engine, [(REVISIONS_SQL, None), (prepared.sql, {**prepared.fixed, "_fid": key})]
+        )
         if got is None:
             return False
-        rows = got[0]
-        remember_revisions(engine, [r[:3] for r in rows if r[0] is not None])
-        text = next((r[4] for r in rows if r[0] is None), None)
+        revisions, rows = got
+        remember_revisions(engine, revisions)
+        text = str(rows[0][1]) if rows else None
         if text is not None and len(text) > LOOP_TEXT_LIMIT:
             return False  # its ETag (a parse and a hash) is work for a thread
-        ahead = _PREFETCHED.get()
-        if ahead is None:
-            ahead = {}
-            _PREFETCHED.set(ahead)
-        ahead[(id(self), key)] = text
+        _read_ahead((id(self), key), text)
         return True
 
     def _loop_select(self, properties: list[str] | None, skip_geometry: bool) -> Any:
@@ -1805,11 +1806,7 @@ class SqlCollection(CollectionProvider):
         features = [(str(r[0]), str(r[1])) for r in rows]
         if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
             return False  # a page of big shapes is assembled and hashed in a thread
-        ahead = _PREFETCHED.get()
-        if ahead is None:
-            ahead = {}
-            _PREFETCHED.set(ahead)
-        ahead[(id(self), _page_key(q))] = GeojsonPage(features, None if cap and n > cap else n)
+        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, None if cap and n > cap else n))
         return True
 
     def get(self, feature_id: str) -> dict[str, Any] | None:

@@ -505,9 +505,7 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
     """
     if _ON_THE_LOOP.get():
         raise WouldBlock("a read of the store on the event loop")
-    engine = read_engine(engine or get_engine())
-    if engine.dialect.name == "postgresql":
-        engine = _autocommit(engine)
+    engine = reading_engine(engine or get_engine())
     held = _HELD.get()
     if held is None:
         with engine.connect() as conn:
@@ -679,7 +677,6 @@ def request_revisions() -> Iterator[None]:
 
 #: Every topic's change counter (``geo.store.aio`` reads it on the event loop too).
 REVISIONS_SQL = "SELECT key, value, updated_at FROM store_meta WHERE key LIKE 'revision:%'"
-_REVISIONS_SQL = REVISIONS_SQL
 
 
 def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
@@ -693,10 +690,10 @@ def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:
         dbapi = conn.connection.driver_connection
         if conn.dialect.name == "postgresql":
             cur = dbapi.cursor()
-            cur.execute(_REVISIONS_SQL, prepare=True)  # type: ignore[union-attr]
+            cur.execute(REVISIONS_SQL, prepare=True)  # type: ignore[union-attr]
         else:
             cur = dbapi.cursor()  # type: ignore[union-attr]
-            cur.execute(_REVISIONS_SQL)
+            cur.execute(REVISIONS_SQL)
         rows = cur.fetchall()
     out = _revisions_of(rows)
     if memo is not None:

@@ -65,15 +65,11 @@ class AsyncReader:
             healthy = False
             try:
                 async with asyncio.timeout(self.deadline_s):
-                    if len(statements) == 1:
-                        sql, params = statements[0]
-                        cursors = [await conn.execute(sql, params, prepare=params is not None)]
-                    else:
-                        async with conn.pipeline():
-                            cursors = [
-                                await conn.cursor().execute(sql, params, prepare=params is not None)
-                                for sql, params in statements
-                            ]
+                    async with conn.pipeline():
+                        cursors = [
+                            await conn.cursor().execute(sql, params, prepare=params is not None)
+                            for sql, params in statements
+                        ]
                     rows = [await cur.fetchall() for cur in cursors]
                 healthy = True
                 return rows
