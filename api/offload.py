@@ -4,8 +4,12 @@ client leaves.
 ``run_sync`` is a plain ``loop.run_in_executor`` with the caller's context (the per-request
 revision memo lives in a ContextVar): anyio's ``to_thread`` — what Starlette's
 ``run_in_threadpool`` uses — spends ~60 µs per call in capacity limiters, cancel scopes and
-backend lookups, twice per items request. Its pool is as large as anyio's default (40), so
-the service's concurrency does not change.
+backend lookups, twice per items request. Its pool is as large as anyio's default (40) on
+PostgreSQL, whose reads wait for the database; on the embedded SQLite store it has the
+CPUs + 1 threads (``CMM_GEO_READ_THREADS``): SQLite works inside the process and takes the
+GIL back after each row, so forty threads spent their time handing the GIL over to one
+another (45 k context switches a second, 40 % of the CPUs idle). Other routes (lookups,
+pages) keep Starlette's own threadpool, so a slow filter never delays them.
 
 ``run_abandonable`` also watches the connection: when the client disconnects before the
 answer is ready, the request's abandon event is set, and the query waiting in the database
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,18 +30,39 @@ from typing import Any, TypeVar
 
 from starlette.types import Message, Receive
 
+from geo.settings import get_settings
 from geo.store import abandon_on
 
 T = TypeVar("T")
 
-_POOL = ThreadPoolExecutor(max_workers=40, thread_name_prefix="cmm-geo-read")
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def read_threads() -> int:
+    """How many threads read items (``CMM_GEO_READ_THREADS``, 0 = by store, see above)."""
+    settings = get_settings()
+    if settings.read_threads:
+        return settings.read_threads
+    if settings.effective_database_url.startswith("sqlite"):
+        return (os.cpu_count() or 1) + 1
+    return 40
+
+
+def _pool() -> ThreadPoolExecutor:
+    size = read_threads()
+    pool = _POOLS.get(size)
+    if pool is None:  # once per size (the settings change in tests)
+        pool = _POOLS.setdefault(
+            size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="cmm-geo-read")
+        )
+    return pool
 
 
 async def run_sync(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in the read pool, in a copy of the caller's context."""
     ctx = contextvars.copy_context()
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_POOL, functools.partial(ctx.run, fn, *args))
+    return await loop.run_in_executor(_pool(), functools.partial(ctx.run, fn, *args))
 
 
 async def run_abandonable(

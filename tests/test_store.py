@@ -244,3 +244,69 @@ def test_reads_go_to_the_read_replica(postgis_url, monkeypatch):
             for s in schemas:
                 conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{s}" CASCADE')
         admin.dispose()
+
+
+_INSERT_META = sa.text(
+    "INSERT INTO store_meta (key, value, updated_at) VALUES (:k, '1', CURRENT_TIMESTAMP)"
+)
+
+
+def test_a_worker_keeps_as_many_connections_as_it_serves_requests(store_engine):
+    """Both stores pool ``CMM_GEO_DB_POOL_SIZE`` connections: with SQLAlchemy's default of
+    five, SQLite's sixth concurrent read opened a connection and closed it again."""
+    from geo.settings import get_settings
+
+    assert store_engine.pool.size() == get_settings().db_pool_size
+
+
+def test_reads_autocommit_and_see_what_was_committed_meanwhile(store_engine):
+    """A read connection begins no transaction (on SQLite no BEGIN, on PostgreSQL
+    AUTOCOMMIT): each statement sees the latest commit, even on a connection held for a
+    whole request, and holds no snapshot (nor, on SQLite, a WAL read mark) between them."""
+    from geo.store import held_connections, read_connection
+
+    key = "test:autocommit"
+    with held_connections():
+        with read_connection(store_engine) as conn:
+            before = conn.execute(
+                sa.text("SELECT count(*) FROM store_meta WHERE key = :k"), {"k": key}
+            ).scalar_one()
+            driver = conn.connection.driver_connection
+            if store_engine.dialect.name == "sqlite":
+                assert driver.in_transaction is False  # no BEGIN was sent
+            else:
+                from psycopg.pq import TransactionStatus
+
+                assert driver.info.transaction_status == TransactionStatus.IDLE
+        with transaction(store_engine) as w:
+            w.execute(
+                _INSERT_META,
+                {"k": key},
+            )
+        try:
+            with read_connection(store_engine) as conn:
+                after = conn.execute(
+                    sa.text("SELECT count(*) FROM store_meta WHERE key = :k"), {"k": key}
+                ).scalar_one()
+            assert (before, after) == (0, 1)
+        finally:
+            with transaction(store_engine) as w:
+                w.execute(sa.text("DELETE FROM store_meta WHERE key = :k"), {"k": key})
+
+
+def test_writes_still_run_in_one_transaction(store_engine):
+    """Skipping BEGIN is for reads only: a write transaction that fails leaves nothing."""
+    key = "test:atomic"
+    with pytest.raises(RuntimeError), transaction(store_engine) as w:
+        w.execute(
+            _INSERT_META,
+            {"k": key},
+        )
+        raise RuntimeError("half way")
+    with store_engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM store_meta WHERE key = :k"), {"k": key}
+            ).scalar_one()
+            == 0
+        )

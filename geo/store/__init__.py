@@ -108,13 +108,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
 def _sqlite_begin(conn: Connection) -> None:
     """BEGIN IMMEDIATE for writes: a writer takes the write lock up front and waits for it
     (busy timeout) instead of failing with "database is locked" when it upgrades a read
-    lock; reads stay deferred so they never wait for writers (WAL)."""
-    write = conn.get_execution_options().get(WRITE_OPTION, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    lock; other transactions stay deferred so they never wait for writers (WAL). The
+    connections of :func:`read_connection` begin none: each statement is its own
+    transaction, as in autocommit on PostgreSQL."""
+    options = conn.get_execution_options()
+    if options.get(READ_OPTION, False):
+        return
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(WRITE_OPTION, False) else "BEGIN")
 
 
 #: Execution option marking a connection whose transactions write (see :func:`transaction`).
 WRITE_OPTION = "cmm_geo_write"
+#: Execution option of SQLite's read connections: no BEGIN (see :func:`reading_engine`).
+READ_OPTION = "cmm_geo_read"
 
 
 def create_store_engine(url: str, *, schema: str | None = None) -> Engine:
@@ -131,7 +137,18 @@ def _new_engine(url: str, *, schema: str | None = None) -> Engine:
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30}, **_JSON)
+        settings = get_settings()
+        # As many pooled connections as requests served at once, as on PostgreSQL: with
+        # SQLAlchemy's default (5), the other concurrent reads each opened a connection
+        # (4 PRAGMAs and a parse of the schema on its first statement) and closed it again.
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.request_timeout_s,
+            **_JSON,
+        )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy emit BEGIN itself so transactions are real (pysqlite quirk).
         sa.event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
@@ -520,11 +537,6 @@ def read_connection(engine: Engine | None = None) -> Iterator[Connection]:
         held.pop(id(engine), None)
         conn.close()
         raise
-    if engine.dialect.name == "sqlite" and conn.in_transaction():
-        # SQLite (not in autocommit): the read's snapshot ends with it, as on PostgreSQL,
-        # so a later read of the same request sees what was committed meanwhile (a fresh
-        # store seeded, the territory mirrored) instead of the state of its first read.
-        conn.rollback()
 
 
 #: The read connections held for the rest of the current unit of work (see
@@ -553,18 +565,17 @@ def held_connections() -> Iterator[None]:
 
 def reading_engine(engine: Engine) -> Engine:
     """The engine of the connections :func:`read_connection` gives for ``engine`` (its read
-    replica's, in autocommit on PostgreSQL): what statements compiled per engine are
-    kept by."""
+    replica's): what statements compiled per engine are kept by. Its statements autocommit
+    on both stores: on PostgreSQL in AUTOCOMMIT, on SQLite by beginning no transaction
+    (the driver is in autocommit, :func:`_sqlite_begin` skips BEGIN), so a read costs its
+    statements alone, and a later read of a request sees what was committed meanwhile."""
     engine = read_engine(engine)
-    return _autocommit(engine) if engine.dialect.name == "postgresql" else engine
-
-
-def _autocommit(engine: Engine) -> Engine:
-    """``engine`` with AUTOCOMMIT set on checkout (same pool; made once: building the
-    options per connection cost ~60 µs per read)."""
     ac = engine.__dict__.get("_cmm_autocommit")
-    if ac is None:
-        ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if ac is None:  # made once (same pool): building the options per read cost ~60 µs
+        if engine.dialect.name == "postgresql":
+            ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            ac = engine.execution_options(**{READ_OPTION: True})
         engine.__dict__["_cmm_autocommit"] = ac
     return ac
 

@@ -4,6 +4,7 @@ takes and for everything it hands on (errors, odd parameters, HTML)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -242,3 +243,36 @@ def test_the_lanes_request_is_the_routes_request(path, headers):
     for f in (None, "json", "html"):
         want = asyncio.run(ogc_request(Request(scope), f))
         assert ogc_request_of(scope, [("f", "json"), ("limit", "3")], f) == want
+
+
+def test_items_are_read_in_a_pool_sized_for_the_store(backend, taken, monkeypatch):
+    """Items pages and features are read in the read pool: 40 threads on PostgreSQL,
+    whose threads wait for the database; the CPUs + 1 on SQLite, which works in the
+    process and takes the GIL back after every row (more threads only queue for it);
+    ``CMM_GEO_READ_THREADS`` sets it. Other routes keep Starlette's threadpool."""
+    from api import offload
+    from geo.ogc.service import OgcService
+    from geo.settings import get_settings
+
+    sqlite = backend.dialect.name == "sqlite"
+    assert offload.read_threads() == ((os.cpu_count() or 1) + 1 if sqlite else 40)
+    seen: list[tuple[str, int]] = []
+    real = OgcService.items
+
+    def spy(self, *args, **kw):  # type: ignore[no-untyped-def]
+        pool = offload._pool()
+        seen.append((threading.current_thread().name, pool._max_workers))
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(OgcService, "items", spy)
+    with TestClient(create_app()) as client:
+        assert client.get("/collections/interventions/items?limit=2&f=json").status_code == 200
+        monkeypatch.setenv("CMM_GEO_READ_THREADS", "7")
+        get_settings.cache_clear()
+        assert offload.read_threads() == 7
+        assert client.get("/collections/interventions/items?limit=3&f=json").status_code == 200
+    monkeypatch.delenv("CMM_GEO_READ_THREADS")
+    get_settings.cache_clear()
+    assert taken.count("_items") == 2
+    assert [name.startswith("cmm-geo-read") for name, _ in seen] == [True, True]
+    assert [size for _, size in seen] == [offload.read_threads(), 7]
