@@ -48,13 +48,21 @@ def read_threads() -> int:
     return 40
 
 
+#: The pool of the current settings object (by identity: tests change the settings).
+_CURRENT: list[Any] = [None, None]
+
+
 def _pool() -> ThreadPoolExecutor:
+    settings = get_settings()
+    if _CURRENT[0] is settings:
+        return _CURRENT[1]  # type: ignore[no-any-return]
     size = read_threads()
     pool = _POOLS.get(size)
-    if pool is None:  # once per size (the settings change in tests)
+    if pool is None:  # once per size
         pool = _POOLS.setdefault(
             size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="cmm-geo-read")
         )
+    _CURRENT[:] = [settings, pool]
     return pool
 
 
