@@ -310,3 +310,54 @@ def test_writes_still_run_in_one_transaction(store_engine):
             ).scalar_one()
             == 0
         )
+
+
+def test_the_embedded_store_keeps_each_geometrys_text_and_its_pages_send_it(backend):
+    """SQLite keeps each geometry's GeoJSON text with the row (migration 0010) and its pages
+    and features send it (promoted to MultiPoint on the text); with the texts removed they
+    are encoded from the WKB into the same bytes. PostgreSQL keeps none: PostGIS writes."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from geo.interventions.model import TOPIC
+    from geo.interventions.store import interventions_table as it
+    from geo.ogc.encode import stored_geometry_texts
+    from geo.store import bump_revision
+
+    with backend.connect() as conn:
+        rows = conn.execute(sa.select(it.c.id, it.c.geometry_wkb, it.c.geometry_json)).all()
+    texts = [r.geometry_json for r in rows]
+    if backend.dialect.name == "postgresql":
+        assert rows and texts == [None] * len(rows)
+        return
+    assert texts == stored_geometry_texts(shapely.from_wkb([r.geometry_wkb for r in rows]))
+    assert all(texts)
+    first = rows[0].id
+    urls = [
+        "/collections/interventions/items?f=json&limit=200",
+        f"/collections/interventions/items/{first}?f=json",
+        "/collections/interventions/items?f=json&bbox=8.9,45.3,9.4,45.6",
+    ]
+
+    def put(values: list[dict[str, object]]) -> None:
+        stmt = (
+            it.update().where(it.c.id == sa.bindparam("b")).values(geometry_json=sa.bindparam("t"))
+        )
+        with transaction(backend) as conn:
+            conn.execute(stmt, values)
+            bump_revision(conn, TOPIC)
+
+    with TestClient(create_app()) as client:
+        before = [client.get(u) for u in urls]
+        try:
+            put([{"b": r.id, "t": None} for r in rows])
+            from_wkb = [client.get(u) for u in urls]
+            put([{"b": first, "t": '{"type":"Point","coordinates":[1.5,2.5]}'}])
+            marked = client.get(urls[1]).json()["geometry"]
+        finally:
+            put([{"b": r.id, "t": r.geometry_json} for r in rows])
+    assert [r.status_code for r in before + from_wkb] == [200] * 6
+    assert before[1].content == from_wkb[1].content
+    for b, w in zip(before[::2], from_wkb[::2], strict=True):
+        assert b.json()["features"] == w.json()["features"] and b.json()["features"]
+    assert marked == {"type": "MultiPoint", "coordinates": [[1.5, 2.5]]}  # the text is sent

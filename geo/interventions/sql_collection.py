@@ -387,6 +387,7 @@ class InterventionsSqlProvider(SqlCollection):
             members,
             None if skip_geometry else c.geometry_wkb,
             GEOMETRY_TYPE,
+            c.geometry_json,
         )
 
     def build_features(

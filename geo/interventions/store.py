@@ -28,6 +28,7 @@ from geo.interventions.model import (
     Prepared,
 )
 from geo.interventions.validation import prepare
+from geo.ogc.encode import stored_geometry_texts
 from geo.store import (
     bump_revision,
     get_engine,
@@ -52,6 +53,8 @@ interventions_table = sa.Table(
     sa.Column("comuni", sa.JSON, nullable=False),
     sa.Column("comuni_named", sa.JSON, nullable=False),
     sa.Column("geometry_wkb", sa.LargeBinary, nullable=False),
+    # SQLite: its GeoJSON text, rounded (geo.ogc.encode.stored_geometry_texts), 0010.
+    sa.Column("geometry_json", sa.Text),
     sa.Column("geometry_type", sa.String(30), nullable=False),
     sa.Column("precision", sa.String(10), nullable=False),
     sa.Column("minx", sa.Float, nullable=False),
@@ -90,6 +93,14 @@ links_table = sa.Table(
 
 
 _CHUNK = 2000
+
+
+def _with_geometry_texts(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``recs`` with ``geometry_json`` (SQLite's pages send it as it is; see 0010)."""
+    if not recs:
+        return recs
+    texts = stored_geometry_texts(shapely.from_wkb([r["geometry_wkb"] for r in recs]))
+    return [{**r, "geometry_json": t} for r, t in zip(recs, texts, strict=True)]
 
 
 def upsert(
@@ -152,6 +163,8 @@ def upsert(
             for c, nm, sp in lk
         )
     history.record_upsert(conn, principal, new_recs, upd_recs, now)  # before the updates
+    if conn.dialect.name == "sqlite":  # the texts its pages send (after the history)
+        new_recs, upd_recs = _with_geometry_texts(new_recs), _with_geometry_texts(upd_recs)
     if progress:
         progress(len(report.unchanged))
     for k in range(0, len(new_recs), _CHUNK):
@@ -159,7 +172,7 @@ def upsert(
         if progress:
             progress(len(new_recs[k : k + _CHUNK]))
     if upd_recs:
-        cols = {c: sa.bindparam(c) for c in records[0] if c != "id"}
+        cols = {c: sa.bindparam(c) for c in upd_recs[0] if c not in ("id", "b_id", "updated_at")}
         stmt = (
             it.update()
             .where(it.c.id == sa.bindparam("b_id"))

@@ -59,6 +59,7 @@ from geo.ogc.sql import (
     SqlCollection,
     SqliteGeojson,
     SqlProperty,
+    geometry_columns,
     json_list,
     pg_feature,
     pg_geojson_geometry,
@@ -414,11 +415,12 @@ class LayerSqlProvider(SqlCollection):
 
         def build() -> SqliteGeojson:
             c = features_table.c
+            geometry = None if skip_geometry else c.geometry_wkb
             columns = [sa.cast(c.fid, sa.Text), _properties_text()]
-            if not skip_geometry:
-                columns.append(c.geometry_wkb)
+            columns += geometry_columns(geometry, geometry_type, c.geometry_json)
             stmt = sa.select(*columns).select_from(features_table)
-            return SqliteGeojson(stmt, (None,), not skip_geometry, geometry_type)
+            stored = not skip_geometry and geometry_type is not None
+            return SqliteGeojson(stmt, (None,), not skip_geometry, geometry_type, stored)
 
         return self._cache.built(("sqlite", skip_geometry, geometry_type), build)  # type: ignore[no-any-return]
 

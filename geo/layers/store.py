@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from geo.errors import InvalidParameter, NotFound
 from geo.layers.reading import LayerData
 from geo.names import fold
+from geo.ogc.encode import stored_geometry_texts
 from geo.store import bump_revision, get_engine, metadata, store_meta, transaction, utcnow
 from geo.territory import to_metric
 
@@ -63,6 +64,8 @@ features_table = sa.Table(
     sa.Column("fid", sa.Integer, primary_key=True),
     sa.Column("properties", sa.JSON, nullable=False),
     sa.Column("geometry_wkb", sa.LargeBinary, nullable=False),
+    # SQLite: its GeoJSON text, rounded (geo.ogc.encode.stored_geometry_texts), 0010.
+    sa.Column("geometry_json", sa.Text),
     sa.Column("minx", sa.Float, nullable=False),
     sa.Column("miny", sa.Float, nullable=False),
     sa.Column("maxx", sa.Float, nullable=False),
@@ -202,12 +205,16 @@ def store_replace(
 def _insert_features(
     conn: Any, layer_id: str, data: LayerData, wkb: np.ndarray, bounds: np.ndarray
 ) -> None:
+    texts: list[str | None] = [None] * data.feature_count
+    if conn.dialect.name == "sqlite":  # the texts its pages send (see 0010)
+        texts = stored_geometry_texts(shapely.from_wkb(wkb))
     rows = [
         {
             "layer_id": layer_id,
             "fid": i + 1,
             "properties": data.properties[i],
             "geometry_wkb": wkb[i],
+            "geometry_json": texts[i],
             "minx": float(bounds[i, 0]),
             "miny": float(bounds[i, 1]),
             "maxx": float(bounds[i, 2]),

@@ -81,6 +81,45 @@ def geometry_texts(
     return out
 
 
+def stored_geometry_texts(geometries: Sequence[Any] | np.ndarray) -> list[str | None]:
+    """CRS84 shapely geometries → the GeoJSON texts a store keeps with its rows (SQLite's
+    ``geometry_json``): what :func:`geometry_texts` writes for them, before any promotion
+    to a Multi type (:func:`promote_text` does that on the text, as the page's collection
+    asks). None where a page must encode the WKB itself: no geometry, an empty one, or one
+    the rounding makes invalid (:func:`geo.ogc.geometry.round_valid` snaps those)."""
+    geoms = np.empty(len(geometries), dtype=object)
+    geoms[:] = list(geometries)
+    out: list[str | None] = [None] * len(geoms)
+    present = np.flatnonzero(~shapely.is_missing(geoms) & ~shapely.is_empty(geoms))
+    if not len(present):
+        return out
+    decimals = decimals_for(CRS84)
+    rounded = shapely.transform(geoms[present], lambda xy: np.round(xy, decimals))
+    valid = shapely.is_valid(rounded)
+    for i, ok, text in zip(present, valid, shapely.to_geojson(rounded), strict=True):
+        if ok:
+            out[int(i)] = str(text)
+    return out
+
+
+#: Multi type → the start of the GeoJSON text of its single form, as shapely writes it.
+_SINGLE_HEADS = {
+    "MultiPoint": '{"type":"Point","coordinates":',
+    "MultiLineString": '{"type":"LineString","coordinates":',
+    "MultiPolygon": '{"type":"Polygon","coordinates":',
+}
+
+
+def promote_text(text: str, geometry_type: str | None) -> str:
+    """A geometry's GeoJSON ``text`` promoted to ``geometry_type`` when it is the single form
+    of that Multi type (``Point`` → ``MultiPoint`` …: the coordinates nested once more), as
+    :func:`geo.ogc.geometry.promote_to_multi` would before writing it."""
+    head = _SINGLE_HEADS.get(geometry_type or "")
+    if head is None or not text.startswith(head):
+        return text
+    return '{"type":"' + geometry_type + '","coordinates":[' + text[len(head) : -1] + "]}"  # type: ignore[operator]
+
+
 def feature_text(feature: dict[str, Any]) -> str:
     """The canonical text of one feature: GeoJSON in CRS84 at the output precision, members
     in the order every page writes them. What a store that encodes features itself

@@ -1002,26 +1002,23 @@ class SqliteGeojson:
 
     ``select`` gives the feature id as text, then one column per entry of ``members``, then
     the WKB when ``geometry``. A member is None for a JSON object's text whose members go
-    in as they are, or the :data:`Formatter` of the column's value.
+    in as they are, or the :data:`Formatter` of the column's value. With ``stored``, the
+    geometry is two columns: the stored GeoJSON text (``geometry_json``, see migration
+    0010), and the WKB only where that is NULL (decoded as before).
     """
 
     select: sa.Select[Any]
     members: tuple[Formatter | None, ...]
     geometry: bool
     geometry_type: str | None
+    stored: bool = False
 
     def render(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
         """(id, Feature text) per row, the bytes the Python path writes."""
-        from geo.ogc.encode import geometry_texts
-        from geo.ogc.geometry import promote_to_multi
-
         n = len(self.members)
         geoms: list[str | None] = [None] * len(rows)
         if self.geometry and rows:
-            decoded, _ = promote_to_multi(
-                list(shapely.from_wkb([r[n + 1] for r in rows])), self.geometry_type
-            )
-            geoms = geometry_texts(decoded)
+            geoms = self._geometries(rows, n)
         dumps = orjson.dumps
         members = self.members
         out = []
@@ -1046,6 +1043,27 @@ class SqliteGeojson:
             )  # fmt: skip
         return out
 
+    def _geometries(self, rows: Sequence[Any], n: int) -> list[str | None]:
+        """The GeoJSON texts of the rows' geometries (columns from ``n + 1``): stored texts
+        promoted as the collection asks, the others decoded from WKB, vectorised."""
+        from geo.ogc.encode import geometry_texts, promote_text
+        from geo.ogc.geometry import promote_to_multi
+
+        kind = self.geometry_type
+        if not self.stored:
+            wkbs, todo, out = [r[n + 1] for r in rows], range(len(rows)), []
+        else:
+            out = [None if r[n + 1] is None else promote_text(r[n + 1], kind) for r in rows]
+            todo = [k for k, text in enumerate(out) if text is None]
+            wkbs = [rows[k][n + 2] for k in todo]
+        if wkbs:
+            decoded, _ = promote_to_multi(list(shapely.from_wkb(wkbs)), kind)
+            if not self.stored:
+                return geometry_texts(decoded)
+            for k, text in zip(todo, geometry_texts(decoded), strict=True):
+                out[k] = text
+        return out
+
 
 def sqlite_geojson(
     table: Any,
@@ -1053,9 +1071,11 @@ def sqlite_geojson(
     members: Sequence[SqliteMember],
     geometry: Any | None,
     geometry_type: str | None,
+    stored: Any | None = None,
 ) -> SqliteGeojson:
     """The :class:`SqliteGeojson` of ``members`` (in order) over ``table``; ``geometry``:
-    the WKB column, or None to send ``"geometry":null``."""
+    the WKB column, or None to send ``"geometry":null``; ``stored``: the column of the
+    geometries' stored GeoJSON texts, used when the collection has one geometry type."""
     columns: list[Any] = [id_text]
     kinds: list[Formatter | None] = []
     run: list[Any] = []
@@ -1076,10 +1096,23 @@ def sqlite_geojson(
             close_run()
         run += [sa.literal(key, sa.Text), sa.func.json(value) if how == "json" else value]
     close_run()
-    if geometry is not None:
-        columns.append(geometry)
+    columns += geometry_columns(geometry, geometry_type, stored)
     stmt = sa.select(*columns).select_from(table)
-    return SqliteGeojson(stmt, tuple(kinds), geometry is not None, geometry_type)
+    use = geometry is not None and stored is not None and geometry_type is not None
+    return SqliteGeojson(stmt, tuple(kinds), geometry is not None, geometry_type, use)
+
+
+def geometry_columns(
+    geometry: Any | None, geometry_type: str | None, stored: Any | None
+) -> list[Any]:
+    """The geometry's columns of a :class:`SqliteGeojson` select: none, the WKB, or (with a
+    stored text and one geometry type: a page of mixed types promotes by what it holds)
+    the text and the WKB only where the text is NULL."""
+    if geometry is None:
+        return []
+    if stored is None or geometry_type is None:
+        return [geometry]
+    return [stored, sa.case((stored.is_(None), geometry), else_=sa.null())]
 
 
 def sqlite_json_timestamp(expr: Any) -> ColumnElement[str]:

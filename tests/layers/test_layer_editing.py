@@ -340,6 +340,50 @@ def test_geometry_takes_the_declared_type(client, backend, layer, mixed):
     assert types == {"MultiPolygon"}
 
 
+def test_each_write_keeps_the_geometrys_text_the_pages_send(client, backend, mixed):
+    """On SQLite an upload, a create, a replaced geometry and a properties-only patch keep
+    each geometry's GeoJSON text with its row (migration 0010); pages promote it (Polygon
+    → MultiPolygon) into the bytes they write from the WKB without it. On PostgreSQL none
+    is kept: PostGIS writes the GeoJSON."""
+    from geo.layers.store import TOPIC, features_table
+    from geo.ogc.encode import stored_geometry_texts
+    from geo.store import bump_revision, transaction
+
+    items = items_url(mixed)
+    made = client.post(items, json=feat(square(MILANO), nome="Nuovo"), headers=ADMIN)
+    fid = made.json()["id"]
+    r = client.patch(f"{items}/{fid}", json={"geometry": gj(square(MILANO, dx=700))}, headers=ADMIN)
+    assert made.status_code == 201 and r.status_code == 200, r.text
+    r = client.patch(f"{items}/1", json={"properties": {"nome": "Bosco A2"}}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    c = features_table.c
+    with backend.connect() as conn:
+        rows = conn.execute(
+            sa.select(c.fid, c.geometry_wkb, c.geometry_json).where(c.layer_id == mixed)
+        ).all()
+    assert len(rows) == 3
+    if backend.dialect.name == "postgresql":
+        assert [r.geometry_json for r in rows] == [None] * 3
+        return
+    wkb = shapely.from_wkb([r.geometry_wkb for r in rows])
+    assert [r.geometry_json for r in rows] == stored_geometry_texts(wkb)
+    assert {r.geometry_json.split(",")[0] for r in rows} == {
+        '{"type":"Polygon"',  # the upload's Polygon and the posted ones, stored as sent
+        '{"type":"MultiPolygon"',
+    }
+    urls = [f"{items}?f=json", f"{items}/{fid}?f=json", f"{items}/1?f=json"]
+    before = [client.get(u) for u in urls]
+    with transaction(backend) as conn:
+        conn.execute(features_table.update().where(c.layer_id == mixed).values(geometry_json=None))
+        bump_revision(conn, TOPIC)
+    after = [client.get(u) for u in urls]
+    assert [r.status_code for r in before + after] == [200] * 6
+    assert before[0].json()["features"] == after[0].json()["features"]
+    assert [b.content for b in before[1:]] == [a.content for a in after[1:]]
+    types = {f["geometry"]["type"] for f in before[0].json()["features"]}
+    assert types == {"MultiPolygon"}
+
+
 # ----- who may write --------------------------------------------------------------------------
 
 
