@@ -361,3 +361,75 @@ def test_the_embedded_store_keeps_each_geometrys_text_and_its_pages_send_it(back
     for b, w in zip(before[::2], from_wkb[::2], strict=True):
         assert b.json()["features"] == w.json()["features"] and b.json()["features"]
     assert marked == {"type": "MultiPoint", "coordinates": [[1.5, 2.5]]}  # the text is sent
+
+
+def test_postgis_keeps_each_interventions_properties_and_its_pages_send_them(backend):
+    """PostgreSQL keeps each written intervention's properties as the JSON text a page
+    builds (migration 0011), made by the page's own SQL in the writing transaction; pages
+    send it (a marked text shows), and with the texts removed build the same bytes. A new
+    layout (the properties' SQL or the territory changed) removes them all. SQLite keeps
+    none (its pages build properties with json_object and Python)."""
+    from fastapi.testclient import TestClient
+
+    import geo.interventions.sql_collection as sc
+    from api.main import create_app
+    from geo.interventions.model import TOPIC
+    from geo.interventions.store import interventions_table as it
+    from geo.store import bump_revision, set_meta
+    from geo.territory import get_territory
+
+    headers = {"Authorization": "Bearer test-admin-token"}
+    new = {
+        "type": "Feature",
+        "id": "kept-props-1",
+        "geometry": {"type": "Point", "coordinates": [9.19, 45.46]},
+        "properties": {"title": "Intervento con \"virgolette\" e àccenti", "programme": "PUI MICA",
+                       "amount_eur": 1234.5, "comuni": ["015146", "015182"]},
+    }  # fmt: skip
+    c = it.c
+    kept = sa.select(c.properties_json).where(c.id == "kept-props-1")
+    with TestClient(create_app()) as client:
+        client.get("/collections/interventions/items?limit=1")  # a read: layout checked
+        r = client.post("/collections/interventions/items", json=new, headers=headers)
+        assert r.status_code == 201, r.text
+        item = "/collections/interventions/items/kept-props-1?f=json"
+        page = "/collections/interventions/items?f=json&bbox=9.18,45.45,9.2,45.47&limit=500"
+        try:
+            with backend.connect() as conn:
+                text = conn.execute(kept).scalar_one()
+            if backend.dialect.name == "sqlite":
+                assert text is None
+                return
+            live = sa.select(sa.literal_column(sc._kept(backend)[0])).select_from(it)
+            with backend.connect() as conn:
+                assert text == conn.execute(live.where(c.id == "kept-props-1")).scalar_one()
+            before = [client.get(item), client.get(page)]
+
+            def put(value: str | None) -> None:
+                with transaction(backend) as conn:
+                    conn.execute(
+                        it.update().where(c.id == "kept-props-1").values(properties_json=value)
+                    )
+                    bump_revision(conn, TOPIC)
+
+            put(None)
+            after = [client.get(item), client.get(page)]
+            put('{"marked":true}')
+            assert client.get(item).json()["properties"] == {"marked": True}
+            assert before[0].content == after[0].content
+            assert before[1].json()["features"] == after[1].json()["features"]
+            names = [get_territory().comuni[code].name for code in ("015146", "015182")]
+            assert before[0].json()["properties"]["comuni_names"] == names
+            # Another layout: every kept text goes.
+            with transaction(backend) as conn:
+                set_meta(conn, sc.LAYOUT_KEY, "an older layout")
+            sc._layouts.clear()
+            sc.ensure_properties_layout(backend)
+            with backend.connect() as conn:
+                left = conn.execute(
+                    sa.select(sa.func.count()).where(c.properties_json.is_not(None))
+                ).scalar_one()
+            assert left == 0
+            assert client.get(item).content == before[0].content
+        finally:
+            client.delete("/collections/interventions/items/kept-props-1", headers=headers)

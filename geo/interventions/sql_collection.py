@@ -25,6 +25,8 @@ collection compared the text ``"1000000.0"``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -34,7 +36,7 @@ import numpy as np
 import orjson
 import shapely
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from geo.errors import InvalidParameter
@@ -72,6 +74,7 @@ from geo.ogc.sql import (
     sqlite_json_timestamp,
 )
 from geo.plan import PlanCatalogue
+from geo.store import get_meta, read_connection, set_meta, transaction
 from geo.territory import Territory, get_territory
 
 #: The one geometry type of the collection (points and multi-points; see geo.ogc.geometry).
@@ -223,6 +226,114 @@ def _linked_member(index: int) -> Callable[[str], str]:
     return member
 
 
+def properties_sql(engine: Engine, names: Sequence[str]) -> str:
+    """PostgreSQL: the SQL of an intervention's properties ``names`` as JSON text, as
+    :func:`geo.interventions.store._properties` makes them. One row_to_json (escaping and
+    joining in C): JSON columns and the values formatted here as JSON text (floats as
+    orjson writes them, instants with Z, the lists of the comuni) go in as JSON, the
+    others as JSON strings."""
+    c = interventions_table.c
+    values: dict[str, Any] = {}
+    linked = any(name in names for name, _ in _LINKED)
+    for name, column in _LINKED:
+        values[name] = sa.literal_column(f"({_linked_aggregate(column)})::json")
+    for name in ("amount_eur", "pnrr_amount_eur"):
+        values[name] = sa.cast(pg_json_number(c[name]), sa.JSON)
+    values["created"] = sa.cast(pg_json_timestamp(c.created_at), sa.JSON)
+    values["updated"] = sa.cast(pg_json_timestamp(c.updated_at), sa.JSON)
+    values["precision_note"] = sa.case(
+        (c.precision == "comune", _properties_note("comune")),
+        else_=_properties_note("exact"),
+    )
+    columns = ", ".join(
+        f'{pg_rendered(values[n] if n in values else c[n], engine).name} AS "{n}"' for n in names
+    )
+    # One aggregate over the row's comuni when a list of them is asked for: one
+    # subquery per row, evaluated for the page's rows only (after ORDER BY and LIMIT).
+    rows = f"SELECT {columns}{_LINKED_FROM if linked else ''}"
+    return f"(SELECT row_to_json(p)::text FROM ({rows}) AS p)"
+
+
+#: ``store_meta``: what the properties kept in ``interventions.properties_json`` were made
+#: by (a digest of their SQL and the territory's version).
+LAYOUT_KEY = "interventions_properties_layout"
+_layouts: set[tuple[int, str]] = set()
+_layout_lock = threading.Lock()
+
+
+def _layout(sql: str) -> str:
+    return hashlib.blake2b(f"{sql}\n{get_territory().version}".encode(), digest_size=12).hexdigest()
+
+
+_kept_sql: dict[tuple[int, str], tuple[str, str]] = {}
+
+
+def _kept(engine: Engine) -> tuple[str, str]:
+    """(the SQL of all the properties, its layout) for ``engine``, per territory version."""
+    key = (id(engine), get_territory().version)
+    got = _kept_sql.get(key)
+    if got is None:
+        sql = properties_sql(engine, _all_names())
+        got = _kept_sql[key] = (sql, _layout(sql))
+    return got
+
+
+def ensure_properties_layout(engine: Engine) -> None:
+    """PostgreSQL: make ``interventions.properties_json`` (migration 0011) trustworthy for
+    this process: when the properties' SQL or the territory (names, zones, unions) changed
+    since the texts were written, they are all set to NULL (pages then build them, as
+    before, until the rows are written again). Once per process and layout; not within a
+    write transaction (it writes the rows on its own connection)."""
+    if engine.dialect.name != "postgresql":
+        return
+    from geo.territory.mirror import ensure_mirror
+
+    key = (id(engine), _kept(engine)[1])
+    if key in _layouts:
+        return
+    with _layout_lock:
+        if key in _layouts:
+            return
+        ensure_mirror(engine)
+        with read_connection(engine) as conn:
+            current = get_meta(conn, LAYOUT_KEY)
+        if current != key[1]:
+            c = interventions_table.c
+            with transaction(engine) as conn:
+                conn.execute(
+                    interventions_table.update()
+                    .where(c.properties_json.is_not(None))
+                    .values(properties_json=None)
+                )
+                set_meta(conn, LAYOUT_KEY, key[1])
+        _layouts.add(key)
+
+
+def _all_names() -> list[str]:
+    return list(_properties(_fake_row("exact"), get_territory()))
+
+
+def keep_properties(conn: Connection, ids: Sequence[str]) -> None:
+    """PostgreSQL, in a write transaction: keep the properties' JSON of the rows ``ids``
+    (``properties_json``), made by the very SQL a page would run, so a page sends it as it
+    is. Only once :func:`ensure_properties_layout` ran in this process (else they stay
+    NULL: correct, built by each page)."""
+    engine = conn.engine
+    if engine.dialect.name != "postgresql" or not ids:
+        return
+    sql, layout = _kept(engine)
+    if (id(engine), layout) not in _layouts:
+        return
+    c = interventions_table.c
+    stmt = (
+        interventions_table.update()
+        .where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        .values(properties_json=sa.literal_column(sql))
+    )
+    for k in range(0, len(ids), 5000):
+        conn.execute(stmt, {"ids": list(ids[k : k + 5000])})
+
+
 class InterventionsSqlProvider(SqlCollection):
     """Interventions from the store, every query run there (see the module docstring)."""
 
@@ -267,7 +378,7 @@ class InterventionsSqlProvider(SqlCollection):
 
     def property_names(self) -> list[str]:
         """The properties every feature carries, in order."""
-        return list(_properties(_fake_row("exact"), get_territory()))
+        return _all_names()
 
     def version(self) -> str:
         """The store's revision of the interventions, and the territory's version."""
@@ -314,36 +425,19 @@ class InterventionsSqlProvider(SqlCollection):
         from geo.territory.mirror import ensure_mirror
 
         ensure_mirror(self.engine())
+        ensure_properties_layout(self.engine())
         key = ("geojson", tuple(properties) if properties is not None else None, skip_geometry)
         return self._cache.built(key, lambda: self._geojson_select(properties, skip_geometry))  # type: ignore[no-any-return]
 
     def _geojson_select(self, properties: list[str] | None, skip_geometry: bool) -> sa.Select[Any]:
-        names = selected(self.property_names(), properties)
-        c = interventions_table.c
-        # The properties are one row_to_json (escaping and joining in C): JSON columns and
-        # the values formatted here as JSON text (floats as orjson writes them, instants
-        # with Z, the lists of the comuni) go in as JSON, the others as JSON strings.
-        values: dict[str, Any] = {}
-        linked = any(name in names for name, _ in _LINKED)
-        for name, column in _LINKED:
-            values[name] = sa.literal_column(f"({_linked_aggregate(column)})::json")
-        for name in ("amount_eur", "pnrr_amount_eur"):
-            values[name] = sa.cast(pg_json_number(c[name]), sa.JSON)
-        values["created"] = sa.cast(pg_json_timestamp(c.created_at), sa.JSON)
-        values["updated"] = sa.cast(pg_json_timestamp(c.updated_at), sa.JSON)
-        values["precision_note"] = sa.case(
-            (c.precision == "comune", _properties_note("comune")),
-            else_=_properties_note("exact"),
-        )
         engine = self.engine()
-        columns = ", ".join(
-            f'{pg_rendered(values[n] if n in values else c[n], engine).name} AS "{n}"'
-            for n in names
-        )
-        # One aggregate over the row's comuni when a list of them is asked for: one
-        # subquery per row, evaluated for the page's rows only (after ORDER BY and LIMIT).
-        rows = f"SELECT {columns}{_LINKED_FROM if linked else ''}"
-        props = sa.literal_column(f"(SELECT row_to_json(p)::text FROM ({rows}) AS p)")
+        c = interventions_table.c
+        if properties is None:  # all of them: kept with the row since its last write
+            sql = _kept(engine)[0]
+            props: Any = sa.func.coalesce(c.properties_json, sa.literal_column(sql))
+        else:
+            names = selected(self.property_names(), properties)
+            props = sa.literal_column(properties_sql(engine, names))
         geometry = (
             sa.literal("null", sa.Text)
             if skip_geometry

@@ -55,6 +55,8 @@ interventions_table = sa.Table(
     sa.Column("geometry_wkb", sa.LargeBinary, nullable=False),
     # SQLite: its GeoJSON text, rounded (geo.ogc.encode.stored_geometry_texts), 0010.
     sa.Column("geometry_json", sa.Text),
+    # PostgreSQL: its properties' JSON text, as a page writes it (sql_collection), 0011.
+    sa.Column("properties_json", sa.Text),
     sa.Column("geometry_type", sa.String(30), nullable=False),
     sa.Column("precision", sa.String(10), nullable=False),
     sa.Column("minx", sa.Float, nullable=False),
@@ -121,7 +123,10 @@ def upsert(
     """
     prepared.raise_for_errors()
     if conn is None:
+        from geo.interventions.sql_collection import ensure_properties_layout
+
         engine = engine or get_store()
+        ensure_properties_layout(engine)  # before the write: it may rewrite rows itself
         with transaction(engine) as c:
             return upsert(
                 prepared, principal=principal, conn=c, progress=progress, new_only=new_only
@@ -176,7 +181,8 @@ def upsert(
         stmt = (
             it.update()
             .where(it.c.id == sa.bindparam("b_id"))
-            .values(**cols, updated_at=sa.bindparam("updated_at"))
+            # The kept properties go with the old values (keep_properties writes them anew).
+            .values(**cols, updated_at=sa.bindparam("updated_at"), properties_json=sa.null())
         )
         upd_ids = [r["id"] for r in upd_recs]
         for k in range(0, len(upd_recs), _CHUNK):
@@ -189,6 +195,10 @@ def upsert(
                 progress(len(upd_recs[k : k + _CHUNK]))
     for k in range(0, len(link_rows), _CHUNK * 2):
         conn.execute(lt.insert(), link_rows[k : k + _CHUNK * 2])
+    if conn.dialect.name == "postgresql" and (report.new or report.updated):
+        from geo.interventions.sql_collection import keep_properties
+
+        keep_properties(conn, report.new + report.updated)  # the text its pages send
     if report.new or report.updated:
         bump_revision(conn, TOPIC)
     if len(new_recs) > 5 * _CHUNK and conn.dialect.name == "postgresql":
