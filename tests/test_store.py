@@ -431,5 +431,16 @@ def test_postgis_keeps_each_interventions_properties_and_its_pages_send_them(bac
                 ).scalar_one()
             assert left == 0
             assert client.get(item).content == before[0].content
+            # The next write of the row keeps its text again (the trigger, reinstalled).
+            r = client.patch(
+                "/collections/interventions/items/kept-props-1",
+                json={"properties": {"title": "Titolo nuovo"}},
+                headers=headers,
+            )
+            assert r.status_code == 200, r.text
+            with backend.connect() as conn:
+                text = conn.execute(kept).scalar_one()
+                assert text == conn.execute(live.where(c.id == "kept-props-1")).scalar_one()
+            assert '"title":"Titolo nuovo"' in text
         finally:
             client.delete("/collections/interventions/items/kept-props-1", headers=headers)

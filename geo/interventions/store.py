@@ -181,7 +181,8 @@ def upsert(
         stmt = (
             it.update()
             .where(it.c.id == sa.bindparam("b_id"))
-            # The kept properties go with the old values (keep_properties writes them anew).
+            # The kept properties go with the old values (PostgreSQL's trigger writes them
+            # anew, see geo.interventions.sql_collection.ensure_properties_layout).
             .values(**cols, updated_at=sa.bindparam("updated_at"), properties_json=sa.null())
         )
         upd_ids = [r["id"] for r in upd_recs]
@@ -195,10 +196,6 @@ def upsert(
                 progress(len(upd_recs[k : k + _CHUNK]))
     for k in range(0, len(link_rows), _CHUNK * 2):
         conn.execute(lt.insert(), link_rows[k : k + _CHUNK * 2])
-    if conn.dialect.name == "postgresql" and (report.new or report.updated):
-        from geo.interventions.sql_collection import keep_properties
-
-        keep_properties(conn, report.new + report.updated)  # the text its pages send
     if report.new or report.updated:
         bump_revision(conn, TOPIC)
     if len(new_recs) > 5 * _CHUNK and conn.dialect.name == "postgresql":

@@ -3,9 +3,10 @@
 A PostGIS page built every row's properties on every read: one ``row_to_json`` over thirty
 columns, instants and floats formatted, the names, zones and unions of its comuni joined
 from ``territory_comuni``: 80 % of the database's time for a page of 100 interventions
-(2.0 ms of 2.4). ``properties_json`` keeps that text, written by the very same SQL in the
-writing transaction (``geo.interventions.sql_collection.keep_properties``), and a page
-sends ``coalesce(properties_json, <that SQL>)``.
+(2.0 ms of 2.4). ``properties_json`` keeps that text, written with the row by a trigger
+running the very same SQL (installed and replaced at run time, with the layout, by
+``geo.interventions.sql_collection.ensure_properties_layout``), and a page sends
+``coalesce(properties_json, <that SQL>)``.
 
 NULL where it is not kept: rows written before this revision, every row on SQLite (its
 pages build the properties with ``json_object`` and Python), and all rows after the
@@ -32,5 +33,8 @@ def upgrade() -> None:  # nullable, no default: instant on both stores
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":  # what writes the column goes first
+        op.execute("DROP TRIGGER IF EXISTS cmm_interventions_properties ON interventions")
+        op.execute("DROP FUNCTION IF EXISTS cmm_interventions_properties()")
     with op.batch_alter_table("interventions") as batch:
         batch.drop_column("properties_json")
