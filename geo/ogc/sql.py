@@ -1050,16 +1050,16 @@ class SqliteGeojson:
         from geo.ogc.geometry import promote_to_multi
 
         kind = self.geometry_type
-        if not self.stored:
-            wkbs, todo, out = [r[n + 1] for r in rows], range(len(rows)), []
-        else:
-            out = [None if r[n + 1] is None else promote_text(r[n + 1], kind) for r in rows]
-            todo = [k for k, text in enumerate(out) if text is None]
-            wkbs = [rows[k][n + 2] for k in todo]
-        if wkbs:
-            decoded, _ = promote_to_multi(list(shapely.from_wkb(wkbs)), kind)
-            if not self.stored:
-                return geometry_texts(decoded)
+        wkb = n + 1
+        out: list[str | None] = [None] * len(rows)
+        if self.stored:
+            out = [None if r[wkb] is None else promote_text(r[wkb], kind) for r in rows]
+            wkb += 1
+        todo = [k for k, text in enumerate(out) if text is None]
+        if todo:
+            decoded, _ = promote_to_multi(
+                list(shapely.from_wkb([rows[k][wkb] for k in todo])), kind
+            )
             for k, text in zip(todo, geometry_texts(decoded), strict=True):
                 out[k] = text
         return out
