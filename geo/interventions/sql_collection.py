@@ -432,10 +432,7 @@ class InterventionsSqlProvider(SqlCollection):
         ``comuni``/``comuni_names``/``zone``/``unioni`` from the comuni mirrored in the store
         (``geo.territory.mirror``), as :func:`geo.interventions.store._properties` makes
         them (unknown codes dropped, zones and unions sorted, each once)."""
-        from geo.territory.mirror import ensure_mirror
-
-        ensure_mirror(self.engine())
-        ensure_properties_layout(self.engine())
+        ensure_properties_layout(self.engine())  # and the comuni mirrored for the joins
         key = ("geojson", tuple(properties) if properties is not None else None, skip_geometry)
         return self._cache.built(key, lambda: self._geojson_select(properties, skip_geometry))  # type: ignore[no-any-return]
 

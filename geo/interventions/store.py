@@ -28,7 +28,7 @@ from geo.interventions.model import (
     Prepared,
 )
 from geo.interventions.validation import prepare
-from geo.ogc.encode import stored_geometry_texts
+from geo.ogc.encode import kept_geometry_texts
 from geo.store import (
     bump_revision,
     get_engine,
@@ -97,14 +97,6 @@ links_table = sa.Table(
 _CHUNK = 2000
 
 
-def _with_geometry_texts(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``recs`` with ``geometry_json`` (SQLite's pages send it as it is; see 0010)."""
-    if not recs:
-        return recs
-    texts = stored_geometry_texts(shapely.from_wkb([r["geometry_wkb"] for r in recs]))
-    return [{**r, "geometry_json": t} for r, t in zip(recs, texts, strict=True)]
-
-
 def upsert(
     prepared: Prepared,
     *,
@@ -168,8 +160,10 @@ def upsert(
             for c, nm, sp in lk
         )
     history.record_upsert(conn, principal, new_recs, upd_recs, now)  # before the updates
-    if conn.dialect.name == "sqlite":  # the texts its pages send (after the history)
-        new_recs, upd_recs = _with_geometry_texts(new_recs), _with_geometry_texts(upd_recs)
+    for recs in (new_recs, upd_recs):  # the texts SQLite's pages send (after the history)
+        texts = kept_geometry_texts(conn.dialect.name, [r["geometry_wkb"] for r in recs])
+        for r, text in zip(recs, texts, strict=True):
+            r["geometry_json"] = text
     if progress:
         progress(len(report.unchanged))
     for k in range(0, len(new_recs), _CHUNK):

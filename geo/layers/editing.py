@@ -77,7 +77,7 @@ from geo.layers.store import (
     get_layer,
     layers_table,
 )
-from geo.ogc.encode import stored_geometry_texts
+from geo.ogc.encode import kept_geometry_texts
 from geo.ogc.geometry import promote
 from geo.ogc.http import feature_etag
 from geo.store import bump_revision, get_engine, get_meta, set_meta, transaction
@@ -594,11 +594,7 @@ def _write(
         values = {
             "properties": props,
             "geometry_wkb": wkb,
-            "geometry_json": (  # the text SQLite's pages send (see 0010)
-                stored_geometry_texts([shapely.from_wkb(wkb)])[0]
-                if conn.dialect.name == "sqlite"
-                else None
-            ),
+            "geometry_json": kept_geometry_texts(conn.dialect.name, [wkb])[0],
             "minx": bounds[0],
             "miny": bounds[1],
             "maxx": bounds[2],

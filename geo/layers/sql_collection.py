@@ -59,11 +59,11 @@ from geo.ogc.sql import (
     SqlCollection,
     SqliteGeojson,
     SqlProperty,
-    geometry_columns,
     json_list,
     pg_feature,
     pg_geojson_geometry,
     pg_rendered,
+    sqlite_spec,
 )
 from geo.store import read_connection
 
@@ -415,12 +415,14 @@ class LayerSqlProvider(SqlCollection):
 
         def build() -> SqliteGeojson:
             c = features_table.c
-            geometry = None if skip_geometry else c.geometry_wkb
-            columns = [sa.cast(c.fid, sa.Text), _properties_text()]
-            columns += geometry_columns(geometry, geometry_type, c.geometry_json)
-            stmt = sa.select(*columns).select_from(features_table)
-            stored = not skip_geometry and geometry_type is not None
-            return SqliteGeojson(stmt, (None,), not skip_geometry, geometry_type, stored)
+            return sqlite_spec(
+                features_table,
+                [sa.cast(c.fid, sa.Text), _properties_text()],
+                (None,),
+                None if skip_geometry else c.geometry_wkb,
+                geometry_type,
+                c.geometry_json,
+            )
 
         return self._cache.built(("sqlite", skip_geometry, geometry_type), build)  # type: ignore[no-any-return]
 

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from geo.errors import InvalidParameter, NotFound
 from geo.layers.reading import LayerData
 from geo.names import fold
-from geo.ogc.encode import stored_geometry_texts
+from geo.ogc.encode import kept_geometry_texts
 from geo.store import bump_revision, get_engine, metadata, store_meta, transaction, utcnow
 from geo.territory import to_metric
 
@@ -205,9 +205,7 @@ def store_replace(
 def _insert_features(
     conn: Any, layer_id: str, data: LayerData, wkb: np.ndarray, bounds: np.ndarray
 ) -> None:
-    texts: list[str | None] = [None] * data.feature_count
-    if conn.dialect.name == "sqlite":  # the texts its pages send (see 0010)
-        texts = stored_geometry_texts(shapely.from_wkb(wkb))
+    texts = kept_geometry_texts(conn.dialect.name, wkb)
     rows = [
         {
             "layer_id": layer_id,

@@ -102,6 +102,15 @@ def stored_geometry_texts(geometries: Sequence[Any] | np.ndarray) -> list[str | 
     return out
 
 
+def kept_geometry_texts(dialect: str, wkbs: Sequence[Any]) -> list[str | None]:
+    """What a write keeps in ``geometry_json`` for the geometries ``wkbs``: their
+    :func:`stored_geometry_texts` on SQLite, whose pages send them (migration 0010); None on
+    PostgreSQL, where PostGIS writes the GeoJSON itself."""
+    if dialect != "sqlite":
+        return [None] * len(wkbs)
+    return stored_geometry_texts(shapely.from_wkb(list(wkbs)))
+
+
 #: Multi type → the start of the GeoJSON text of its single form, as shapely writes it.
 _SINGLE_HEADS = {
     "MultiPoint": '{"type":"Point","coordinates":',

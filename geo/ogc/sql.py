@@ -1096,23 +1096,27 @@ def sqlite_geojson(
             close_run()
         run += [sa.literal(key, sa.Text), sa.func.json(value) if how == "json" else value]
     close_run()
-    columns += geometry_columns(geometry, geometry_type, stored)
-    stmt = sa.select(*columns).select_from(table)
+    return sqlite_spec(table, columns, tuple(kinds), geometry, geometry_type, stored)
+
+
+def sqlite_spec(
+    table: Any,
+    columns: list[Any],
+    members: tuple[Formatter | None, ...],
+    geometry: Any | None,
+    geometry_type: str | None,
+    stored: Any | None,
+) -> SqliteGeojson:
+    """The :class:`SqliteGeojson` selecting ``columns`` from ``table``, then the geometry's:
+    none, the WKB, or (with a stored text and one geometry type: a page of mixed types
+    promotes by what it holds) the text and the WKB only where the text is NULL."""
     use = geometry is not None and stored is not None and geometry_type is not None
-    return SqliteGeojson(stmt, tuple(kinds), geometry is not None, geometry_type, use)
-
-
-def geometry_columns(
-    geometry: Any | None, geometry_type: str | None, stored: Any | None
-) -> list[Any]:
-    """The geometry's columns of a :class:`SqliteGeojson` select: none, the WKB, or (with a
-    stored text and one geometry type: a page of mixed types promotes by what it holds)
-    the text and the WKB only where the text is NULL."""
-    if geometry is None:
-        return []
-    if stored is None or geometry_type is None:
-        return [geometry]
-    return [stored, sa.case((stored.is_(None), geometry), else_=sa.null())]
+    if use:
+        columns = [*columns, stored, sa.case((stored.is_(None), geometry), else_=sa.null())]
+    elif geometry is not None:
+        columns = [*columns, geometry]
+    stmt = sa.select(*columns).select_from(table)
+    return SqliteGeojson(stmt, members, geometry is not None, geometry_type, use)
 
 
 def sqlite_json_timestamp(expr: Any) -> ColumnElement[str]:
