@@ -246,6 +246,30 @@ def test_reads_go_to_the_read_replica(postgis_url, monkeypatch):
         admin.dispose()
 
 
+def test_statements_marked_plan_per_values_are_never_prepared(postgis_url):
+    """psycopg prepares a statement after five runs, and PostgreSQL may then keep a plan
+    made without the values (a filter's count scanning the table for a selective range).
+    A statement marked PLAN_PER_VALUES stays unprepared however often it runs; an unmarked
+    one is prepared as before."""
+    from geo.store import PLAN_PER_VALUES, create_store_engine
+
+    engine = create_store_engine(postgis_url)
+    marked = sa.text("SELECT count(*) FROM pg_class WHERE relpages > :n /* marked */")
+    plain = sa.text("SELECT count(*) FROM pg_class WHERE relpages > :n /* plain */")
+    try:
+        with engine.connect() as conn:
+            for n in range(8):
+                conn.execute(marked, {"n": n}, execution_options={PLAN_PER_VALUES: True})
+                conn.execute(plain, {"n": n})
+            prepared = (
+                conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements").scalars().all()
+            )
+    finally:
+        engine.dispose()
+    assert any("/* plain */" in s for s in prepared), prepared
+    assert not any("/* marked */" in s for s in prepared), prepared
+
+
 _INSERT_META = sa.text(
     "INSERT INTO store_meta (key, value, updated_at) VALUES (:k, '1', CURRENT_TIMESTAMP)"
 )

@@ -56,6 +56,7 @@ import sqlalchemy as sa
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.util import ClauseAdapter
 
 from geo.errors import InvalidParameter, quoted
 from geo.ogc.cql import (
@@ -1503,14 +1504,15 @@ class SqlCollection(CollectionProvider):
         key = (id(conn.engine), rev, _query_key(q), cap)
         got = self._counts.get(key)
         if got is _NO:
+            options = _per_values(q)
             if cap:
                 rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
                 stmt = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
-                n = int(conn.execute(stmt).scalar_one())
+                n = int(conn.execute(stmt, execution_options=options).scalar_one())
                 got = None if n > cap else n
             else:
                 stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
-                got = int(conn.execute(stmt).scalar_one())
+                got = int(conn.execute(stmt, execution_options=options).scalar_one())
             self._counts.put(key, got)
         return got
 
@@ -1550,8 +1552,45 @@ class SqlCollection(CollectionProvider):
         matched = self._count(conn, rev, q, conds)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
-        page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
-        return matched, list(conn.execute(page))
+        if self._matches_first(conn, rev, q, matched):
+            page = self._sorted_matches(stmt, conds, order)
+        else:
+            page = stmt.where(*conds).order_by(*order)
+        return matched, list(conn.execute(page.limit(q.limit).offset(q.offset)))
+
+    #: How much more a match costs found through its filter's index and sorted than a row
+    #: visited in primary-key order (measured on PostGIS, 100 k interventions: ~1.6
+    #: against ~0.4 µs a row).
+    match_cost = 4.0
+
+    def _matches_first(
+        self, conn: Connection, rev: int, q: FeatureQuery, matched: int | None
+    ) -> bool:
+        """Whether a filtered page on PostgreSQL costs less when its few matches are found
+        first and then sorted than when the table is walked in the page's order.
+
+        The planner walks the primary key, skipping rows, whenever it guesses the matches
+        to be many (a prepared statement's generic plan guesses a third of the table for a
+        range): 100 matches of ``amount_eur > X`` with a high X cost a walk of half the
+        table (25–50 ms at 100 k rows). The count, done first, knows better: walking visits
+        about (offset + limit) · total / matched rows, finding the matches first visits
+        ``matched``; the cheaper wins. ``matched`` None (more than the count's cap):
+        the walk."""
+        if matched is None or conn.dialect.name != "postgresql" or not q.filtered:
+            return False
+        total = self._count(conn, rev, FeatureQuery(), list(self.scope()))
+        return self.match_cost * matched * matched < (q.offset + q.limit) * max(total, 1)
+
+    def _sorted_matches(self, stmt: sa.Select[Any], conds: list[Any], order: list[Any]) -> Any:
+        """``stmt`` over the matches of ``conds``, in ``order``: the matches come from a
+        subquery that the planner cannot merge (``OFFSET 0``), so no index may walk the
+        table in the page's order; it is named as the table, so the select's columns (and
+        the literal SQL of its properties) read it unchanged (``geom``, a column PostGIS
+        adds to the table, included)."""
+        geom = sa.literal_column(f'"{self.table.name}".geom').label("geom")
+        matches = sa.select(self.table, geom).where(*conds).offset(0).subquery(self.table.name)
+        adapter = ClauseAdapter(matches)
+        return adapter.traverse(stmt).order_by(*(adapter.traverse(o) for o in order))
 
     def _box_page(
         self,
@@ -1944,6 +1983,16 @@ class SqlCollection(CollectionProvider):
     def column_property(self, column: str) -> str:
         """The property a nullable column is served as (for :meth:`property_values`)."""
         return column
+
+
+def _per_values(q: FeatureQuery) -> dict[str, bool]:
+    """Execution options of a query's count: a filtered one is planned for its values each
+    time (see ``geo.store._plan_per_values``); the unfiltered count and the map's boxes
+    keep their prepared plans. (Pages need not: :meth:`SqlCollection._matches_first`
+    gives a page of few matches a shape whose generic plan PostgreSQL does not keep.)"""
+    from geo.store import PLAN_PER_VALUES
+
+    return {PLAN_PER_VALUES: True} if q.filtered else {}
 
 
 def plain_box(q: FeatureQuery) -> tuple[float, float, float, float] | None:

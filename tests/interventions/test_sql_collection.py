@@ -35,7 +35,7 @@ from geo.interventions.sql_collection import InterventionsSqlProvider
 from geo.interventions.store import interventions_table, links_table
 from geo.ogc.cql import parse_filter
 from geo.ogc.registry import FeatureQuery
-from geo.store import bump_revision, transaction
+from geo.store import PLAN_PER_VALUES, bump_revision, transaction
 from tests.sql_differential import answer, check, fresh_engine
 
 # --- a store per backend, with rows that exercise every corner --------------------------
@@ -707,3 +707,58 @@ def test_twenty_thousand_rows_without_loading_them(big_store):
         FeatureQuery(properties_eq={"zona": "sud-ovest"}, offset=500, limit=20),
     ):
         assert answer(sql, q) == answer(mem, q)
+
+
+def test_a_few_matches_are_found_first_and_many_by_walking_the_key(big_store):
+    """A filtered page whose matches are few (the count, done first, says how many) is read
+    from its filter's index and sorted, not by walking the primary key and skipping rows
+    (a prepared statement's generic plan walks whenever it guesses a third of the table
+    matches: 100 matches of a high threshold cost half the table). A filter matching many
+    keeps the walk, which then stops early. Either way the page is the in-memory one; the
+    choice is PostGIS's (SQLite plans per statement)."""
+    sql, mem = InterventionsSqlProvider(big_store), InterventionsProvider(big_store)
+    names = [q.name for q in sql.queryables()] + ["geometry"]
+    with big_store.connect() as conn:
+        amounts = sorted(
+            v for v in conn.execute(sa.select(interventions_table.c.amount_eur)).scalars() if v
+        )
+    postgis = big_store.dialect.name == "postgresql"
+    if postgis:  # as autovacuum would have by now: the planner knows the amounts
+        with big_store.begin() as conn:
+            conn.exec_driver_sql("ANALYZE interventions")
+    for threshold, few in ((amounts[-31], True), (amounts[len(amounts) // 2], False)):
+        flt = parse_filter(f"amount_eur > {threshold!r}", queryables=names)
+        q = FeatureQuery(filter=flt, limit=10, offset=5, count_limit=10_000)
+        seen: list[tuple[str, Any]] = []
+
+        counts: list[bool] = []  # per count run: marked to be planned for its values?
+
+        def record(conn, cursor, statement, parameters, context, executemany, seen=seen, n=counts):
+            seen.append((statement, parameters))
+            if statement.startswith("SELECT count(*)"):
+                n.append(context.execution_options.get(PLAN_PER_VALUES, False))
+
+        sa.event.listen(big_store, "before_cursor_execute", record)
+        try:
+            page = sql.query_geojson(q) if postgis else None
+            got = sql.query(q)
+        finally:
+            sa.event.remove(big_store, "before_cursor_execute", record)
+        assert answer(sql, q) == answer(mem, q)
+        assert (got.number_matched == 30) is few
+        if page is not None:
+            assert [fid for fid, _ in page.features] == [f["id"] for f in got.features]
+        # The filter's count is planned for its values; the table's (the choice's) is not.
+        assert counts[0] is True and not any(counts[1:]), counts
+        pages = [(s, p) for s, p in seen if " ORDER BY " in s and "LIMIT" in s]
+        assert pages, "no page statement ran"
+        fenced = [") AS interventions ORDER BY" in " ".join(s.split()) for s, _ in pages]
+        assert all(fenced) is (few and postgis) and any(fenced) is (few and postgis)
+        if few and postgis:
+            for statement, parameters in pages:
+                with big_store.connect() as conn:
+                    plan = "\n".join(
+                        r[0] for r in conn.exec_driver_sql("EXPLAIN " + statement, parameters)
+                    )
+                assert "interventions_pkey" not in plan, plan
+                assert "ix_interventions_amount_eur" in plan, plan
