@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -59,6 +59,10 @@ class Entry:
     etag: bytes
     last_modified: bytes
     cached: bool = False  # held by a ResponseCache (its size then counts the gzip too)
+    #: The front door's messages of a 200, built once per variant: (gzipped, the CORS
+    #: origin sent) → (start, body). A few per entry: the origins sent are "*" or those
+    #: of the settings.
+    sent: dict[tuple[bool, bytes | None], tuple[Message, Message]] = field(default_factory=dict)
 
 
 class ResponseCache:
@@ -243,8 +247,11 @@ class OgcCacheMiddleware:
             self._lane_app = app
         return self._lane_app
 
-    def _key(self, scope: Scope, version: str) -> tuple:
-        req_headers = dict(scope["headers"])
+    def _key(
+        self, scope: Scope, version: str, req_headers: dict[bytes, bytes] | None = None
+    ) -> tuple:
+        if req_headers is None:
+            req_headers = dict(scope["headers"])
         query: bytes = scope["query_string"]
         has_f = query.startswith(b"f=") or b"&f=" in query
         fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
@@ -330,15 +337,20 @@ class OgcCacheMiddleware:
         return entry
 
     async def _answer(
-        self, scope: Scope, send: Send, req_headers: dict[bytes, bytes], e: Entry
+        self,
+        scope: Scope,
+        send: Send,
+        req_headers: dict[bytes, bytes],
+        e: Entry,
+        complete: Callable[[list[tuple[bytes, bytes]]], list[tuple[bytes, bytes]]] | None = None,
     ) -> None:
-        extra: list[tuple[bytes, bytes]] = [
-            (b"vary", b"Accept, Accept-Encoding, Accept-Language, Origin")
-        ]
+        """Send entry ``e`` (a 304 when the request's validators match). ``complete``: the
+        front door's, which adds the security headers itself and sends straight to the
+        server: the messages of a 200 are then built once per entry and variant."""
         origin = req_headers.get(b"origin")
+        allowed = None
         if origin is not None and (self.cors_any or origin in self.cors_origins):
-            extra.append((b"access-control-allow-origin", b"*" if self.cors_any else origin))
-            extra.append((b"access-control-expose-headers", b"ETag, Location, Content-Crs, Link"))
+            allowed = b"*" if self.cors_any else origin
         inm = req_headers.get(b"if-none-match")
         ims = req_headers.get(b"if-modified-since")
         if (inm is not None and _etag_matches(inm, e.etag)) or (
@@ -349,24 +361,45 @@ class OgcCacheMiddleware:
                 for k, v in e.headers
                 if k in (b"etag", b"last-modified", b"cache-control", b"content-crs")
             ]
-            await send({"type": "http.response.start", "status": 304, "headers": keep + extra})
+            headers = keep + _extra(allowed)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": complete(headers) if complete else headers,
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
-        body = e.body
-        if len(body) >= GZIP_MIN_BYTES and b"gzip" in req_headers.get(b"accept-encoding", b""):
-            if e.gzipped is None:  # once per entry, and never for clients that do not ask
-                gz = gzip.compress(body, 6 if e.cached else 4, mtime=0)
-                with self._lock:
-                    e.gzipped = gz
-                    if e.cached:
-                        self.cache.size += len(gz)
-            body = e.gzipped
-            extra.append((b"content-encoding", b"gzip"))
-        extra.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": e.headers + extra})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        zipped = len(e.body) >= GZIP_MIN_BYTES and b"gzip" in req_headers.get(
+            b"accept-encoding", b""
         )
+        if zipped and e.gzipped is None:  # once per entry, never for clients that do not ask
+            gz = gzip.compress(e.body, 6 if e.cached else 4, mtime=0)
+            with self._lock:
+                e.gzipped = gz
+                if e.cached:
+                    self.cache.size += len(gz)
+        head = scope["method"] == "HEAD"
+        messages = e.sent.get((zipped, allowed)) if complete is not None else None
+        if messages is None:
+            body = e.gzipped if zipped and e.gzipped is not None else e.body
+            headers = e.headers + _extra(allowed)
+            if zipped:
+                headers.append((b"content-encoding", b"gzip"))
+            headers.append((b"content-length", str(len(body)).encode()))
+            messages = (
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": complete(headers) if complete else headers,
+                },
+                {"type": "http.response.body", "body": body},
+            )
+            if complete is not None:  # sent to the server itself, which only reads them
+                e.sent[zipped, allowed] = messages
+        await send(messages[0])
+        await send({"type": "http.response.body", "body": b""} if head else messages[1])
 
 
 class FrontDoor:
@@ -403,12 +436,10 @@ class FrontDoor:
         version = self.cache.version_of(path)
         if version is None:
             return False
-        entry = self.cache._cached(self.cache._key(scope, version))
+        entry = self.cache._cached(self.cache._key(scope, version, headers))
         if entry is None:
             return False
-        await self.cache._answer(
-            scope, self.security._with_headers(send, self.security.policy), headers, entry
-        )
+        await self.cache._answer(scope, send, headers, entry, self.security.completed)
         return True
 
     @classmethod
@@ -427,6 +458,15 @@ class FrontDoor:
                 break
             app = getattr(app, "app", None)
         return cls(cache, security) if cache is not None and security is not None else None
+
+
+def _extra(allowed: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The headers an answer adds to its entry's: Vary, and CORS for an allowed origin."""
+    extra = [(b"vary", b"Accept, Accept-Encoding, Accept-Language, Origin")]
+    if allowed is not None:
+        extra.append((b"access-control-allow-origin", allowed))
+        extra.append((b"access-control-expose-headers", b"ETag, Location, Content-Crs, Link"))
+    return extra
 
 
 def _plain(scope: Scope) -> Scope:

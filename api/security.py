@@ -298,15 +298,20 @@ class SecurityMiddleware:
             return
         await self.app(scope, receive, self._with_headers(send, self.policy))
 
+    def completed(
+        self, headers: list[tuple[bytes, bytes]], policy: bytes | None = None
+    ) -> list[tuple[bytes, bytes]]:
+        """``headers`` (a new list) with the security headers they lack."""
+        present = {k.lower() for k, _ in headers}
+        extra = [h for h in FIXED_HEADERS if h[0] not in present]
+        if b"content-security-policy" not in present:
+            extra.append((b"content-security-policy", policy or self.policy))
+        return [*headers, *extra]
+
     def _with_headers(self, send: Send, policy: bytes) -> Send:
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                extra = [h for h in FIXED_HEADERS if h[0] not in present]
-                if b"content-security-policy" not in present:
-                    extra.append((b"content-security-policy", policy))
-                message = {**message, "headers": headers + extra}
+                message = {**message, "headers": self.completed(message.get("headers", []), policy)}
             await send(message)
 
         return wrapped

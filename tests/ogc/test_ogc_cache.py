@@ -151,6 +151,41 @@ def test_a_hit_at_the_front_door_is_the_stacks_response(client, front_answers):
     assert front_answers == [url] * 3
 
 
+def test_the_front_doors_prepared_answers_keep_each_variant_apart(client, front_answers):
+    """The front door builds a hit's messages once per variant (gzipped or not, the CORS
+    origin sent): asked again, each variant answers as it first did, and none is answered
+    with another's headers; a HEAD sends no body."""
+    url = "/collections/comuni/items?limit=5"
+    variants = {
+        "plain": {"Accept-Encoding": "identity"},
+        "gzip": {"Accept-Encoding": "gzip"},
+        "origin": {"Accept-Encoding": "identity", "Origin": "https://example.org"},
+    }
+    for _ in range(2):
+        client.get(url)  # asked twice: then kept
+    first = {n: client.get(url, headers=h) for n, h in variants.items()}
+    head = client.head(url, headers=variants["plain"])
+    again = {n: client.get(url, headers=h) for n, h in variants.items()}
+    assert front_answers == [url] * 7
+
+    def same(r):  # type: ignore[no-untyped-def]
+        return {k: v for k, v in r.headers.items() if k != "date"}
+
+    for name in variants:
+        assert same(again[name]) == same(first[name]), name
+        assert again[name].content == first[name].content == first["plain"].content, name
+    assert "access-control-allow-origin" not in again["plain"].headers
+    assert again["origin"].headers["access-control-allow-origin"]
+    assert again["gzip"].headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in again["plain"].headers
+    assert again["gzip"].headers["content-length"] != again["plain"].headers["content-length"]
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == again["plain"].headers["content-length"]
+    assert (
+        head.headers["content-security-policy"] == again["plain"].headers["content-security-policy"]
+    )
+
+
 @pytest.mark.parametrize(
     ("query", "headers"),
     [
