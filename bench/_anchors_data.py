@@ -287,12 +287,14 @@ def vacuum_analyze(engine: Engine) -> None:
         # A VACUUM right after an asynchronous commit (the throwaway cluster runs with
         # synchronous_commit=off) cannot yet mark that commit's pages all-visible: half the
         # points stayed unmarked, so every count paid heap visits and the planners chose
-        # scans. Once the WAL writer has caught up (a fraction of a second) it can.
+        # scans. Once the WAL writer has caught up (a fraction of a second) it can. (A few
+        # pages where the write test deleted rows keep their dead line pointers, hence the
+        # 99 %: with so few, VACUUM skips the index pass that would free them.)
         for _ in range(20):
             unmarked = (
                 conn.exec_driver_sql(
                     "SELECT relname FROM pg_class WHERE oid = ANY(%(oids)s::regclass[])"
-                    " AND relallvisible < relpages",
+                    " AND relallvisible < 0.99 * relpages",
                     {"oids": list(tables)},
                 )
                 .scalars()
