@@ -155,7 +155,7 @@ def test_the_front_doors_prepared_answers_keep_each_variant_apart(client, front_
     """The front door builds a hit's messages once per variant (gzipped or not, the CORS
     origin sent): asked again, each variant answers as it first did, and none is answered
     with another's headers; a HEAD sends no body."""
-    url = "/collections/comuni/items?limit=5"
+    url = "/collections/comuni/items?limit=6&offset=17"  # a page no other test asks for
     variants = {
         "plain": {"Accept-Encoding": "identity"},
         "gzip": {"Accept-Encoding": "gzip"},
@@ -166,7 +166,7 @@ def test_the_front_doors_prepared_answers_keep_each_variant_apart(client, front_
     first = {n: client.get(url, headers=h) for n, h in variants.items()}
     head = client.head(url, headers=variants["plain"])
     again = {n: client.get(url, headers=h) for n, h in variants.items()}
-    assert front_answers == [url] * 7
+    assert front_answers[-7:] == [url] * 7
 
     def same(r):  # type: ignore[no-untyped-def]
         return {k: v for k, v in r.headers.items() if k != "date"}
