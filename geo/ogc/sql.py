@@ -338,16 +338,30 @@ def _literal_geometry(wkb: bytes) -> BaseGeometry:
     return geom
 
 
+#: Per thread, the answers ``cmm_spatial`` gave for the literal it was last called with
+#: (row WKB → 0/1): a page's count and its rows test the same candidates, each of which
+#: cost a parse and a predicate (a quarter of a polygon page's Python time).
+_TESTED = threading.local()
+_TESTED_KEPT = 4096
+
+
 def _sqlite_spatial(
     name: str, row_wkb: bytes | None, literal_wkb: bytes, literal_first: int
 ) -> int:
     """The user function ``cmm_spatial``: a shapely predicate, false for a missing geometry."""
     if row_wkb is None:
         return 0
-    lit = _literal_geometry(literal_wkb)
-    geom = shapely.from_wkb(row_wkb)
-    func = getattr(shapely, name)
-    return int(bool(func(lit, geom) if literal_first else func(geom, lit)))
+    test = (name, literal_wkb, literal_first)
+    memo: tuple[tuple[str, bytes, int], dict[bytes, int]] | None = getattr(_TESTED, "memo", None)
+    if memo is None or memo[0] != test or len(memo[1]) >= _TESTED_KEPT:
+        memo = _TESTED.memo = (test, {})
+    got = memo[1].get(row_wkb)
+    if got is None:
+        lit = _literal_geometry(literal_wkb)
+        geom = shapely.from_wkb(row_wkb)
+        func = getattr(shapely, name)
+        got = memo[1][row_wkb] = int(bool(func(lit, geom) if literal_first else func(geom, lit)))
+    return got
 
 
 def _sqlite_text(func: Callable[[str], str]) -> Callable[[Any], str | None]:
@@ -1547,8 +1561,18 @@ class SqlCollection(CollectionProvider):
         order: list[Any],
         stmt: sa.Select[Any],
     ) -> tuple[int | None, list[Any]]:
-        """(number matched, the page's rows of ``stmt``) — the count first, and no page
-        query when the page lies beyond it."""  # fmt: skip
+        """(number matched, the page's rows of ``stmt``) — on PostgreSQL the count first
+        (it chooses the page's plan), and no page query when the page lies beyond it; on
+        SQLite the page first (:meth:`_short_page`)."""  # fmt: skip
+        if conn.dialect.name != "postgresql":
+            page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
+            return self._short_page(
+                conn,
+                rev,
+                q,
+                lambda: list(conn.execute(page)),
+                lambda: self._count(conn, rev, q, conds),
+            )
         matched = self._count(conn, rev, q, conds)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
@@ -1605,16 +1629,51 @@ class SqlCollection(CollectionProvider):
         cap = q.count_limit if q.filtered else None
         key = (id(conn.engine), rev, _query_key(q), cap)
         values = box_parameters(box)
-        matched = self._counts.get(key)
-        if matched is _NO:
-            n = int(self._box_statement(conn.engine, None, cap).run(conn, values).scalar_one())
-            matched = None if cap and n > cap else n
-            self._counts.put(key, matched)
+
+        def count() -> int | None:
+            matched = self._counts.get(key)
+            if matched is _NO:
+                n = int(self._box_statement(conn.engine, None, cap).run(conn, values).scalar_one())
+                matched = None if cap and n > cap else n
+                self._counts.put(key, matched)
+            return matched  # type: ignore[no-any-return]
+
+        def rows() -> list[Any]:
+            page = self._box_statement(conn.engine, stmt)
+            return list(page.run(conn, {**values, "page_limit": q.limit, "page_offset": q.offset}))
+
+        if conn.dialect.name != "postgresql":
+            return self._short_page(conn, rev, q, rows, count)
+        matched = count()
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
-            return matched, []  # type: ignore[return-value]
-        page = self._box_statement(conn.engine, stmt)
-        values.update(page_limit=q.limit, page_offset=q.offset)
-        return matched, list(page.run(conn, values))  # type: ignore[return-value]
+            return matched, []
+        return matched, rows()
+
+    def _short_page(
+        self,
+        conn: Connection,
+        rev: int,
+        q: FeatureQuery,
+        rows: Callable[[], list[Any]],
+        count: Callable[[], int | None],
+    ) -> tuple[int | None, list[Any]]:
+        """(number matched, the page's rows), the page read first: a page that comes up
+        short says how many match (``offset`` + its rows), so a map's box holding a few
+        features costs one statement, not two; only a full page (or an empty one past the
+        start) is counted. The number is remembered as a count would be."""
+        key = (id(conn.engine), rev, _query_key(q), q.count_limit if q.filtered else None)
+        known = self._counts.get(key)
+        if q.limit <= 0:
+            return count(), []
+        if known is not _NO and known is not None and q.offset >= known:
+            return known, []
+        got = rows()
+        if known is _NO and len(got) < q.limit and (got or q.offset == 0):
+            n = q.offset + len(got)
+            cap = key[3]
+            known = None if cap and n > cap else n
+            self._counts.put(key, known)
+        return (count() if known is _NO else known), got
 
     def _box_statement(self, engine: Engine, stmt: Any, cap: int | None = None) -> Prepared:
         """The prepared page of the select ``stmt``, or with ``stmt`` None the count (capped

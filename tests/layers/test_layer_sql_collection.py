@@ -249,6 +249,73 @@ def test_bbox_pages(providers, limit, offset):
     check(providers, bbox=BBOXES[1], limit=limit, offset=offset)
 
 
+def test_a_short_page_is_its_own_count_on_the_embedded_store(providers):
+    """On SQLite a page is read before its count: a page that comes up short (a map's box
+    holding a few features) says how many match, and costs one statement instead of two;
+    a full page, or an empty one past the start, is still counted. On PostGIS the count
+    comes first (it chooses the page's plan). The numbers are the in-memory ones."""
+    mem, sql = providers
+    engine = sql.engine()
+    sqlite = engine.dialect.name == "sqlite"
+    few = FeatureQuery(bbox=BBOXES[0], limit=10_000, count_limit=10_000)
+    full = FeatureQuery(bbox=BBOXES[0], limit=3, count_limit=10_000)
+    past = FeatureQuery(bbox=BBOXES[0], limit=3, offset=10_000, count_limit=10_000)
+    for q in (few, full, past):
+        counts: list[str] = []
+
+        def record(conn, cursor, statement, parameters, context, executemany, n=counts):
+            if "count(" in statement.lower():
+                n.append(statement)
+
+        sql._counts = type(sql._counts)(sql.count_cache_size)  # nothing counted yet
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            page = sql.query_geojson(q)
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", record)
+        expected = mem.query(q)
+        assert page is not None and page.number_matched == expected.number_matched
+        assert [fid for fid, _ in page.features] == [str(f["id"]) for f in expected.features]
+        assert len(counts) == (0 if sqlite and q is few else 1), (q, counts)
+
+
+def test_a_page_and_its_count_test_each_candidate_once(providers, monkeypatch):
+    """SQLite's exact test of a polygon against the box (``cmm_spatial``, a parse and a
+    predicate per candidate the R*Tree gives) remembers its answers for the box: the count
+    and the page of one request, and further pages of the same box, parse no candidate
+    twice."""
+    import geo.ogc.sql as gsql
+
+    mem, sql = providers
+    box = (9.12, 45.41, 9.23, 45.51)
+    if sql.engine().dialect.name != "sqlite":  # PostGIS tests in the database: the answers
+        for offset in (0, 5):
+            check(providers, bbox=box, limit=5, offset=offset)
+        return
+    parsed: list[bytes] = []
+
+    class Counting:
+        def __getattr__(self, name):  # type: ignore[no-untyped-def]
+            return getattr(shapely, name)
+
+        def from_wkb(self, wkb, *a, **kw):  # type: ignore[no-untyped-def]
+            parsed.append(bytes(wkb))
+            return shapely.from_wkb(wkb, *a, **kw)
+
+    monkeypatch.setattr(gsql, "shapely", Counting())
+    sql._counts = type(sql._counts)(sql.count_cache_size)
+    first = sql.query_geojson(FeatureQuery(bbox=box, limit=5, count_limit=10_000))
+    assert first is not None and first.number_matched and first.number_matched > 5
+    assert parsed, "no candidate needed the exact test: a box that tests nothing"
+    assert len(parsed) == len(set(parsed))  # the page reused the count's answers
+    before = len(parsed)
+    again = sql.query_geojson(FeatureQuery(bbox=box, limit=5, offset=5, count_limit=10_000))
+    assert again is not None and len(parsed) == before
+    assert again.number_matched == first.number_matched
+    expected = mem.query(FeatureQuery(bbox=box, limit=5, offset=5))
+    assert [fid for fid, _ in again.features] == [str(f["id"]) for f in expected.features]
+
+
 def test_bbox_of_another_crs_is_exact(providers):
     from geo.ogc.geometry import BBox
 
