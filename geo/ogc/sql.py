@@ -47,7 +47,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -1561,58 +1561,56 @@ class SqlCollection(CollectionProvider):
         order: list[Any],
         stmt: sa.Select[Any],
     ) -> tuple[int | None, list[Any]]:
-        """(number matched, the page's rows of ``stmt``) — on PostgreSQL the count first
-        (it chooses the page's plan), and no page query when the page lies beyond it; on
-        SQLite the page first (:meth:`_short_page`)."""  # fmt: skip
-        if conn.dialect.name != "postgresql":
-            page = stmt.where(*conds).order_by(*order).limit(q.limit).offset(q.offset)
-            return self._short_page(
-                conn,
-                rev,
-                q,
-                lambda: list(conn.execute(page)),
-                lambda: self._count(conn, rev, q, conds),
-            )
+        """(number matched, the page's rows of ``stmt``) — the count first (it chooses the
+        page's plan, :meth:`_matches_first`), and no page query when the page lies beyond
+        it."""  # fmt: skip
         matched = self._count(conn, rev, q, conds)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         if self._matches_first(conn, rev, q, matched):
-            page = self._sorted_matches(stmt, conds, order)
+            page = self._sorted_matches(stmt, conds, order, conn.dialect.name)
         else:
             page = stmt.where(*conds).order_by(*order)
         return matched, list(conn.execute(page.limit(q.limit).offset(q.offset)))
 
     #: How much more a match costs found through its filter's index and sorted than a row
-    #: visited in primary-key order (measured on PostGIS, 100 k interventions: ~1.6
-    #: against ~0.4 µs a row).
-    match_cost = 4.0
+    #: visited in primary-key order, per store (measured with 100 k interventions: on
+    #: PostGIS ~1.6 against ~0.4 µs a row; on SQLite, which also builds each match's JSON
+    #: before sorting, the two took as long at ~500 matches of a page of 100).
+    match_cost: ClassVar[Mapping[str, float]] = {"postgresql": 4.0, "sqlite": 40.0}
 
     def _matches_first(
         self, conn: Connection, rev: int, q: FeatureQuery, matched: int | None
     ) -> bool:
-        """Whether a filtered page on PostgreSQL costs less when its few matches are found
-        first and then sorted than when the table is walked in the page's order.
+        """Whether a filtered page costs less when its few matches are found first and then
+        sorted than when the table is walked in the page's order.
 
-        The planner walks the primary key, skipping rows, whenever it guesses the matches
-        to be many (a prepared statement's generic plan guesses a third of the table for a
-        range): 100 matches of ``amount_eur > X`` with a high X cost a walk of half the
-        table (25–50 ms at 100 k rows). The count, done first, knows better: walking visits
+        PostgreSQL's planner walks the primary key, skipping rows, whenever it guesses the
+        matches to be many (a prepared statement's generic plan guesses a third of the
+        table for a range), SQLite's whenever the order has an index: 100 matches of
+        ``amount_eur > X`` with a high X cost a walk of half the table (25–50 ms at 100 k
+        rows on PostGIS, 6–18 ms on SQLite). The count, done first, knows better: walking visits
         about (offset + limit) · total / matched rows, finding the matches first visits
         ``matched``; the cheaper wins. ``matched`` None (more than the count's cap):
         the walk."""
-        if matched is None or conn.dialect.name != "postgresql" or not q.filtered:
+        cost = self.match_cost.get(conn.dialect.name)
+        if matched is None or cost is None or not q.filtered:
             return False
         total = self._count(conn, rev, FeatureQuery(), list(self.scope()))
-        return self.match_cost * matched * matched < (q.offset + q.limit) * max(total, 1)
+        return cost * matched * matched < (q.offset + q.limit) * max(total, 1)
 
-    def _sorted_matches(self, stmt: sa.Select[Any], conds: list[Any], order: list[Any]) -> Any:
+    def _sorted_matches(
+        self, stmt: sa.Select[Any], conds: list[Any], order: list[Any], dialect: str
+    ) -> Any:
         """``stmt`` over the matches of ``conds``, in ``order``: the matches come from a
         subquery that the planner cannot merge (``OFFSET 0``), so no index may walk the
         table in the page's order; it is named as the table, so the select's columns (and
         the literal SQL of its properties) read it unchanged (``geom``, a column PostGIS
         adds to the table, included)."""
-        geom = sa.literal_column(f'"{self.table.name}".geom').label("geom")
-        matches = sa.select(self.table, geom).where(*conds).offset(0).subquery(self.table.name)
+        columns: list[Any] = [self.table]
+        if dialect == "postgresql":
+            columns.append(sa.literal_column(f'"{self.table.name}".geom').label("geom"))
+        matches = sa.select(*columns).where(*conds).offset(0).subquery(self.table.name)
         adapter = ClauseAdapter(matches)
         return adapter.traverse(stmt).order_by(*(adapter.traverse(o) for o in order))
 
