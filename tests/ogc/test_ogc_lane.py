@@ -247,7 +247,7 @@ def test_the_lanes_request_is_the_routes_request(path, headers):
 
 def test_items_are_read_in_a_pool_sized_for_the_store(backend, taken, monkeypatch):
     """Items pages and features are read in the read pool: 40 threads on PostgreSQL,
-    whose threads wait for the database; the CPUs + 1 on SQLite, which works in the
+    whose threads wait for the database; as many as CPUs on SQLite, which works in the
     process and takes the GIL back after every row (more threads only queue for it);
     ``CMM_GEO_READ_THREADS`` sets it. Other routes keep Starlette's threadpool."""
     from api import offload
@@ -255,7 +255,7 @@ def test_items_are_read_in_a_pool_sized_for_the_store(backend, taken, monkeypatc
     from geo.settings import get_settings
 
     sqlite = backend.dialect.name == "sqlite"
-    assert offload.read_threads() == ((os.cpu_count() or 1) + 1 if sqlite else 40)
+    assert offload.read_threads() == ((os.cpu_count() or 1) if sqlite else 40)
     seen: list[tuple[str, int]] = []
     real = OgcService.items
 
