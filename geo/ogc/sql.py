@@ -1589,10 +1589,10 @@ class SqlCollection(CollectionProvider):
         matches to be many (a prepared statement's generic plan guesses a third of the
         table for a range), SQLite's whenever the order has an index: 100 matches of
         ``amount_eur > X`` with a high X cost a walk of half the table (25–50 ms at 100 k
-        rows on PostGIS, 6–18 ms on SQLite). The count, done first, knows better: walking visits
-        about (offset + limit) · total / matched rows, finding the matches first visits
-        ``matched``; the cheaper wins. ``matched`` None (more than the count's cap):
-        the walk."""
+        rows on PostGIS, 6–18 ms on SQLite). The count, done first, knows better: walking
+        visits about (offset + limit) · total / matched rows, finding the matches first
+        visits ``matched``; the cheaper wins. ``matched`` None (more than the count's
+        cap): the walk."""
         cost = self.match_cost.get(conn.dialect.name)
         if matched is None or cost is None or not q.filtered:
             return False
@@ -1623,7 +1623,8 @@ class SqlCollection(CollectionProvider):
         stmt: sa.Select[Any],
     ) -> tuple[int | None, list[Any]]:
         """:meth:`_page` of a :func:`plain_box` query, with statements prepared once per
-        select (the same SQL :meth:`where` and :meth:`order_by` would build)."""
+        select (the same SQL :meth:`where` and :meth:`order_by` would build); on SQLite the
+        page is read before its count."""
         cap = q.count_limit if q.filtered else None
         key = (id(conn.engine), rev, _query_key(q), cap)
         values = box_parameters(box)
@@ -1641,37 +1642,24 @@ class SqlCollection(CollectionProvider):
             return list(page.run(conn, {**values, "page_limit": q.limit, "page_offset": q.offset}))
 
         if conn.dialect.name != "postgresql":
-            return self._short_page(conn, rev, q, rows, count)
+            # The page first: one that comes up short says how many match (offset + its
+            # rows), so a map's box of a few features costs one statement, not two; only a
+            # full page (or an empty one past the start) is counted.
+            if q.limit <= 0:
+                return count(), []
+            known = self._counts.get(key)
+            if known is not _NO and known is not None and q.offset >= known:
+                return known, []
+            got = rows()
+            if known is _NO and len(got) < q.limit and (got or q.offset == 0):
+                n = q.offset + len(got)
+                known = None if cap and n > cap else n
+                self._counts.put(key, known)
+            return (count() if known is _NO else known), got
         matched = count()
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         return matched, rows()
-
-    def _short_page(
-        self,
-        conn: Connection,
-        rev: int,
-        q: FeatureQuery,
-        rows: Callable[[], list[Any]],
-        count: Callable[[], int | None],
-    ) -> tuple[int | None, list[Any]]:
-        """(number matched, the page's rows), the page read first: a page that comes up
-        short says how many match (``offset`` + its rows), so a map's box holding a few
-        features costs one statement, not two; only a full page (or an empty one past the
-        start) is counted. The number is remembered as a count would be."""
-        key = (id(conn.engine), rev, _query_key(q), q.count_limit if q.filtered else None)
-        known = self._counts.get(key)
-        if q.limit <= 0:
-            return count(), []
-        if known is not _NO and known is not None and q.offset >= known:
-            return known, []
-        got = rows()
-        if known is _NO and len(got) < q.limit and (got or q.offset == 0):
-            n = q.offset + len(got)
-            cap = key[3]
-            known = None if cap and n > cap else n
-            self._counts.put(key, known)
-        return (count() if known is _NO else known), got
 
     def _box_statement(self, engine: Engine, stmt: Any, cap: int | None = None) -> Prepared:
         """The prepared page of the select ``stmt``, or with ``stmt`` None the count (capped
