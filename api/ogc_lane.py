@@ -49,8 +49,10 @@ from api.ogc_params import (
 from api.routes.ogc import ogc_response
 from api.routes.tiles import tile_response
 from geo.crs import CRS84
+from geo.errors import GeoError
 from geo.ogc import ItemsRequest, OgcService
 from geo.ogc import params as P
+from geo.ogc import tiles as T
 from geo.ogc.registry import FeatureQuery
 from geo.settings import get_settings
 from geo.store import held_connections
@@ -121,7 +123,11 @@ class FeaturesLane:
             return None
         if t is not None:  # a low-zoom tile may take seconds: abandoned with its client
             inm = Headers(scope=scope).get("if-none-match")
-            return Plan(functools.partial(_tile, *t.groups(), inm), abandonable=True)
+            # The tile ST_AsMVT encodes can be read on the event loop (PostgreSQL):
+            # SqlCollection.prefetch_tile.
+            ahead = functools.partial(_prefetch_tile, service, *t.groups())
+            run = functools.partial(_tile, *t.groups(), inm)
+            return Plan(run, abandonable=True, prefetch=ahead)
         return _plan_items(scope, service, m.group(1), m.group(2))
 
 
@@ -183,6 +189,21 @@ async def _prefetch_item(service: OgcService, cid: str, fid: str) -> bool:
     (as last registered: the plan checks it is still current) can."""
     ahead = getattr(service.registry.peek(cid), "prefetch_by_id", None)
     return ahead is not None and bool(await ahead(fid))
+
+
+async def _prefetch_tile(
+    service: OgcService, cid: str, tms: str, z: str, row: str, col: str
+) -> bool:
+    """The tile and the store's revisions read on the event loop, when its collection (as
+    last registered) can; an address ``_tile`` refuses is left to it."""
+    provider = service.registry.peek(cid)
+    if provider is None or not hasattr(provider, "prefetch_tile"):
+        return False
+    try:
+        address = T.TileAddress.parse(tms, z, row, col)
+    except GeoError:
+        return False
+    return await T.prefetch_tile(provider, address)
 
 
 async def _prefetch_items(service: OgcService, cid: str, params: dict[str, str]) -> bool:

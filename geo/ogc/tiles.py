@@ -286,6 +286,16 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
+async def prefetch_tile(p: CollectionProvider, t: TileAddress) -> bool:
+    """On the event loop: what :func:`render_tile` will read, when the store encodes the
+    tile (PostGIS, WebMercatorQuad) and can read it there (``prefetch_tile``); False
+    otherwise (then a thread reads it)."""
+    ahead = getattr(p, "prefetch_tile", None)
+    if ahead is None or t.tms_id != "WebMercatorQuad" or not getattr(p, "tile_properties", ()):
+        return False
+    return bool(await ahead(t.z, t.col, t.row, extent=EXTENT, buffer=BUFFER, limit=MAX_FEATURES))
+
+
 def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -> bytes | None:
     """The MVT bytes of tile ``t`` of collection ``p``, or None when it holds no feature.
 

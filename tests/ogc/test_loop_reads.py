@@ -122,6 +122,42 @@ def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, thread
     assert pages[4]["numberMatched"] == 0 and pages[0]["numberMatched"] > 7
 
 
+def test_a_tile_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
+    """A tile PostGIS encodes (``ST_AsMVT``) is read on the event loop with the store's
+    revisions, in one round trip: the same status, bytes and headers as from a thread, and
+    its ETag revalidates (304)."""
+    import morecantile
+
+    postgis = get_engine().dialect.name == "postgresql"
+    tms = morecantile.tms.get("WebMercatorQuad")
+    with TestClient(create_app()) as c:
+        x, y = c.get("/collections/interventions/items?limit=1").json()["features"][0]["geometry"][
+            "coordinates"
+        ][0]
+        tiles = [tms.tile(x, y, z) for z in (10, 12, 15)]
+        urls = [
+            f"/collections/interventions/tiles/WebMercatorQuad/{t.z}/{t.y}/{t.x}" for t in tiles
+        ]
+        urls += [
+            "/collections/interventions/tiles/WebMercatorQuad/12/0/0",  # nothing there: 204
+            urls[1] + ".pbf?x=1",
+        ]
+        c.get(urls[0] + "?first=1")  # the statement, compiled in a thread
+        before = len(loop_reads)
+        loop = [c.get(u) for u in urls]
+        revalidated = c.get(urls[0], headers={"If-None-Match": loop[0].headers["etag"]})
+    assert len(loop_reads) - before == (len(urls) + 1 if postgis else 0)  # + the 304's
+    assert revalidated.status_code == 304
+    threads_only(True)
+    with TestClient(create_app()) as c:
+        thread = [c.get(u) for u in urls]
+    for url, a, b in zip(urls, loop, thread, strict=True):
+        assert (a.status_code, a.content) == (b.status_code, b.content), url
+        assert _headers(a) == _headers(b), url
+    assert [r.status_code for r in loop] == [200, 200, 200, 204, 200]
+    assert loop[0].headers["content-type"] == "application/vnd.mapbox-vector-tile"
+
+
 def test_writes_uploads_and_deletes_are_read_at_once(backend, loop_reads):
     """Through the loop's path: a new intervention, its change and its deletion; a new
     layer's feature (the registry must first learn the layer: done in a thread) and the
