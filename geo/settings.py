@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     )
     async_reads: bool = Field(
         default=True,
-        description="On PostgreSQL, read a feature by id on the event loop (psycopg's "
+        description="On PostgreSQL, read a feature by id, a map's box page and a vector "
+        "tile on the event loop (psycopg's "
         "asynchronous connections, db_async_pool_size more per worker) instead of in a "
         "thread: the same answer, a fraction of the CPU.",
     )
