@@ -5,8 +5,8 @@ client leaves.
 revision memo lives in a ContextVar): anyio's ``to_thread`` — what Starlette's
 ``run_in_threadpool`` uses — spends ~60 µs per call in capacity limiters, cancel scopes and
 backend lookups, twice per items request. Its pool is as large as anyio's default (40) on
-PostgreSQL, whose reads wait for the database; on the embedded SQLite store it has the
-as many threads as CPUs (``CMM_GEO_READ_THREADS``): SQLite works inside the process and takes the
+PostgreSQL, whose reads wait for the database; on the embedded SQLite store it has as many
+threads as CPUs (``CMM_GEO_READ_THREADS``): SQLite works inside the process and takes the
 GIL back after each row, so forty threads spent their time handing the GIL over to one
 another (45 k context switches a second, 40 % of the CPUs idle). Other routes (lookups,
 pages) keep Starlette's own threadpool, so a slow filter never delays them.

@@ -1308,16 +1308,12 @@ class SqlCollection(CollectionProvider):
         engine = self.engine()
         if engine.dialect.name != "postgresql":
             raise NotImplementedError("PostGIS tiles need PostgreSQL")
-        key = ("tile", z, col, row, extent, buffer, limit)
+        key = (id(self), ("tile", z, col, row, extent, buffer, limit))
         ahead = _PREFETCHED.get()
-        if ahead is not None and (id(self), key) in ahead:
-            return ahead[(id(self), key)]  # type: ignore[no-any-return]
-        source = next((c for top, c in self.tile_geometries if z <= top), None)
-        tiles = self.__dict__.setdefault("_tile_stmts", {})
-        prepared = tiles.get((id(engine), extent, buffer, limit, source))
-        if prepared is None:  # compiled once per engine, as prefetch_tile sends it
-            stmt = self._tile_statement(extent, buffer, limit, source)
-            prepared = tiles[id(engine), extent, buffer, limit, source] = Prepared.of(stmt, engine)
+        if ahead is not None and key in ahead:
+            return ahead[key]  # type: ignore[no-any-return]
+        prepared = self._tile_prepared(engine, z, extent, buffer, limit)
+        assert prepared is not None
         from geo.store import store_errors
 
         with store_errors(), read_connection(engine) as conn:
@@ -1338,10 +1334,7 @@ class SqlCollection(CollectionProvider):
         engine = self.engine()
         if engine.dialect.name != "postgresql":
             return False
-        source = next((c for top, c in self.tile_geometries if z <= top), None)
-        prepared = self.__dict__.get("_tile_stmts", {}).get(
-            (id(engine), extent, buffer, limit, source)
-        )
+        prepared = self._tile_prepared(engine, z, extent, buffer, limit, build=False)
         if prepared is None:
             return False
         values = {**prepared.fixed, "tz": z, "tx": col, "ty": row}
@@ -1355,6 +1348,19 @@ class SqlCollection(CollectionProvider):
             (id(self), ("tile", z, col, row, extent, buffer, limit)), bytes(body) if body else None
         )
         return True
+
+    def _tile_prepared(
+        self, engine: Engine, z: int, extent: int, buffer: int, limit: int, *, build: bool = True
+    ) -> Prepared | None:
+        """The tile statement of zoom ``z`` compiled for ``engine`` (once: the thread's read
+        and the event loop's send the same SQL); None when not yet compiled and ``build``
+        is False."""
+        source = next((c for top, c in self.tile_geometries if z <= top), None)
+        tiles: dict[tuple[Any, ...], Prepared] = self.__dict__.setdefault("_tile_stmts", {})
+        key = (id(engine), extent, buffer, limit, source)
+        if key not in tiles and build:
+            tiles[key] = Prepared.of(self._tile_statement(extent, buffer, limit, source), engine)
+        return tiles.get(key)
 
     def _tile_statement(
         self, extent: int, buffer: int, limit: int, source: str | None = None

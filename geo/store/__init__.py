@@ -195,8 +195,8 @@ def _plan_per_values(cursor: Any, statement: str, parameters: Any, context: Any)
     may then keep a generic plan, made without the values: for a filter's range
     (``amount_eur > X``) it guesses that a third of the table matches, and counts by
     scanning the table, which costs the whole table when X leaves a hundred rows (60-200
-    ms under load at 100 k rows, against 0.1 ms through the index). Planning each time costs a
-    fraction of a millisecond."""
+    ms under load at 100 k rows, against 0.1 ms through the index). Planning each time
+    costs a fraction of a millisecond."""
     if context is None or not context.execution_options.get(PLAN_PER_VALUES, False):
         return None
     cursor.execute(statement, parameters, prepare=False)

@@ -61,6 +61,17 @@ def _headers(r) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {k: v for k, v in r.headers.items() if k not in VOLATILE}
 
 
+def _answered_alike_from_threads(urls, loop, threads_only) -> None:  # type: ignore[no-untyped-def]
+    """``urls`` answered from the threadpool (the loop's reads off) as ``loop`` answered
+    them: status, body and every header."""
+    threads_only(True)
+    with TestClient(create_app()) as c:
+        thread = [c.get(u) for u in urls]
+    for url, a, b in zip(urls, loop, thread, strict=True):
+        assert (a.status_code, a.content) == (b.status_code, b.content), url
+        assert _headers(a) == _headers(b), url
+
+
 def test_a_feature_by_id_is_the_same_read_on_the_loop(
     backend, loop_reads, threads_only, monkeypatch
 ):
@@ -111,12 +122,7 @@ def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, thread
         before = len(loop_reads)
         loop = [c.get(u) for u in BOXES]
     assert len(loop_reads) - before == (len(BOXES) if postgis else 0)
-    threads_only(True)
-    with TestClient(create_app()) as c:
-        thread = [c.get(u) for u in BOXES]
-    for url, a, b in zip(BOXES, loop, thread, strict=True):
-        assert (a.status_code, a.content) == (b.status_code, b.content), url
-        assert _headers(a) == _headers(b), url
+    _answered_alike_from_threads(BOXES, loop, threads_only)
     pages = [r.json() for r in loop]
     assert [len(p["features"]) for p in pages[:3]] == [7, 7, 0]
     assert pages[4]["numberMatched"] == 0 and pages[0]["numberMatched"] > 7
@@ -148,12 +154,7 @@ def test_a_tile_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
         revalidated = c.get(urls[0], headers={"If-None-Match": loop[0].headers["etag"]})
     assert len(loop_reads) - before == (len(urls) + 1 if postgis else 0)  # + the 304's
     assert revalidated.status_code == 304
-    threads_only(True)
-    with TestClient(create_app()) as c:
-        thread = [c.get(u) for u in urls]
-    for url, a, b in zip(urls, loop, thread, strict=True):
-        assert (a.status_code, a.content) == (b.status_code, b.content), url
-        assert _headers(a) == _headers(b), url
+    _answered_alike_from_threads(urls, loop, threads_only)
     assert [r.status_code for r in loop] == [200, 200, 200, 204, 200]
     assert loop[0].headers["content-type"] == "application/vnd.mapbox-vector-tile"
 
