@@ -42,7 +42,7 @@ import struct
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import shapely
@@ -316,6 +316,9 @@ class LayerSqlProvider(SqlCollection):
     #: 0009), up to zoom 12 to a quarter pixel of zoom 12 (0008): low-zoom tiles of big
     #: polygon layers are the slow ones.
     tile_geometries = ((10, "geom_3857_z10"), (12, "geom_3857_z12"), (99, "geom_3857"))
+    #: The polygons of zooms 10–14 already cut for their zoom (migration 0012): low-zoom
+    #: tiles of polygon layers spent most of their time making each polygon valid again.
+    tile_pixels: ClassVar[Mapping[int, str]] = {z: f"geom_px_z{z}" for z in range(10, 15)}
 
     @property
     def tile_properties(self) -> tuple[str, ...]:  # type: ignore[override]

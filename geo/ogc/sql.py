@@ -1284,6 +1284,11 @@ class SqlCollection(CollectionProvider):
     #: column), the first that covers a tile's zoom wins; none: ``geom``, reprojected per
     #: request (migration 0008 adds them to the interventions and the layers).
     tile_geometries: tuple[tuple[int, str], ...] = ()
+    #: Stored columns of the polygons already cut for a whole zoom level, by zoom, in
+    #: units of tiles of ``tile_pixels_extent`` (migration 0012): a tile translates the
+    #: features that lie inside it and its buffer and cuts only those that cross its edge.
+    tile_pixels: ClassVar[Mapping[int, str]] = {}
+    tile_pixels_extent = 4096
 
     def __init__(self, engine: Engine | None = None) -> None:
         self._engine = engine
@@ -1356,17 +1361,26 @@ class SqlCollection(CollectionProvider):
         and the event loop's send the same SQL); None when not yet compiled and ``build``
         is False."""
         source = next((c for top, c in self.tile_geometries if z <= top), None)
+        pixels = self.tile_pixels.get(z) if extent == self.tile_pixels_extent else None
         tiles: dict[tuple[Any, ...], Prepared] = self.__dict__.setdefault("_tile_stmts", {})
-        key = (id(engine), extent, buffer, limit, source)
+        key = (id(engine), extent, buffer, limit, source, pixels)
         if key not in tiles and build:
-            tiles[key] = Prepared.of(self._tile_statement(extent, buffer, limit, source), engine)
+            stmt = self._tile_statement(extent, buffer, limit, source, pixels)
+            tiles[key] = Prepared.of(stmt, engine)
         return tiles.get(key)
 
     def _tile_statement(
-        self, extent: int, buffer: int, limit: int, source: str | None = None
+        self,
+        extent: int,
+        buffer: int,
+        limit: int,
+        source: str | None = None,
+        pixels: str | None = None,
     ) -> sa.Select[Any]:
         """The tile query of :meth:`postgis_tile`, its address as parameters ``tz/tx/ty``;
-        ``source``: a stored EPSG:3857 column to cut from (else ``geom``, reprojected)."""
+        ``source``: a stored EPSG:3857 column to cut from (else ``geom``, reprojected);
+        ``pixels``: the stored column of ``source`` already cut for the tile's zoom
+        (:attr:`tile_pixels`), taken translated where it lies inside the tile's buffer."""
         props = self.sql_properties("postgresql")
         t = self.table
         z, col, row = (sa.bindparam(n, None, type_=sa.Integer) for n in ("tz", "tx", "ty"))
@@ -1383,7 +1397,19 @@ class SqlCollection(CollectionProvider):
             if source
             else sa.func.ST_Transform(geom, 3857)
         )
-        mvt_geom = sa.func.ST_AsMVTGeom(mercator, tile, extent, buffer, True).label("geom")
+        cut = sa.func.ST_AsMVTGeom(mercator, tile, extent, buffer, True)
+        if pixels:
+            # The zoom's grid shifted by whole tiles is the tile's grid: what lies inside
+            # the buffer is already what ST_AsMVTGeom would make of it (migration 0012).
+            px = sa.literal_column(f'"{t.name}".{pixels}')
+            x0, y0 = col * extent, row * extent
+            inside = px.op("@")(
+                sa.func.ST_MakeEnvelope(
+                    x0 - buffer, y0 - buffer, x0 + (extent + buffer), y0 + (extent + buffer)
+                )
+            )
+            cut = sa.case((inside, sa.func.ST_Translate(px, -x0, -y0)), else_=cut)
+        mvt_geom = cut.label("geom")
         inner = (
             sa.select(mvt_geom, *columns)
             .select_from(t)

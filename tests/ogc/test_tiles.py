@@ -401,3 +401,78 @@ def test_low_zoom_tiles_carry_no_invisible_vertices(backend, client):
         assert counts[14][0] > 2 * counts[12][0], counts  # full detail where it shows
         r = client.get(f"/collections/{lid}/items", params={"limit": 10})
         assert r.json()["numberMatched"] == 1
+
+
+@pytest.mark.parametrize("store_backend", ["postgis"], indirect=True)
+def test_polygons_cut_ahead_for_their_zoom_give_the_bytes_cut_per_tile(backend, client):
+    """PostGIS tiles of zooms 10–14 translate the polygons already cut for their zoom
+    (migration 0012) and cut per tile only those crossing the tile's buffer: the tiles are
+    the bytes ``ST_AsMVTGeom`` makes of every feature per tile — for shapes inside, across
+    tile edges, with holes, in parts, too small for a zoom's grid; and lines, which have no
+    stored cut, are cut per tile as before."""
+    import numpy as np
+
+    rng = np.random.default_rng(12)
+    x0, y0 = 9.16, 45.44  # ~3 zoom-12 tiles wide
+    polygons = []
+    for i in range(240):
+        cx, cy = x0 + rng.uniform(0, 0.25), y0 + rng.uniform(0, 0.17)
+        r = rng.choice([0.00001, 0.0005, 0.003, 0.02])  # 1 m (collapses) … 1.6 km
+        k = int(rng.integers(5, 40))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, k))
+        radii = r * rng.uniform(0.5, 1.0, k)
+        xs, ys = cx + radii * np.cos(angles), cy + 0.7 * radii * np.sin(angles)
+        ring = [[float(a), float(b)] for a, b in zip(xs, ys, strict=True)]
+        coords = [[*ring, ring[0]]]
+        if i % 7 == 0:  # a hole
+            hole = [[cx + 0.2 * r * np.cos(t), cy + 0.14 * r * np.sin(t)] for t in angles[::-1]]
+            coords.append([*hole, hole[0]])
+        geometry = {"type": "Polygon", "coordinates": coords}
+        if i % 11 == 0:  # two parts
+            far = [[[p[0] + 3 * r, p[1]] for p in coords[0]]]
+            geometry = {"type": "MultiPolygon", "coordinates": [coords, far]}
+        polygons.append({"type": "Feature", "properties": {"n": i}, "geometry": geometry})
+    lines = [
+        {"type": "Feature", "properties": {"n": i}, "geometry": {"type": "LineString",
+         "coordinates": [[x0 + 0.01 * i, y0], [x0 + 0.01 * i + 0.2, y0 + 0.1]]}}
+        for i in range(20)
+    ]  # fmt: skip
+    with _uploaded_layer(client, "Poligoni tagliati", polygons) as lid:
+        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
+        assert compared >= 15
+        assert 200 < cut_ahead < 5 * 240  # polygons carry their cut; 1 m shapes collapse at 10
+    with _uploaded_layer(client, "Linee tagliate", lines) as lid:
+        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
+        assert compared >= 10 and cut_ahead == 0
+
+
+def _tiles_cut_both_ways(lid: str, x0: float, y0: float) -> tuple[int, int]:
+    """(tiles compared, stored cuts) of layer ``lid``: zooms 10–14 around (x0, y0), each
+    tile by the statement that reads the stored cuts and by the one that cuts every feature,
+    asserted the same bytes."""
+    from geo.ogc.registry import registry
+    from geo.ogc.sql import Prepared
+    from geo.store import read_connection
+
+    p = registry.get(lid)
+    engine = p.engine()
+    kw = {"extent": T.EXTENT, "buffer": T.BUFFER, "limit": T.MAX_FEATURES}
+    compared = cut_ahead = 0
+    with read_connection(engine) as conn:
+        for z in (10, 11, 12, 13, 14):
+            column = p.tile_pixels[z]
+            ahead = p._tile_prepared(engine, z, **kw)
+            assert column in ahead.sql
+            source = next(c for top, c in p.tile_geometries if z <= top)
+            plain = Prepared.of(p._tile_statement(**kw, source=source), engine)
+            assert column not in plain.sql
+            tiles = {TMS.tile(x0 + dx, y0 + dy, z) for dx in (0, 0.1, 0.2) for dy in (0, 0.1)}
+            for t in tiles:
+                at = {"tz": z, "tx": t.x, "ty": t.y}
+                got = ahead.run(conn, at).scalar()
+                assert got == plain.run(conn, at).scalar(), (z, t)
+                compared += got is not None
+            cut_ahead += conn.exec_driver_sql(
+                f"SELECT count({column}) FROM layer_features WHERE layer_id = %(l)s", {"l": lid}
+            ).scalar()
+    return compared, cut_ahead
