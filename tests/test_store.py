@@ -387,12 +387,13 @@ def test_the_embedded_store_keeps_each_geometrys_text_and_its_pages_send_it(back
     assert marked == {"type": "MultiPoint", "coordinates": [[1.5, 2.5]]}  # the text is sent
 
 
-def test_postgis_keeps_each_interventions_properties_and_its_pages_send_them(backend):
-    """PostgreSQL keeps each written intervention's properties as the JSON text a page
-    builds (migration 0011), made by the page's own SQL in the writing transaction; pages
-    send it (a marked text shows), and with the texts removed build the same bytes. A new
-    layout (the properties' SQL or the territory changed) removes them all. SQLite keeps
-    none (its pages build properties with json_object and Python)."""
+def test_the_store_keeps_each_interventions_properties_and_its_pages_send_them(backend):
+    """Each written intervention keeps its properties as the JSON text a page builds
+    (migration 0011), made in the writing transaction by the page's own SQL (PostgreSQL: a
+    trigger) or its select and Python half (SQLite); pages send it (a marked text shows),
+    and with the texts removed build the same bytes. A new layout (the properties' SQL or
+    the territory changed) removes them all; a row updated by another program (plain SQL)
+    is sent as it now is."""
     from fastapi.testclient import TestClient
 
     import geo.interventions.sql_collection as sc
@@ -421,12 +422,7 @@ def test_postgis_keeps_each_interventions_properties_and_its_pages_send_them(bac
         try:
             with backend.connect() as conn:
                 text = conn.execute(kept).scalar_one()
-            if backend.dialect.name == "sqlite":
-                assert text is None
-                return
-            live = sa.select(sa.literal_column(sc._kept(backend)[0])).select_from(it)
-            with backend.connect() as conn:
-                assert text == conn.execute(live.where(c.id == "kept-props-1")).scalar_one()
+                assert text is not None and text == _built_properties(conn, "kept-props-1")
             before = [client.get(item), client.get(page)]
 
             def put(value: str | None) -> None:
@@ -464,7 +460,30 @@ def test_postgis_keeps_each_interventions_properties_and_its_pages_send_them(bac
             assert r.status_code == 200, r.text
             with backend.connect() as conn:
                 text = conn.execute(kept).scalar_one()
-                assert text == conn.execute(live.where(c.id == "kept-props-1")).scalar_one()
+                assert text == _built_properties(conn, "kept-props-1")
             assert '"title":"Titolo nuovo"' in text
+            # Another program updates the row: its page is the row as it now is.
+            with transaction(backend) as conn:
+                conn.exec_driver_sql(
+                    "UPDATE interventions SET title = 'Da fuori', amount_eur = 7.25 "
+                    "WHERE id = 'kept-props-1'"
+                )
+                bump_revision(conn, TOPIC)
+            got = client.get(item).json()["properties"]
+            assert (got["title"], got["amount_eur"]) == ("Da fuori", 7.25)
+            assert got["comuni_names"] == names
         finally:
             client.delete("/collections/interventions/items/kept-props-1", headers=headers)
+
+
+def _built_properties(conn, fid: str) -> str:
+    """The properties' text a page builds for intervention ``fid`` when none is kept."""
+    import geo.interventions.sql_collection as sc
+    from geo.interventions.store import interventions_table as it
+
+    if conn.dialect.name == "sqlite":
+        spec = sc._sqlite_spec(sc._all_names(), skip_geometry=True)
+        rows = conn.execute(spec.select.where(it.c.id == fid)).all()
+        return spec.properties_texts(rows)[0][1]
+    live = sa.select(sa.literal_column(sc._kept(conn.engine)[0])).select_from(it)
+    return conn.execute(live.where(it.c.id == fid)).scalar_one()

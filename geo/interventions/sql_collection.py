@@ -268,25 +268,44 @@ def _layout(sql: str) -> str:
 _kept_sql: dict[tuple[int, str], tuple[str, str]] = {}
 
 
+#: SQLite: the version of the Python half of a page's properties (``SqliteGeojson``'s
+#: members, ``float_member``, ``_linked_member``), part of the layout: change it with them.
+SQLITE_RENDER = "sqlite-members-1"
+
+
 def _kept(engine: Engine) -> tuple[str, str]:
-    """(the SQL of all the properties, its layout) for ``engine``, per territory version."""
+    """(the SQL of all the properties, its layout) for ``engine``, per territory version.
+    SQLite: the SQL of the select whose rows Python turns into the properties' text."""
     key = (id(engine), get_territory().version)
     got = _kept_sql.get(key)
     if got is None:
-        sql = properties_sql(engine, _all_names())
+        if engine.dialect.name == "sqlite":
+            select = _sqlite_spec(_all_names(), skip_geometry=True).select
+            sql = f"{select.compile(dialect=engine.dialect)}\n{SQLITE_RENDER}"
+        else:
+            sql = properties_sql(engine, _all_names())
         got = _kept_sql[key] = (sql, _layout(sql))
     return got
 
 
+def kept_here(engine: Engine) -> bool:
+    """Whether this process checked the layout of the kept properties on ``engine`` (its
+    writes then keep texts that its pages send)."""
+    return (id(engine), _kept(engine)[1]) in _layouts
+
+
 def ensure_properties_layout(engine: Engine) -> None:
-    """PostgreSQL: make ``interventions.properties_json`` (migration 0011) trustworthy for
-    this process. Its texts are written by a trigger (:data:`TRIGGER`, BEFORE INSERT or
-    UPDATE of any other column) running the very SQL of a page; when that SQL or the
-    territory (names, zones, unions) differs from the layout recorded in ``store_meta``,
-    the trigger is replaced and every text set to NULL (pages build them, as before, until
-    the rows are written again). Once per process and layout; not within a write
-    transaction (it writes on its own connection)."""
-    if engine.dialect.name != "postgresql":
+    """Make ``interventions.properties_json`` (migration 0011) trustworthy for this process.
+
+    PostgreSQL: its texts are written by a trigger (:data:`TRIGGER`, BEFORE INSERT or
+    UPDATE of any other column) running the very SQL of a page. SQLite: the write keeps the
+    text of each row it wrote (:func:`keep_sqlite_properties`: the page's select and its
+    Python half), and a trigger sets it to NULL when anything else updates a row (another
+    program editing the file). When that SQL or the territory (names, zones, unions) differs
+    from the layout recorded in ``store_meta``, the trigger is replaced and every text set
+    to NULL (pages build them, as before, until the rows are written again). Once per
+    process and layout; not within a write transaction (it writes on its own connection)."""
+    if engine.dialect.name not in ("postgresql", "sqlite"):
         return
     from geo.territory.mirror import ensure_mirror
 
@@ -297,13 +316,17 @@ def ensure_properties_layout(engine: Engine) -> None:
     with _layout_lock:
         if key in _layouts:
             return
-        ensure_mirror(engine)
+        if engine.dialect.name == "postgresql":
+            ensure_mirror(engine)
         with read_connection(engine) as conn:
             current = get_meta(conn, LAYOUT_KEY)
         if current != layout:
             c = interventions_table.c
             with transaction(engine) as conn:
-                _install_trigger(conn, sql)
+                if engine.dialect.name == "postgresql":
+                    _install_trigger(conn, sql)
+                else:
+                    _install_sqlite_trigger(conn)
                 conn.execute(  # sets no other column: the trigger does not fire
                     interventions_table.update()
                     .where(c.properties_json.is_not(None))
@@ -311,6 +334,34 @@ def ensure_properties_layout(engine: Engine) -> None:
                 )
                 set_meta(conn, LAYOUT_KEY, layout)
         _layouts.add(key)
+
+
+def _install_sqlite_trigger(conn: Connection) -> None:
+    """(Re)create :data:`TRIGGER` on SQLite: an update of any other column of a row that
+    keeps a text clears it (the service's own writes clear it themselves, then keep the
+    new one)."""
+    columns = ", ".join(c.name for c in interventions_table.columns if c.name != "properties_json")
+    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {TRIGGER}")
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER {TRIGGER} AFTER UPDATE OF {columns} ON interventions FOR EACH ROW "
+        "WHEN NEW.properties_json IS NOT NULL BEGIN "
+        "UPDATE interventions SET properties_json = NULL WHERE rowid = NEW.rowid; END"
+    )
+
+
+def keep_sqlite_properties(conn: Connection, ids: Sequence[str]) -> None:
+    """SQLite, in the writing transaction: keep the properties' text of the rows ``ids``
+    just written, made by a page's own select and Python half (one read and one update
+    per 500 rows), when this process checked the layout (else they stay NULL: built by
+    the pages)."""
+    if conn.dialect.name != "sqlite" or not ids or not kept_here(conn.engine):
+        return
+    c = interventions_table.c
+    spec = _sqlite_spec(_all_names(), skip_geometry=True)
+    keep = "UPDATE interventions SET properties_json = ? WHERE id = ?"  # 35 % less than Core's
+    for k in range(0, len(ids), 500):
+        rows = conn.execute(spec.select.where(c.id.in_(ids[k : k + 500]))).all()
+        conn.exec_driver_sql(keep, [(text, fid) for fid, text in spec.properties_texts(rows)])
 
 
 #: The trigger (and its function) that keeps ``interventions.properties_json``.
@@ -342,6 +393,37 @@ def _install_trigger(conn: Connection, sql: str) -> None:
 
 def _all_names() -> list[str]:
     return list(_properties(_fake_row("exact"), get_territory()))
+
+
+def _sqlite_spec(names: list[str], skip_geometry: bool, kept: Any | None = None) -> SqliteGeojson:
+    """The SQLite page of the properties ``names`` (see ``sqlite_geojson``)."""
+    c = interventions_table.c
+    values: dict[str, tuple[Any, Any]] = {}
+    for i, (name, _column) in enumerate(_LINKED):
+        values[name] = (sa.cast(c.comuni, sa.Text), _linked_member(i))
+    for name in ("missions", "objectives", "drivers", "comuni_named"):
+        values[name] = (c[name], "json")
+    for name in ("amount_eur", "pnrr_amount_eur"):
+        values[name] = (c[name], "float")
+    values["created"] = (sqlite_json_timestamp(c.created_at), "value")
+    values["updated"] = (sqlite_json_timestamp(c.updated_at), "value")
+    values["precision_note"] = (
+        sa.case(
+            (c.precision == "comune", _properties_note("comune")),
+            else_=_properties_note("exact"),
+        ),
+        "value",
+    )
+    members = [(n, *(values[n] if n in values else (c[n], "value"))) for n in names]
+    return sqlite_geojson(
+        interventions_table,
+        c.id,
+        members,
+        None if skip_geometry else c.geometry_wkb,
+        GEOMETRY_TYPE,
+        c.geometry_json,
+        kept,
+    )
 
 
 class InterventionsSqlProvider(SqlCollection):
@@ -459,37 +541,15 @@ class InterventionsSqlProvider(SqlCollection):
         """The page encoded by SQLite (``json_object``) and Python (floats, geometries, the
         lists of the comuni: :func:`_linked_member`), as
         :func:`geo.interventions.store._properties` makes the properties."""
+        ensure_properties_layout(self.engine())
         key = ("sqlite", tuple(properties) if properties is not None else None, skip_geometry)
         return self._cache.built(key, lambda: self._sqlite_geojson(properties, skip_geometry))  # type: ignore[no-any-return]
 
     def _sqlite_geojson(self, properties: list[str] | None, skip_geometry: bool) -> SqliteGeojson:
         names = selected(self.property_names(), properties)
-        c = interventions_table.c
-        values: dict[str, tuple[Any, Any]] = {}
-        for i, (name, _column) in enumerate(_LINKED):
-            values[name] = (sa.cast(c.comuni, sa.Text), _linked_member(i))
-        for name in ("missions", "objectives", "drivers", "comuni_named"):
-            values[name] = (c[name], "json")
-        for name in ("amount_eur", "pnrr_amount_eur"):
-            values[name] = (c[name], "float")
-        values["created"] = (sqlite_json_timestamp(c.created_at), "value")
-        values["updated"] = (sqlite_json_timestamp(c.updated_at), "value")
-        values["precision_note"] = (
-            sa.case(
-                (c.precision == "comune", _properties_note("comune")),
-                else_=_properties_note("exact"),
-            ),
-            "value",
-        )
-        members = [(n, *(values[n] if n in values else (c[n], "value"))) for n in names]
-        return sqlite_geojson(
-            interventions_table,
-            c.id,
-            members,
-            None if skip_geometry else c.geometry_wkb,
-            GEOMETRY_TYPE,
-            c.geometry_json,
-        )
+        # All of them: the text kept with the row since its last write, where there is one.
+        kept = interventions_table.c.properties_json if properties is None else None
+        return _sqlite_spec(names, skip_geometry, kept)
 
     def build_features(
         self, rows: Sequence[Any], properties: list[str] | None, skip_geometry: bool

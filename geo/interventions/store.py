@@ -55,7 +55,7 @@ interventions_table = sa.Table(
     sa.Column("geometry_wkb", sa.LargeBinary, nullable=False),
     # SQLite: its GeoJSON text, rounded (geo.ogc.encode.stored_geometry_texts), 0010.
     sa.Column("geometry_json", sa.Text),
-    # PostgreSQL: its properties' JSON text, as a page writes it (sql_collection), 0011.
+    # Its properties' JSON text, as a page writes it (sql_collection), 0011.
     sa.Column("properties_json", sa.Text),
     sa.Column("geometry_type", sa.String(30), nullable=False),
     sa.Column("precision", sa.String(10), nullable=False),
@@ -190,6 +190,10 @@ def upsert(
                 progress(len(upd_recs[k : k + _CHUNK]))
     for k in range(0, len(link_rows), _CHUNK * 2):
         conn.execute(lt.insert(), link_rows[k : k + _CHUNK * 2])
+    if conn.dialect.name == "sqlite":  # the texts its pages send (PostgreSQL: a trigger)
+        from geo.interventions.sql_collection import keep_sqlite_properties
+
+        keep_sqlite_properties(conn, report.new + report.updated)
     if report.new or report.updated:
         bump_revision(conn, TOPIC)
     if len(new_recs) > 5 * _CHUNK and conn.dialect.name == "postgresql":

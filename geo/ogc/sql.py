@@ -37,6 +37,7 @@ What runs in Python, and why (bounded by :attr:`SqlCollection.max_python_rows`):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -1027,45 +1028,58 @@ class SqliteGeojson:
     geometry: bool
     geometry_type: str | None
     stored: bool = False
+    #: Column 1 is the properties' text kept with the row (``{…}``, written with it) or
+    #: NULL; the members' columns follow, NULL where the text is kept (see sqlite_geojson).
+    kept: bool = False
 
     def render(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
         """(id, Feature text) per row, the bytes the Python path writes."""
+        first = 2 if self.kept else 1
         n = len(self.members)
         geoms: list[str | None] = [None] * len(rows)
         if self.geometry and rows:
-            geoms = self._geometries(rows, n)
+            geoms = self._geometries(rows, first + n)
         dumps = orjson.dumps
-        members = self.members
         out = []
         for r, g in zip(rows, geoms, strict=True):
-            parts = []
-            for m, v in zip(members, r[1 : n + 1], strict=True):
-                if m is None:
-                    if len(v) > 2:
-                        parts.append(v[1:-1])
-                else:
-                    text = m(v)
-                    if text:
-                        parts.append(text)
+            kept = r[1] if self.kept else None
+            body = kept[1:-1] if kept is not None else self._members(r[first : first + n])
             fid = r[0]
             out.append(
                 (
                     fid,
                     '{"type":"Feature","id":' + dumps(fid).decode() + ',"geometry":'
-                    + (g if g is not None else "null") + ',"properties":{'
-                    + ",".join(parts) + "}}",
+                    + (g if g is not None else "null") + ',"properties":{' + body + "}}",
                 )
             )  # fmt: skip
         return out
 
-    def _geometries(self, rows: Sequence[Any], n: int) -> list[str | None]:
-        """The GeoJSON texts of the rows' geometries (columns from ``n + 1``): stored texts
+    def properties_texts(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
+        """(id, the properties' JSON text) per row of a select without ``kept``: what a
+        row keeps to be sent as it is."""
+        n = len(self.members)
+        return [(r[0], "{" + self._members(r[1 : n + 1]) + "}") for r in rows]
+
+    def _members(self, values: Sequence[Any]) -> str:
+        """The members of a properties object (without braces) from the members' columns."""
+        parts = []
+        for m, v in zip(self.members, values, strict=True):
+            if m is None:
+                if len(v) > 2:
+                    parts.append(v[1:-1])
+            else:
+                text = m(v)
+                if text:
+                    parts.append(text)
+        return ",".join(parts)
+
+    def _geometries(self, rows: Sequence[Any], wkb: int) -> list[str | None]:
+        """The GeoJSON texts of the rows' geometries (columns from ``wkb``): stored texts
         promoted as the collection asks, the others decoded from WKB, vectorised."""
         from geo.ogc.encode import geometry_texts, promote_text
         from geo.ogc.geometry import promote_to_multi
 
         kind = self.geometry_type
-        wkb = n + 1
         out: list[str | None] = [None] * len(rows)
         if self.stored:
             out = [None if r[wkb] is None else promote_text(r[wkb], kind) for r in rows]
@@ -1087,10 +1101,32 @@ def sqlite_geojson(
     geometry: Any | None,
     geometry_type: str | None,
     stored: Any | None = None,
+    kept: Any | None = None,
 ) -> SqliteGeojson:
     """The :class:`SqliteGeojson` of ``members`` (in order) over ``table``; ``geometry``:
     the WKB column, or None to send ``"geometry":null``; ``stored``: the column of the
-    geometries' stored GeoJSON texts, used when the collection has one geometry type."""
+    geometries' stored GeoJSON texts, used when the collection has one geometry type;
+    ``kept``: the column of the properties' texts kept with the rows (the members are then
+    evaluated only where it is NULL: SQLite evaluates a CASE lazily)."""
+    spec = _sqlite_members(table, id_text, members, geometry, geometry_type, stored)
+    if kept is None:
+        return spec
+    # The same select with the kept text second and each member's column under a CASE.
+    columns = [c.element if isinstance(c, sa.Label) else c for c in spec.select.selected_columns]
+    n = len(spec.members)
+    lazy = [sa.case((kept.is_(None), c), else_=sa.null()) for c in columns[1 : n + 1]]
+    stmt = sa.select(columns[0], kept, *lazy, *columns[n + 1 :]).select_from(table)
+    return dataclasses.replace(spec, select=stmt, kept=True)
+
+
+def _sqlite_members(
+    table: Any,
+    id_text: Any,
+    members: Sequence[SqliteMember],
+    geometry: Any | None,
+    geometry_type: str | None,
+    stored: Any | None,
+) -> SqliteGeojson:
     columns: list[Any] = [id_text]
     kinds: list[Formatter | None] = []
     run: list[Any] = []
