@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from geo.errors import GeoError
-from geo.terminal import console, err, fail
+from geo.terminal import console, err, fail, progress
 
 app = typer.Typer(
     help="Open web GIS of the Città metropolitana di Milano.",
@@ -168,6 +168,27 @@ def db_upgrade() -> None:
     engine = get_store()
     url = engine.url.render_as_string(hide_password=True)
     console.print(f"{url} at {current_revision(engine)}")
+
+
+@db_app.command("keep-texts")
+def db_keep_texts() -> None:
+    """Build the properties' text each intervention keeps, where it has none (after an
+    upgrade or a change of the territory pages build them per request until then)."""
+    import sqlalchemy as sa
+
+    from geo.interventions.sql_collection import keep_all_properties
+    from geo.interventions.store import get_store, interventions_table
+
+    engine = get_store()
+    c = interventions_table.c
+    with engine.connect() as conn:
+        todo = conn.execute(
+            sa.select(sa.func.count()).where(c.properties_json.is_(None))
+        ).scalar_one()
+    with progress() as bar:
+        task = bar.add_task("keeping texts", total=todo)
+        done = keep_all_properties(engine, progress=lambda k: bar.advance(task, k))
+    console.print(f"kept the properties' text of {done:,} interventions")
 
 
 @db_app.command("status")

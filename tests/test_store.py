@@ -414,7 +414,7 @@ def test_the_store_keeps_each_interventions_properties_and_its_pages_send_them(b
     c = it.c
     kept = sa.select(c.properties_json).where(c.id == "kept-props-1")
     with TestClient(create_app()) as client:
-        client.get("/collections/interventions/items?limit=1")  # a read: layout checked
+        sc._layouts.clear()  # as in a process that has served no page: the write checks it
         r = client.post("/collections/interventions/items", json=new, headers=headers)
         assert r.status_code == 201, r.text
         item = "/collections/interventions/items/kept-props-1?f=json"
@@ -487,3 +487,38 @@ def _built_properties(conn, fid: str) -> str:
         return spec.properties_texts(rows)[0][1]
     live = sa.select(sa.literal_column(sc._kept(conn.engine)[0])).select_from(it)
     return conn.execute(live.where(it.c.id == fid)).scalar_one()
+
+
+def test_keep_texts_builds_the_missing_properties_texts_on_both_stores(backend):
+    """``cmm-geo db keep-texts`` (``keep_all_properties``): after the texts went (an upgrade,
+    a new territory), it builds every missing one, in chunks, the same text a page builds;
+    a second run has nothing to do."""
+    from typer.testing import CliRunner
+
+    import geo.interventions.sql_collection as sc
+    from geo.cli import app
+    from geo.interventions.store import interventions_table as it
+
+    c = it.c
+    missing = sa.select(sa.func.count()).where(c.properties_json.is_(None))
+    sc.ensure_properties_layout(backend)
+
+    def clear() -> int:
+        with transaction(backend) as conn:
+            conn.execute(it.update().values(properties_json=None))
+            return conn.execute(sa.select(sa.func.count()).select_from(it)).scalar_one()
+
+    total = clear()
+    assert total >= 100
+    assert sc.keep_all_properties(backend, chunk=7) == total  # in chunks of 7 rows
+    with backend.connect() as conn:
+        assert conn.execute(missing).scalar_one() == 0
+    clear()
+    result = CliRunner().invoke(app, ["db", "keep-texts"])
+    assert result.exit_code == 0, result.output
+    assert f"kept the properties' text of {total:,} interventions" in result.output
+    with backend.connect() as conn:
+        assert conn.execute(missing).scalar_one() == 0
+        for fid, text in conn.execute(sa.select(c.id, c.properties_json).limit(5)):
+            assert text == _built_properties(conn, fid)
+    assert sc.keep_all_properties(backend) == 0

@@ -146,6 +146,7 @@ def create_feature(
     prepared.raise_for_errors()
     engine = get_store(engine)
     rid = prepared.records[0]["id"]
+    _ensure_kept(engine)
     with transaction(engine) as conn:
         upsert(prepared, principal=principal, conn=conn, new_only=True)
         return _stored(rid, conn)
@@ -176,6 +177,7 @@ def replace_feature(
     ``precondition`` (e.g. the ``If-Match`` check) runs inside the write's transaction,
     after the row is locked."""
     engine = get_store(engine)
+    _ensure_kept(engine)
     with transaction(engine) as conn:
         current = _locked(conn, intervention_id, precondition)
         return _replace(intervention_id, feature, principal, current, conn)
@@ -212,6 +214,7 @@ def patch_feature(
     transaction with the row locked (``precondition`` runs there too).
     """
     engine = get_store(engine)
+    _ensure_kept(engine)
     with transaction(engine) as conn:
         current = _locked(conn, intervention_id, precondition)
         return _patch(intervention_id, patch, principal, current, conn)
@@ -243,6 +246,15 @@ def _patch(intervention_id, patch, principal, current, conn) -> dict[str, Any]:
     prepared = prepare_feature(merged)
     upsert(prepared, principal=principal, conn=conn)
     return _stored(intervention_id, conn)
+
+
+def _ensure_kept(engine: Engine) -> None:
+    """Before a write's transaction: the layout of the kept properties checked, so the write
+    keeps its row's text even in a process that has served no page yet (it may write
+    itself: never inside the transaction)."""
+    from geo.interventions.sql_collection import ensure_properties_layout
+
+    ensure_properties_layout(engine)
 
 
 def _stored(intervention_id: str, conn) -> dict[str, Any]:

@@ -364,6 +364,44 @@ def keep_sqlite_properties(conn: Connection, ids: Sequence[str]) -> None:
         conn.exec_driver_sql(keep, [(text, fid) for fid, text in spec.properties_texts(rows)])
 
 
+def keep_all_properties(
+    engine: Engine, progress: Callable[[int], None] | None = None, chunk: int = 2_000
+) -> int:
+    """Keep the properties' text of every intervention that has none (rows written before
+    migration 0011 or before this store kept texts, or after the territory changed): pages
+    build those per request until then. ``chunk`` rows per transaction, in key order, so
+    writers wait at most one chunk; the texts are the bytes a page builds, so no revision
+    changes (ETags stay valid). Returns how many rows it wrote."""
+    ensure_properties_layout(engine)
+    c = interventions_table.c
+    last, done = "", 0
+    while True:
+        with read_connection(engine) as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(c.id)
+                    .where(c.properties_json.is_(None), c.id > last)
+                    .order_by(c.id)
+                    .limit(chunk)
+                ).scalars()
+            )
+        if not ids:
+            return done
+        with transaction(engine) as conn:
+            if conn.dialect.name == "sqlite":
+                keep_sqlite_properties(conn, ids)
+            else:  # the trigger's SQL over each row; only this column set: it does not fire
+                text = sa.literal_column(_kept(engine)[0])
+                conn.execute(
+                    interventions_table.update()
+                    .where(c.id.in_(ids), c.properties_json.is_(None))
+                    .values(properties_json=text)
+                )
+        last, done = ids[-1], done + len(ids)
+        if progress:
+            progress(len(ids))
+
+
 #: The trigger (and its function) that keeps ``interventions.properties_json``.
 TRIGGER = "cmm_interventions_properties"
 
