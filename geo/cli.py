@@ -172,8 +172,8 @@ def db_upgrade() -> None:
 
 @db_app.command("keep-texts")
 def db_keep_texts() -> None:
-    """Build the properties' text each intervention keeps, where it has none (after an
-    upgrade or a change of the territory pages build them per request until then)."""
+    """Build the properties' text each intervention keeps, where it has none: after an
+    upgrade or a change of the territory, pages build those per request until then."""
     import sqlalchemy as sa
 
     from geo.interventions.sql_collection import keep_all_properties
