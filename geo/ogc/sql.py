@@ -1108,25 +1108,6 @@ def sqlite_geojson(
     geometries' stored GeoJSON texts, used when the collection has one geometry type;
     ``kept``: the column of the properties' texts kept with the rows (the members are then
     evaluated only where it is NULL: SQLite evaluates a CASE lazily)."""
-    spec = _sqlite_members(table, id_text, members, geometry, geometry_type, stored)
-    if kept is None:
-        return spec
-    # The same select with the kept text second and each member's column under a CASE.
-    columns = [c.element if isinstance(c, sa.Label) else c for c in spec.select.selected_columns]
-    n = len(spec.members)
-    lazy = [sa.case((kept.is_(None), c), else_=sa.null()) for c in columns[1 : n + 1]]
-    stmt = sa.select(columns[0], kept, *lazy, *columns[n + 1 :]).select_from(table)
-    return dataclasses.replace(spec, select=stmt, kept=True)
-
-
-def _sqlite_members(
-    table: Any,
-    id_text: Any,
-    members: Sequence[SqliteMember],
-    geometry: Any | None,
-    geometry_type: str | None,
-    stored: Any | None,
-) -> SqliteGeojson:
     columns: list[Any] = [id_text]
     kinds: list[Formatter | None] = []
     run: list[Any] = []
@@ -1147,7 +1128,11 @@ def _sqlite_members(
             close_run()
         run += [sa.literal(key, sa.Text), sa.func.json(value) if how == "json" else value]
     close_run()
-    return sqlite_spec(table, columns, tuple(kinds), geometry, geometry_type, stored)
+    if kept is not None:  # the kept text second, each member's column under a CASE on it
+        lazy = [sa.case((kept.is_(None), c), else_=sa.null()) for c in columns[1:]]
+        columns = [columns[0], kept, *lazy]
+    spec = sqlite_spec(table, columns, tuple(kinds), geometry, geometry_type, stored)
+    return dataclasses.replace(spec, kept=kept is not None)
 
 
 def sqlite_spec(
