@@ -128,6 +128,67 @@ def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, thread
     assert pages[4]["numberMatched"] == 0 and pages[0]["numberMatched"] > 7
 
 
+ITEMS = "/collections/interventions/items"
+FILTERS = [
+    f"{ITEMS}?filter=amount_eur%20%3E%20100000&limit=5",
+    f"{ITEMS}?f=json&filter=amount_eur%20%3E%20100000&limit=5&offset=3",
+    f"{ITEMS}?filter=amount_eur%20%3E%2010000000&limit=3",  # few: found first, then sorted
+    f"{ITEMS}?filter=amount_eur%20%3E%201e15",  # none
+    f"{ITEMS}?filter=amount_eur%20%3E%201000&limit=2&offset=100000",  # past the end
+    f"{ITEMS}?filter=programme%20IN%20('PUI%20CAMBIO','Forestazione')&limit=4",
+    f"{ITEMS}?filter=title%20LIKE%20'%25a%25'%20AND%20amount_eur%20IS%20NOT%20NULL&limit=3",
+    f"{ITEMS}?filter-lang=cql2-text&filter=S_INTERSECTS(geometry,"
+    "POLYGON((9%2045.3,9.4%2045.3,9.4%2045.6,9%2045.6,9%2045.3)))&limit=6",
+    f"{ITEMS}?bbox=9.0,45.3,9.4,45.6&filter=amount_eur%20%3E%201000&limit=4",
+    f"{ITEMS}?filter-lang=cql2-json&filter="
+    '{"op":">","args":[{"property":"amount_eur"},500000]}&limit=2',
+    f"{ITEMS}?filter=A_CONTAINS(missions,('M2'))&limit=3",
+]
+#: Refused while parsed: the loop leaves them to a thread, which answers the 400.
+REFUSED = [f"{ITEMS}?filter=nope%20%3E%201", f"{ITEMS}?filter=amount_eur%20%3E%20'x'"]
+
+
+def test_a_filtered_page_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
+    """A short CQL2 filter's page (with or without a box): its statements built on the loop
+    and read there, count then page, as the threadpool reads them."""
+    postgis = get_engine().dialect.name == "postgresql"
+    with TestClient(create_app()) as c:
+        c.get(f"{ITEMS}?filter=amount_eur%20%3E%201&limit=1")  # the table counted, in a thread
+        before = len(loop_reads)
+        loop = [c.get(u) for u in FILTERS + REFUSED]
+    on_the_loop = len(loop_reads) - before
+    # count and page (2), or the count alone when the page lies past the end (1)
+    assert on_the_loop == (2 * len(FILTERS) - 2 if postgis else 0)
+    _answered_alike_from_threads(FILTERS + REFUSED, loop, threads_only)
+    pages = [r.json() for r in loop[: len(FILTERS)]]
+    assert [r.status_code for r in loop] == [200] * len(FILTERS) + [400] * len(REFUSED)
+    assert len(pages[0]["features"]) == 5 and pages[0]["numberMatched"] > 5
+    assert pages[3]["numberMatched"] == 0 and pages[4]["features"] == []
+    assert all(f["properties"]["amount_eur"] > 10_000_000 for f in pages[2]["features"])
+
+
+def test_a_statement_refusing_its_values_leaves_the_loop_on(backend):
+    """The database refusing what a statement was given (here a division by zero, as a
+    filter's value out of range would be) fails that read alone: the loop's path does
+    not rest, as it does when the database is in trouble."""
+    import asyncio
+
+    engine = get_engine()
+
+    async def read() -> tuple[object, object, object]:
+        try:
+            failed = await aio.fetch(engine, [("SELECT 1 / %(zero)s", {"zero": 0})])
+            return failed, aio.reader(engine), await aio.fetch(engine, [("SELECT 2", None)])
+        finally:
+            await aio.close_loop_readers()
+
+    failed, reader, fine = asyncio.run(read())
+    if engine.dialect.name != "postgresql":
+        assert (failed, reader, fine) == (None, None, None)
+        return
+    assert failed is None and reader is not None and fine == [[(2,)]]
+
+
 def test_a_tile_is_the_same_read_on_the_loop(backend, loop_reads, threads_only):
     """A tile PostGIS encodes (``ST_AsMVT``) is read on the event loop with the store's
     revisions, in one round trip: the same status, bytes and headers as from a thread, and
