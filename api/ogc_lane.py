@@ -158,7 +158,7 @@ def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) ->
     req = ogc_request_of(scope, pairs, f)
     if fid is not None:  # one row by primary key: nothing worth abandoning
         # The feature as the store encodes it (no crs, properties… to apply) can be read on
-        # the event loop (PostgreSQL): SqlCollection.prefetch_by_id.
+        # the event loop (PostgreSQL, SQLite): SqlCollection.prefetch_by_id.
         canonical = params.keys() <= {"f"} and req.fmt == "json"
         ahead = functools.partial(_prefetch_item, service, cid, fid) if canonical else None
         run = functools.partial(_item, service, req, cid, fid, params)

@@ -90,10 +90,11 @@ class Settings(BaseSettings):
     )
     async_reads: bool = Field(
         default=True,
-        description="On PostgreSQL, read a feature by id, a map's box page and a vector "
-        "tile on the event loop (psycopg's "
-        "asynchronous connections, db_async_pool_size more per worker) instead of in a "
-        "thread: the same answer, a fraction of the CPU.",
+        description="On PostgreSQL, read a feature by id, a map's box page, a short CQL2 "
+        "filter's page and a vector tile on the event loop (psycopg's asynchronous "
+        "connections, db_async_pool_size more per worker) instead of in a thread; on the "
+        "embedded SQLite store a feature by id (one more read-only connection per "
+        "worker): the same answer, a fraction of the CPU.",
     )
     db_async_pool_size: int = Field(
         default=4,

@@ -1967,30 +1967,37 @@ class SqlCollection(CollectionProvider):
         return spec.render(rows)[0][1] if spec is not None else str(rows[0][1])
 
     async def prefetch_by_id(self, feature_id: str) -> bool:
-        """On the event loop (PostgreSQL): the store's revisions and the feature of
-        :meth:`get_geojson`, in one round trip (``geo.store.aio``), kept for the rest of
-        the request, whose synchronous code then reads nothing (``geo.store.on_the_loop``).
-        False when this cannot be done here (SQLite, the statement not yet built by a first
-        read, a feature too big to hash on the loop, the database in trouble)."""
+        """On the event loop: the store's revisions and the feature of :meth:`get_geojson`,
+        in one round trip on PostgreSQL (``geo.store.aio``), on SQLite two indexed reads of
+        cached pages (``aio.SqliteReader``; the row then finished by the page's Python
+        half), kept for the rest of the request, whose synchronous code then reads nothing
+        (``geo.store.on_the_loop``). False when this cannot be done here (the statement not
+        yet built by a first read, a feature too big to hash on the loop, the database in
+        trouble or, on SQLite, busy)."""
         from geo.store import aio, remember_revisions
 
         key = self.feature_key(feature_id)
         if key is None:
             return False
         engine = self.engine()
-        if engine.dialect.name != "postgresql":
-            return False
-        stmt = self._loop_select(None, False)
+        spec = None
+        if engine.dialect.name == "sqlite":
+            spec = self.sqlite_geojson(None, False)
+            stmt = spec.select if spec is not None else None
+        else:
+            stmt = self._loop_select(None, False)
         prepared = self._cache.get(("by-id", id(engine), stmt)) if stmt is not None else _NO
         if prepared is _NO:
             return False
-
         values = {**prepared.fixed, "_fid": key}
-        got = await aio.fetch_with_revisions(engine, prepared.sql, values, 2)
+        args = tuple(values[n] for n in prepared.order) if prepared.order is not None else values
+        got = await aio.fetch_with_revisions(engine, prepared.sql, args, 2)
         if got is None:
             return False
         revisions, rows = got
         remember_revisions(engine, revisions)
+        if spec is not None and rows:
+            rows = spec.render(rows)
         text = str(rows[0][1]) if rows else None
         if text is not None and len(text) > LOOP_TEXT_LIMIT:
             return False  # its ETag (a parse and a hash) is work for a thread

@@ -1,10 +1,11 @@
-"""Features by id and the map's pages read on the event loop (PostgreSQL, ``geo.store.aio``).
+"""Features by id, the map's pages, filtered pages and tiles read on the event loop
+(``geo.store.aio``: PostgreSQL, and on SQLite a feature by id).
 
-The same answer as from the threadpool — body, ETag, every header — on both stores (SQLite
-never takes this path); a write, an upload and a delete are seen by the next read at once
-(the registry refresh they need is not done on the loop: the read goes to a thread); a
-database that fails the loop's read leaves the answer to the threadpool; and no statement
-of the synchronous store code ever runs under ``on_the_loop``.
+The same answer as from the threadpool — body, ETag, every header — on both stores; a
+write, an upload and a delete are seen by the next read at once (the registry refresh they
+need is not done on the loop: the read goes to a thread); a database that fails the loop's
+read leaves the answer to the threadpool; and no statement of the synchronous store code
+ever runs under ``on_the_loop``.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_a_feature_by_id_is_the_same_read_on_the_loop(
         c.get(f"/collections/interventions/items/{ids[0]}")  # the statement, built in a thread
         before = len(loop_reads)
         loop = [c.get(f"/collections/interventions/items/{i}") for i in [*ids[1:], "nope-0"]]
-    assert len(loop_reads) - before == (len(loop) if postgis else 0)
+    assert len(loop_reads) - before == len(loop)  # on both stores
     assert (sum(closed) >= 1) == postgis  # the loop's connections closed with the app
     before = len(loop_reads)
     threads_only(True)
@@ -281,8 +282,8 @@ def test_writes_uploads_and_deletes_are_read_at_once(backend, loop_reads):
 
 def test_a_failing_loop_read_is_answered_from_a_thread(backend, loop_reads, monkeypatch):
     """The loop's connection cannot be opened (a wrong port): the threadpool answers, and
-    the loop's path rests instead of failing every request."""
-    postgis = get_engine().dialect.name == "postgresql"
+    the loop's path rests instead of failing every request; on SQLite, a file that
+    cannot be opened likewise."""
     real_init = aio.AsyncReader.__init__
     attempts: list[int] = []
 
@@ -296,15 +297,22 @@ def test_a_failing_loop_read_is_answered_from_a_thread(backend, loop_reads, monk
         attempts.append(1)
         return await real_connect(self)
 
+    real_sqlite = aio.SqliteReader.__init__
+
+    def unreachable(self, path):  # type: ignore[no-untyped-def]
+        attempts.append(1)
+        real_sqlite(self, "/nonexistent-cmm-geo/dir/store.sqlite")
+
     monkeypatch.setattr(aio.AsyncReader, "__init__", broken)
     monkeypatch.setattr(aio.AsyncReader, "_connect", counted)
+    monkeypatch.setattr(aio.SqliteReader, "__init__", unreachable)
     with TestClient(create_app()) as c:
         ids = [
             f["id"] for f in c.get("/collections/interventions/items?limit=6").json()["features"]
         ]
         answers = [c.get(f"/collections/interventions/items/{i}") for i in ids]
     assert [r.status_code for r in answers] == [200] * len(ids)
-    assert loop_reads == [] and len(attempts) == (1 if postgis else 0)  # once, then resting
+    assert loop_reads == [] and len(attempts) == 1  # once, then resting
 
 
 def test_no_statement_runs_on_the_loop(backend):
@@ -334,10 +342,51 @@ def test_the_services_connections_start_no_parallel_workers(backend):
 
     got = asyncio.run(read())
     if engine.dialect.name != "postgresql":
-        assert got is None  # SQLite: no reads on the loop
+        assert got is None  # SQLite has no such setting (nor parallel workers)
         return
     assert got == [[("0",)]]
     with read_connection(engine) as conn:
         assert conn.exec_driver_sql(show).scalar() == "0"
     with transaction(engine) as conn:
         assert conn.exec_driver_sql(show).scalar() == "0"
+
+
+def test_a_locked_sqlite_file_is_not_waited_for_on_the_loop(tmp_path):
+    """SQLite: a read on the loop never waits for a lock (``busy_timeout`` 0). While
+    another program holds the file exclusively, the loop's read fails at once (its
+    request then goes to a thread, which waits: ``test_a_failing_loop_read…``), and the
+    loop's path does not rest for it: the next read, the lock released, is its own."""
+    import asyncio
+    import sqlite3
+    import time
+
+    import sqlalchemy as sa
+
+    from geo.store import REVISIONS_SQL
+
+    path = tmp_path / "store.sqlite"  # a file of its own: no other connection holds it
+    with sqlite3.connect(path, isolation_level=None) as setup:
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.execute("CREATE TABLE store_meta (key TEXT, value TEXT, updated_at TEXT)")
+        setup.execute("INSERT INTO store_meta VALUES ('revision:interventions', '7', NULL)")
+    setup.close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA locking_mode=EXCLUSIVE")
+    other.execute("BEGIN EXCLUSIVE")
+
+    async def read() -> tuple[object, float, bool, object]:
+        try:
+            t0 = time.monotonic()
+            locked = await aio.fetch(engine, [(REVISIONS_SQL, None)])
+            waited = time.monotonic() - t0
+            resting = aio.reader(engine) is None
+            other.execute("COMMIT")
+            other.close()
+            return locked, waited, resting, await aio.fetch(engine, [(REVISIONS_SQL, None)])
+        finally:
+            await aio.close_loop_readers()
+
+    locked, waited, resting, fine = asyncio.run(read())
+    assert locked is None and waited < 1.0 and not resting
+    assert fine == [[("revision:interventions", "7", None)]]
