@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -421,6 +422,35 @@ def parse_filter(
     the settings), checked before parsing.
     """
     budget = budget or Budget.from_settings()
+    if not isinstance(value, str):
+        return _parse_filter(value, lang, filter_crs, queryables, budget)
+    key = (value, lang, filter_crs, None if queryables is None else tuple(queryables), budget)
+    with _parsed_lock:
+        got = _parsed.get(key)
+    if got is None:
+        got = _parse_filter(value, lang, filter_crs, queryables, budget)
+        with _parsed_lock:
+            _parsed[key] = got
+            while len(_parsed) > PARSED_KEPT:
+                del _parsed[next(iter(_parsed))]
+    return got
+
+
+#: Filters parsed lately (text, language, CRS, queryables, budget → CqlFilter, treated as
+#: immutable): a request's filter is parsed once, though read both on the event loop and
+#: by the page's code (``api.ogc_lane``).
+_parsed: dict[tuple[Any, ...], CqlFilter] = {}
+_parsed_lock = threading.Lock()
+PARSED_KEPT = 256
+
+
+def _parse_filter(
+    value: str | dict[str, Any],
+    lang: str | None,
+    filter_crs: str | None,
+    queryables: Iterable[str] | None,
+    budget: Budget,
+) -> CqlFilter:
     crs = parse_crs(filter_crs, "filter-crs")
     if isinstance(value, dict):
         depth = (_json_depth(value) + 1) // 2

@@ -553,7 +553,7 @@ class OgcService:
         # Filtered pages are counted up to CMM_GEO_COUNT_LIMIT (see Settings.count_limit).
         q = replace(ir.query, count_limit=get_settings().count_limit or None)
         check_property_filters(q.properties_eq, p.queryables())
-        sortable = {s.name for s in schema.sortables(p)}
+        sortable = {s.name for s in schema.sortables(p)} if q.sortby else set()
         for name, _ascending in q.sortby:
             if name not in sortable:
                 sortables = ", ".join(sorted(sortable))
