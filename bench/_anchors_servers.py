@@ -291,7 +291,16 @@ def ours(
     db_url: str, data_dir: Path, admin_token: str, ready_path: str, name: str = "ours"
 ) -> Server:
     """``uvicorn api.main:app`` of this repository, one worker, on ``db_url``: the bench
-    schema on PostGIS (``ours``), or ``sqlite:///…`` for the embedded store (``ours-sqlite``)."""
+    schema on PostGIS (``ours``), or ``sqlite:///…`` for the embedded store (``ours-sqlite``).
+
+    Its modules are compiled to bytecode first, as ``pip install`` does for an installed
+    package (and did for tipg's and pygeoapi's): a checkout run with
+    ``PYTHONDONTWRITEBYTECODE`` set would otherwise compile ``geo/`` and ``api/`` at every
+    start (~0.3–0.5 s of the start-up measured)."""
+    import compileall
+
+    for package in ("geo", "api"):
+        compileall.compile_dir(ROOT / package, quiet=1)
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(port), *UVICORN_FLAGS]
     env = {

@@ -826,7 +826,8 @@ def _versions(ctx: dict[str, Any], names: list[str], m: dict[str, str]) -> list[
         "`layers` + `layer_features`), on PostGIS through `CMM_GEO_DATABASE_URL` (search_path "
         "set to the bench schema); `f=json`; `CMM_GEO_ADMIN_TOKEN` set for the writes; "
         "`CMM_GEO_FILTER_RATE_PER_CLIENT=0` (wrk sends every filter from one address: the "
-        "per-client rate limit would answer 429s, not queries).",
+        "per-client rate limit would answer 429s, not queries); its `geo/` and `api/` "
+        "compiled to bytecode before it starts, as `pip install` compiled tipg and pygeoapi.",
     ]
     if "ours-sqlite" in names:
         out.append(
