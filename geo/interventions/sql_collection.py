@@ -280,7 +280,7 @@ def _kept(engine: Engine) -> tuple[str, str]:
     got = _kept_sql.get(key)
     if got is None:
         if engine.dialect.name == "sqlite":
-            select = _sqlite_spec(_all_names(), skip_geometry=True).select
+            select = _keeping_spec().select
             sql = f"{select.compile(dialect=engine.dialect)}\n{SQLITE_RENDER}"
         else:
             sql = properties_sql(engine, _all_names())
@@ -357,7 +357,7 @@ def keep_sqlite_properties(conn: Connection, ids: Sequence[str]) -> None:
     if conn.dialect.name != "sqlite" or not ids or not kept_here(conn.engine):
         return
     c = interventions_table.c
-    spec = _sqlite_spec(_all_names(), skip_geometry=True)
+    spec = _keeping_spec()
     keep = "UPDATE interventions SET properties_json = ? WHERE id = ?"  # 35 % less than Core's
     for k in range(0, len(ids), 500):
         rows = conn.execute(spec.select.where(c.id.in_(ids[k : k + 500]))).all()
@@ -462,6 +462,19 @@ def _sqlite_spec(names: list[str], skip_geometry: bool, kept: Any | None = None)
         c.geometry_json,
         kept,
     )
+
+
+_keeping_specs: dict[str, SqliteGeojson] = {}
+
+
+def _keeping_spec() -> SqliteGeojson:
+    """SQLite: the select and Python half that make the kept properties' text (every
+    property, no geometry), built once per territory version, not per write."""
+    version = get_territory().version
+    spec = _keeping_specs.get(version)
+    if spec is None:
+        spec = _keeping_specs[version] = _sqlite_spec(_all_names(), skip_geometry=True)
+    return spec
 
 
 class InterventionsSqlProvider(SqlCollection):

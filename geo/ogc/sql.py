@@ -1643,17 +1643,18 @@ class SqlCollection(CollectionProvider):
         key = (id(conn.engine), rev, _query_key(q), cap)
         got = self._counts.get(key)
         if got is _NO:
-            options = _per_values(q)
-            if cap:
-                rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
-                stmt = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
-                n = int(conn.execute(stmt, execution_options=options).scalar_one())
-                got = None if n > cap else n
-            else:
-                stmt = sa.select(sa.func.count()).select_from(self.table).where(*conds)
-                got = int(conn.execute(stmt, execution_options=options).scalar_one())
+            stmt = self._count_statement(conds, cap)
+            n = int(conn.execute(stmt, execution_options=_per_values(q)).scalar_one())
+            got = None if cap and n > cap else n
             self._counts.put(key, got)
         return got
+
+    def _count_statement(self, conds: list[Any], cap: int | None) -> sa.Select[Any]:
+        """``count(*)`` of the rows matching ``conds``, stopping at ``cap + 1`` when given."""
+        if not cap:
+            return sa.select(sa.func.count()).select_from(self.table).where(*conds)
+        rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
+        return sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
 
     def _columns(self, skip_geometry: bool) -> list[Any]:
         if skip_geometry:
@@ -1722,7 +1723,7 @@ class SqlCollection(CollectionProvider):
         if matched is None or cost is None or not q.filtered:
             return False
         total = self._count(conn, rev, FeatureQuery(), list(self.scope()))
-        return cost * matched * matched < (q.offset + q.limit) * max(total, 1)
+        return _sorting_is_cheaper(cost, q, matched, total)
 
     def _sorted_matches(
         self, stmt: sa.Select[Any], conds: list[Any], order: list[Any], dialect: str
@@ -1800,11 +1801,8 @@ class SqlCollection(CollectionProvider):
                     .limit(sa.bindparam("page_limit", None, type_=sa.Integer))
                     .offset(sa.bindparam("page_offset", None, type_=sa.Integer))
                 )
-            elif cap:
-                rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
-                built = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
             else:
-                built = sa.select(sa.func.count()).select_from(self.table).where(*conds)
+                built = self._count_statement(conds, cap)
             return Prepared.of(built, engine)
 
         # Keyed by the select itself (not its id, which a collected one could pass on).
@@ -2082,12 +2080,7 @@ class SqlCollection(CollectionProvider):
         if residual is not None:
             return False
         cap = q.count_limit if q.filtered else None
-        if cap:
-            rows = sa.select(sa.literal(1)).select_from(self.table).where(*conds)
-            counting = sa.select(sa.func.count()).select_from(rows.limit(cap + 1).subquery())
-        else:
-            counting = sa.select(sa.func.count()).select_from(self.table).where(*conds)
-        count_sql = driver_sql(counting, engine)
+        count_sql = driver_sql(self._count_statement(conds, cap), engine)
         if count_sql is None:
             return False
         # Planned for its values, as _count runs it (geo.store._plan_per_values).
@@ -2130,13 +2123,12 @@ class SqlCollection(CollectionProvider):
     ) -> bool | None:
         """:meth:`_matches_first` from what is known without a statement: None when it
         needs the table's count, not yet counted at this revision."""
-        cost = self.match_cost["postgresql"]
         if matched is None or not q.filtered:
             return False
         total = self._counts.get((id(reads), rev, _query_key(FeatureQuery()), None))
         if total is _NO:
             return None
-        return cost * matched * matched < (q.offset + q.limit) * max(total, 1)
+        return _sorting_is_cheaper(self.match_cost["postgresql"], q, matched, total)
 
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by primary key."""
@@ -2246,6 +2238,13 @@ def _per_values(q: FeatureQuery) -> dict[str, bool]:
     from geo.store import PLAN_PER_VALUES
 
     return {PLAN_PER_VALUES: True} if q.filtered else {}
+
+
+def _sorting_is_cheaper(cost: float, q: FeatureQuery, matched: int, total: int) -> bool:
+    """:meth:`SqlCollection._matches_first`'s rule: visiting ``matched`` rows found through
+    the filter (each ``cost`` times a walked row) beats walking ``(offset + limit) ·
+    total / matched`` rows in the page's order."""
+    return cost * matched * matched < (q.offset + q.limit) * max(total, 1)
 
 
 def plain_box(q: FeatureQuery) -> tuple[float, float, float, float] | None:
