@@ -581,7 +581,9 @@ class InterventionsSqlProvider(SqlCollection):
         geometry = (
             sa.literal("null", sa.Text)
             if skip_geometry
-            else pg_geojson_geometry(sa.literal_column("interventions.geom"), GEOMETRY_TYPE)
+            else pg_geojson_geometry(
+                sa.literal_column("interventions.geom"), GEOMETRY_TYPE, c.geometry_json
+            )
         )
         feature = pg_rendered(pg_feature(c.id, geometry, props), engine)
         return sa.select(c.id, feature).select_from(interventions_table)

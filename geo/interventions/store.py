@@ -160,8 +160,8 @@ def upsert(
             for c, nm, sp in lk
         )
     history.record_upsert(conn, principal, new_recs, upd_recs, now)  # before the updates
-    for recs in (new_recs, upd_recs):  # the texts SQLite's pages send (after the history)
-        texts = kept_geometry_texts(conn.dialect.name, [r["geometry_wkb"] for r in recs])
+    for recs in (new_recs, upd_recs):  # the texts the pages send (after the history)
+        texts = kept_geometry_texts([r["geometry_wkb"] for r in recs])
         for r, text in zip(recs, texts, strict=True):
             r["geometry_json"] = text
     if progress:

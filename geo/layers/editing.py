@@ -594,7 +594,7 @@ def _write(
         values = {
             "properties": props,
             "geometry_wkb": wkb,
-            "geometry_json": kept_geometry_texts(conn.dialect.name, [wkb])[0],
+            "geometry_json": kept_geometry_texts([wkb])[0],
             "minx": bounds[0],
             "miny": bounds[1],
             "maxx": bounds[2],

@@ -399,7 +399,9 @@ class LayerSqlProvider(SqlCollection):
             geometry = (
                 sa.literal("null", sa.Text)
                 if skip_geometry
-                else pg_geojson_geometry(sa.literal_column("layer_features.geom"), geometry_type)
+                else pg_geojson_geometry(
+                    sa.literal_column("layer_features.geom"), geometry_type, c.geometry_json
+                )
             )
             feature = pg_rendered(pg_feature(fid, geometry, _properties_text()), self.engine())
             return sa.select(fid, feature).select_from(features_table)

@@ -205,7 +205,7 @@ def store_replace(
 def _insert_features(
     conn: Any, layer_id: str, data: LayerData, wkb: np.ndarray, bounds: np.ndarray
 ) -> None:
-    texts = kept_geometry_texts(conn.dialect.name, wkb)
+    texts = kept_geometry_texts(wkb)
     rows = [
         {
             "layer_id": layer_id,

@@ -82,8 +82,8 @@ def geometry_texts(
 
 
 def stored_geometry_texts(geometries: Sequence[Any] | np.ndarray) -> list[str | None]:
-    """CRS84 shapely geometries → the GeoJSON texts a store keeps with its rows (SQLite's
-    ``geometry_json``): what :func:`geometry_texts` writes for them, before any promotion
+    """CRS84 shapely geometries → the GeoJSON texts a store keeps with its rows
+    (``geometry_json``): what :func:`geometry_texts` writes for them, before any promotion
     to a Multi type (:func:`promote_text` does that on the text, as the page's collection
     asks). None where a page must encode the WKB itself: no geometry, an empty one, or one
     the rounding makes invalid (:func:`geo.ogc.geometry.round_valid` snaps those)."""
@@ -102,17 +102,15 @@ def stored_geometry_texts(geometries: Sequence[Any] | np.ndarray) -> list[str | 
     return out
 
 
-def kept_geometry_texts(dialect: str, wkbs: Sequence[Any]) -> list[str | None]:
+def kept_geometry_texts(wkbs: Sequence[Any]) -> list[str | None]:
     """What a write keeps in ``geometry_json`` for the geometries ``wkbs``: their
-    :func:`stored_geometry_texts` on SQLite, whose pages send them (migration 0010); None on
-    PostgreSQL, where PostGIS writes the GeoJSON itself."""
-    if dialect != "sqlite":
-        return [None] * len(wkbs)
+    :func:`stored_geometry_texts`, which the pages of both stores send (migration 0010;
+    :func:`geo.ogc.sql.pg_geojson_geometry` on PostgreSQL)."""
     return stored_geometry_texts(shapely.from_wkb(list(wkbs)))
 
 
 #: Multi type → the start of the GeoJSON text of its single form, as shapely writes it.
-_SINGLE_HEADS = {
+SINGLE_HEADS = {
     "MultiPoint": '{"type":"Point","coordinates":',
     "MultiLineString": '{"type":"LineString","coordinates":',
     "MultiPolygon": '{"type":"Polygon","coordinates":',
@@ -123,7 +121,7 @@ def promote_text(text: str, geometry_type: str | None) -> str:
     """A geometry's GeoJSON ``text`` promoted to ``geometry_type`` when it is the single form
     of that Multi type (``Point`` → ``MultiPoint`` …: the coordinates nested once more), as
     :func:`geo.ogc.geometry.promote_to_multi` would before writing it."""
-    head = _SINGLE_HEADS.get(geometry_type or "")
+    head = SINGLE_HEADS.get(geometry_type or "")
     if head is None or not text.startswith(head):
         return text
     return '{"type":"' + geometry_type + '","coordinates":[' + text[len(head) : -1] + "]}"  # type: ignore[operator]
