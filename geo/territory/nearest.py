@@ -18,12 +18,21 @@ peaked at ~200 MB, ~170 MB of which glibc then kept), candidates are stored in t
 integer type that holds them (~3.5 MB in all, was 12.5), and the freed heap is handed back
 to the system after the build. Queries go by blocks of points too, so a batch of a million
 points does not hold ten million candidate pairs at once.
+
+Start-up: the build is ~3 s of CPU, which every worker of every replica spent at each start,
+beside its first requests. The first build is kept in the data dir (``cache/nearest-…npz``,
+keyed by the territory's version and the grid's parameters, written atomically); later
+starts read it in milliseconds, checked for consistency (a damaged file is built anew).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import shapely
@@ -41,6 +50,10 @@ TIE_M = 1e-6
 BLOCK_CELLS = 8192
 #: Points answered at once by a query (~10 pairs each: bounds a batch's memory, not its speed).
 QUERY_BLOCK = 65_536
+#: What a kept index depends on besides the territory: its layout and the grid's parameters.
+CACHE_FORMAT = f"v1-{CELL_M:g}-{MARGIN_M:g}"
+
+log = logging.getLogger(__name__)
 
 
 def _narrowest(n: int) -> type[np.signedinteger]:
@@ -150,25 +163,90 @@ class NearestIndex:
 
 _indices: dict[str, NearestIndex] = {}
 _lock = threading.Lock()
+_SCALARS = ("x0", "y0", "nx", "ny")
+
+
+def cache_path(t: Territory) -> Path:
+    """Where the index of ``t`` is kept between starts (the service's data dir)."""
+    from geo.settings import get_settings
+
+    return get_settings().data_dir / "cache" / f"nearest-{t.version}-{CACHE_FORMAT}.npz"
+
+
+def _kept(path: Path, t: Territory) -> NearestIndex | None:
+    """The index kept at ``path``, or None when there is none or it does not hold together
+    (another version of the file, a truncated write, a hand-edited one)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            got = {f.name: npz[f.name] for f in fields(NearestIndex)}
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # unreadable: built again, and written over
+        log.warning("nearest-comune index at %s unreadable, built again: %s", path, exc)
+        return None
+    try:
+        idx = NearestIndex(
+            **{k: v for k, v in got.items() if k not in _SCALARS},
+            x0=float(got["x0"]), y0=float(got["y0"]), nx=int(got["nx"]), ny=int(got["ny"]),
+        )  # fmt: skip
+        n = idx.ax.size
+        ok = (
+            all(getattr(idx, k).shape == (n,) for k in ("ay", "dx", "dy", "len2", "owner"))
+            and idx.starts.shape == (idx.nx * idx.ny + 1,)
+            and int(idx.starts[0]) == 0
+            and int(idx.starts[-1]) == idx.cand.size
+            and bool((np.diff(idx.starts) >= 0).all())
+            and (idx.cand.size == 0 or 0 <= int(idx.cand.min()) <= int(idx.cand.max()) < n)
+            and (n == 0 or 0 <= int(idx.owner.min()) <= int(idx.owner.max()) < len(t.codes))
+        )
+    except Exception:
+        ok = False
+    if not ok:
+        log.warning("nearest-comune index at %s inconsistent, built again", path)
+        return None
+    return idx
+
+
+def _keep(path: Path, idx: NearestIndex) -> None:
+    """Write ``idx`` to ``path`` atomically (a temp file renamed: workers starting together
+    each read a whole file or none); a data dir that cannot be written is only logged."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".nearest-", suffix=".npz", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{k.name: np.asarray(getattr(idx, k.name)) for k in fields(idx)})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        log.warning("nearest-comune index not kept at %s: %s", path, exc)
 
 
 def nearest_index(t: Territory) -> NearestIndex:
-    """The index of ``t`` (built once per territory version, ~1 s)."""
+    """The index of ``t``: read from the data dir when kept there, else built (~3 s of CPU)
+    and kept; once per territory version and process."""
     idx = _indices.get(t.version)
     if idx is None:
         with _lock:
             idx = _indices.get(t.version)
             if idx is None:
-                idx = _indices[t.version] = NearestIndex.build(t)
-                release_freed_memory()  # the build's transient ~20 MB, back to the system
+                path = cache_path(t)
+                idx = _kept(path, t)
+                if idx is None:
+                    idx = NearestIndex.build(t)
+                    release_freed_memory()  # the build's transient ~20 MB, back to the system
+                    _keep(path, idx)
+                _indices[t.version] = idx
     return idx
 
 
 def warm_in_background(t: Territory | None = None) -> threading.Thread:
-    """Build the index in a thread (a few seconds of CPU), so the first batch lookup does not
-    wait for it and the service starts at once. Not a daemon: a process that exits while it
-    runs waits for it, rather than tearing the interpreter down under GEOS calls (which
-    crashed short-lived processes, test workers among them)."""
+    """Read or build the index in a thread (a build is a few seconds of CPU), so the first
+    batch lookup does not wait for it and the service starts at once. Not a daemon: a
+    process that exits while it runs waits for it, rather than tearing the interpreter down
+    under GEOS calls (which crashed short-lived processes, test workers among them)."""
     from geo.territory import get_territory
 
     thread = threading.Thread(

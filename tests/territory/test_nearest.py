@@ -1,9 +1,13 @@
 """The nearest comune to points outside: exact, lowest code on ties, the same one by one and
-in a batch, wherever the point is (near, far, on the grid's edge, beyond it)."""
+in a batch, wherever the point is (near, far, on the grid's edge, beyond it); the index kept in
+the data dir between starts, read back whole or built again."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,3 +136,89 @@ def test_rdn2008_epsg_6707_is_northing_first_in_single_and_batch_lookups():
     assert row["results"][0]["name"] == "Milano"
     e2, n2 = Transformer.from_crs("EPSG:4326", "EPSG:7791", always_xy=True).transform(9.19, 45.4642)
     assert lookup.locate_point(e2, n2, "EPSG:7791")["comune"]["name"] == "Milano"
+
+
+# ----- kept between starts ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_data_dir(tmp_path, monkeypatch):
+    """A data dir of this test alone, and no index in this process's memory."""
+    from geo.settings import get_settings
+
+    monkeypatch.setenv("CMM_GEO_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    saved = dict(nearest._indices)
+    nearest._indices.clear()
+    yield tmp_path
+    nearest._indices.clear()
+    nearest._indices.update(saved)
+    get_settings.cache_clear()
+
+
+def _answers(t, idx) -> tuple[np.ndarray, np.ndarray]:
+    lon, lat = outside_points(3000, 7, 0.3)
+    mx, my = transformer_xy(CRS84, epsg_uri(METRIC_EPSG)).transform(lon, lat)
+    return idx.query(t, mx, my)
+
+
+def _refuse_builds(monkeypatch) -> None:
+    def no_build(t):
+        raise AssertionError("built again instead of read")
+
+    monkeypatch.setattr(nearest.NearestIndex, "build", staticmethod(no_build))
+
+
+def test_the_index_is_kept_in_the_data_dir_and_read_at_the_next_start(own_data_dir, monkeypatch):
+    t = get_territory()
+    built = nearest_index(t)
+    path = nearest.cache_path(t)
+    assert path.parent.parent == own_data_dir and path.is_file()
+    assert t.version in path.name
+    nearest._indices.clear()  # the next start of a worker
+    _refuse_builds(monkeypatch)
+    read = nearest_index(t)
+    assert read is not built
+    for f in dataclasses.fields(built):
+        a, b = getattr(built, f.name), getattr(read, f.name)
+        assert np.array_equal(a, b) and np.asarray(a).dtype == np.asarray(b).dtype, f.name
+    got, want = _answers(t, read), _answers(t, built)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert not list(path.parent.glob(".nearest-*"))  # no temp file left behind
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "out of range", "pickled"])
+def test_a_damaged_kept_index_is_built_again_and_replaced(own_data_dir, damage, caplog):
+    t = get_territory()
+    good = nearest_index(t)
+    path = nearest.cache_path(t)
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00not an npz" * 100)
+    else:
+        arrays = {f.name: np.asarray(getattr(good, f.name)) for f in dataclasses.fields(good)}
+        if damage == "out of range":
+            arrays["cand"] = arrays["cand"].copy()
+            arrays["cand"][5] = len(arrays["ax"]) + 10  # a segment that does not exist
+        else:  # an object array: never unpickled (allow_pickle=False)
+            arrays["owner"] = np.array([object()] * len(arrays["owner"]), dtype=object)
+        np.savez(path, **arrays)
+    nearest._indices.clear()
+    again = nearest_index(t)
+    assert "built again" in caplog.text
+    assert np.array_equal(again.cand, good.cand) and np.array_equal(again.owner, good.owner)
+    got, want = _answers(t, again), _answers(t, good)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    nearest._indices.clear()
+    assert np.array_equal(nearest._kept(path, t).cand, good.cand)  # written over, whole
+
+
+def test_a_data_dir_that_cannot_be_written_still_answers(own_data_dir, caplog):
+    (own_data_dir / "cache").write_text("a file where the cache directory would be")
+    t = get_territory()
+    idx = nearest_index(t)
+    assert "not kept" in caplog.text
+    owner, dist = _answers(t, idx)
+    assert (owner >= 0).all() and np.isfinite(dist).all()
