@@ -387,6 +387,100 @@ def test_each_store_keeps_each_geometrys_text_and_its_pages_send_it(backend):
     assert marked == {"type": "MultiPoint", "coordinates": [[1.5, 2.5]]}  # the text is sent
 
 
+def test_a_geometry_changed_by_another_program_is_sent_as_it_now_is(backend):
+    """A program that updates a row's WKB alone (plain SQL, QGIS on the table) leaves no
+    stale GeoJSON text behind (migration 0013): the feature and the layer's page send the
+    new shape; the service's own writes keep a text again."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from geo.interventions.model import TOPIC
+    from geo.layers.store import TOPIC as LAYERS
+    from geo.store import bump_revision, transaction
+
+    admin = {"Authorization": "Bearer test-admin-token"}
+    square = shapely.geometry.mapping(shapely.box(9.0, 45.3, 9.01, 45.31))
+    upload = json.dumps(
+        {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {"n": 1}, "geometry": square}],
+        }
+    ).encode()
+    texts_sql = sa.text(
+        "SELECT geometry_json FROM interventions WHERE id = :i UNION ALL "
+        "SELECT geometry_json FROM layer_features WHERE layer_id = :l AND fid = 1"
+    )
+    with TestClient(create_app()) as client:
+        r = client.post(
+            "/layers",
+            files={"file": ("guard.geojson", upload)},
+            data={"name": "Guardia"},
+            headers=admin,
+        )
+        assert r.status_code in (200, 201), r.text
+        lid = r.json()["id"]
+        fid = client.get("/collections/interventions/items?f=json&limit=1").json()["features"]
+        fid = fid[0]["id"]
+        with backend.connect() as conn:
+            wkb, text = conn.execute(
+                sa.text("SELECT geometry_wkb, geometry_json FROM interventions WHERE id = :i"),
+                {"i": fid},
+            ).one()
+            assert [t is not None for t in conn.execute(texts_sql, {"i": fid, "l": lid})] == [
+                True,
+                True,
+            ]
+        try:
+            with transaction(backend) as conn:  # another program: the WKB alone
+                conn.execute(
+                    sa.text("UPDATE interventions SET geometry_wkb = :w WHERE id = :i"),
+                    {"w": shapely.to_wkb(shapely.Point(9.123456, 45.456789)), "i": fid},
+                )
+                conn.execute(
+                    sa.text(
+                        "UPDATE layer_features SET geometry_wkb = :w "
+                        "WHERE layer_id = :l AND fid = 1"
+                    ),
+                    {"w": shapely.to_wkb(shapely.box(9.1, 45.4, 9.11, 45.41)), "l": lid},
+                )
+                bump_revision(conn, TOPIC)
+                bump_revision(conn, LAYERS)
+            with backend.connect() as conn:
+                assert list(conn.execute(texts_sql, {"i": fid, "l": lid}).scalars()) == [
+                    None,
+                    None,
+                ]
+            one = client.get(f"/collections/interventions/items/{fid}?f=json").json()
+            assert one["geometry"]["coordinates"] == [[9.123456, 45.456789]]
+            page = client.get(f"/collections/{lid}/items?f=json").json()["features"]
+            got = shapely.geometry.shape(page[0]["geometry"])
+            assert got.normalize().equals(shapely.box(9.1, 45.4, 9.11, 45.41).normalize())
+            moved = shapely.geometry.mapping(shapely.box(9.2, 45.4, 9.21, 45.41))
+            r = client.patch(f"/collections/{lid}/items/1", json={"geometry": moved}, headers=admin)
+            assert r.status_code == 200, r.text
+            with backend.connect() as conn:
+                kept = list(conn.execute(texts_sql, {"i": fid, "l": lid}).scalars())[1]
+            assert kept is not None and "9.21" in kept  # the service's write: a text again
+        finally:
+            with transaction(backend) as conn:  # the intervention as it was, text and all
+                conn.execute(
+                    sa.text(
+                        "UPDATE interventions SET geometry_wkb = :w, geometry_json = :t "
+                        "WHERE id = :i"
+                    ),
+                    {"w": wkb, "t": text, "i": fid},
+                )
+                bump_revision(conn, TOPIC)
+            client.delete(f"/layers/{lid}", headers=admin)
+        with backend.connect() as conn:
+            restored = conn.execute(
+                sa.text("SELECT geometry_json FROM interventions WHERE id = :i"), {"i": fid}
+            ).scalar_one()
+        assert restored == text  # both set together: the trigger leaves the text
+
+
 def test_the_store_keeps_each_interventions_properties_and_its_pages_send_them(backend):
     """Each written intervention keeps its properties as the JSON text a page builds
     (migration 0011), made in the writing transaction by the page's own SQL (PostgreSQL: a
