@@ -141,8 +141,15 @@ def test_rdn2008_epsg_6707_is_northing_first_in_single_and_batch_lookups():
 # ----- kept between starts ---------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def good_index():
+    """The index of the territory, built once for these tests (the grid tests above check
+    the build itself; these check how it is kept and read)."""
+    return nearest_index(get_territory())
+
+
 @pytest.fixture
-def own_data_dir(tmp_path, monkeypatch):
+def own_data_dir(tmp_path, monkeypatch, good_index):
     """A data dir of this test alone, and no index in this process's memory."""
     from geo.settings import get_settings
 
@@ -162,63 +169,82 @@ def _answers(t, idx) -> tuple[np.ndarray, np.ndarray]:
     return idx.query(t, mx, my)
 
 
-def _refuse_builds(monkeypatch) -> None:
-    def no_build(t):
-        raise AssertionError("built again instead of read")
+def _builds(monkeypatch, idx) -> list[object]:
+    """Count the builds, each answering ``idx`` (a real build takes seconds; its result is
+    what the grid tests check)."""
+    calls: list[object] = []
 
-    monkeypatch.setattr(nearest.NearestIndex, "build", staticmethod(no_build))
+    def build(t):
+        calls.append(t)
+        return idx
+
+    monkeypatch.setattr(nearest.NearestIndex, "build", staticmethod(build))
+    return calls
 
 
-def test_the_index_is_kept_in_the_data_dir_and_read_at_the_next_start(own_data_dir, monkeypatch):
+def _same(a, b) -> bool:
+    return all(
+        np.array_equal(getattr(a, f.name), getattr(b, f.name))
+        and np.asarray(getattr(a, f.name)).dtype == np.asarray(getattr(b, f.name)).dtype
+        for f in dataclasses.fields(a)
+    )
+
+
+def test_the_index_is_kept_in_the_data_dir_and_read_at_the_next_start(
+    own_data_dir, monkeypatch, good_index
+):
     t = get_territory()
-    built = nearest_index(t)
+    builds = _builds(monkeypatch, good_index)
+    assert nearest_index(t) is good_index and len(builds) == 1
     path = nearest.cache_path(t)
     assert path.parent.parent == own_data_dir and path.is_file()
     assert t.version in path.name
     nearest._indices.clear()  # the next start of a worker
-    _refuse_builds(monkeypatch)
     read = nearest_index(t)
-    assert read is not built
-    for f in dataclasses.fields(built):
-        a, b = getattr(built, f.name), getattr(read, f.name)
-        assert np.array_equal(a, b) and np.asarray(a).dtype == np.asarray(b).dtype, f.name
-    got, want = _answers(t, read), _answers(t, built)
+    assert len(builds) == 1  # read, not built
+    assert read is not good_index and _same(read, good_index)
+    got, want = _answers(t, read), _answers(t, good_index)
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     assert not list(path.parent.glob(".nearest-*"))  # no temp file left behind
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "out of range", "pickled"])
-def test_a_damaged_kept_index_is_built_again_and_replaced(own_data_dir, damage, caplog):
+def test_a_damaged_kept_index_is_built_again_and_replaced(
+    own_data_dir, damage, caplog, monkeypatch, good_index
+):
     t = get_territory()
-    good = nearest_index(t)
     path = nearest.cache_path(t)
+    nearest._keep(path, good_index)
     raw = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(raw[: len(raw) // 2])
     elif damage == "garbage":
         path.write_bytes(b"\x00not an npz" * 100)
     else:
-        arrays = {f.name: np.asarray(getattr(good, f.name)) for f in dataclasses.fields(good)}
+        arrays = {
+            f.name: np.asarray(getattr(good_index, f.name)) for f in dataclasses.fields(good_index)
+        }
         if damage == "out of range":
             arrays["cand"] = arrays["cand"].copy()
             arrays["cand"][5] = len(arrays["ax"]) + 10  # a segment that does not exist
         else:  # an object array: never unpickled (allow_pickle=False)
             arrays["owner"] = np.array([object()] * len(arrays["owner"]), dtype=object)
         np.savez(path, **arrays)
-    nearest._indices.clear()
-    again = nearest_index(t)
+    assert nearest._kept(path, t) is None
+    builds = _builds(monkeypatch, good_index)
+    assert nearest_index(t) is good_index and len(builds) == 1
     assert "built again" in caplog.text
-    assert np.array_equal(again.cand, good.cand) and np.array_equal(again.owner, good.owner)
-    got, want = _answers(t, again), _answers(t, good)
-    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
-    nearest._indices.clear()
-    assert np.array_equal(nearest._kept(path, t).cand, good.cand)  # written over, whole
+    kept = nearest._kept(path, t)  # written over, whole
+    assert kept is not None and _same(kept, good_index)
 
 
-def test_a_data_dir_that_cannot_be_written_still_answers(own_data_dir, caplog):
+def test_a_data_dir_that_cannot_be_written_still_answers(
+    own_data_dir, caplog, monkeypatch, good_index
+):
     (own_data_dir / "cache").write_text("a file where the cache directory would be")
     t = get_territory()
+    builds = _builds(monkeypatch, good_index)
     idx = nearest_index(t)
-    assert "not kept" in caplog.text
+    assert len(builds) == 1 and "not kept" in caplog.text
     owner, dist = _answers(t, idx)
     assert (owner >= 0).all() and np.isfinite(dist).all()
