@@ -1712,11 +1712,12 @@ class SqlCollection(CollectionProvider):
         matched = self._count(conn, rev, q, conds)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
-        if self._matches_first(conn, rev, q, matched):
+        first = self._matches_first(conn, rev, q, matched)
+        if first:
             page = self._sorted_matches(stmt, conds, order, conn.dialect.name)
         else:
             page = stmt.where(*conds).order_by(*order)
-        return matched, list(conn.execute(page.limit(q.limit).offset(q.offset)))
+        return matched, list(conn.execute(_paged(page, q, walk=not first)))
 
     #: How much more a match costs found through its filter's index and sorted than a row
     #: visited in primary-key order, per store (measured with 100 k interventions: on
@@ -2125,7 +2126,7 @@ class SqlCollection(CollectionProvider):
                 if first
                 else stmt.where(*conds).order_by(*order)
             )
-            page_sql = driver_sql(page.limit(q.limit).offset(q.offset), engine)
+            page_sql = driver_sql(_paged(page, q, walk=not first), engine)
             if page_sql is None:
                 return False
             got = await aio.fetch(engine, [(*page_sql, None)])
@@ -2257,6 +2258,21 @@ def _per_values(q: FeatureQuery) -> dict[str, bool]:
     from geo.store import PLAN_PER_VALUES
 
     return {PLAN_PER_VALUES: True} if q.filtered else {}
+
+
+def _paged(page: sa.Select[Any], q: FeatureQuery, walk: bool) -> sa.Select[Any]:
+    """``page`` limited to ``q``'s page. A page that walks the table in its order has its
+    LIMIT and OFFSET written into the SQL: PostgreSQL then costs a prepared statement's
+    generic plan by the page it is (a LIMIT parameter it guesses at a tenth of the table,
+    so it would plan the whole select again at each request, 0.5–1.7 ms for the
+    intervention's properties) and keeps that plan — the walk's, whatever the filter's
+    values. A page of few matches sorted first keeps them as parameters: its plan must
+    follow the filter's values (see :meth:`SqlCollection._matches_first`)."""
+    if walk:
+        return page.limit(sa.literal(q.limit, literal_execute=True)).offset(
+            sa.literal(q.offset, literal_execute=True)
+        )
+    return page.limit(q.limit).offset(q.offset)
 
 
 def _sorting_is_cheaper(cost: float, q: FeatureQuery, matched: int, total: int) -> bool:
