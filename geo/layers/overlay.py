@@ -108,11 +108,53 @@ def _build_units(by: str, t: Territory) -> Units:
 
 
 def dissolve(metric_geometries: np.ndarray, family: str) -> Any:
-    """The layer as one geometry (union of all features; points: a MultiPoint of all)."""
+    """The layer as one geometry (the union of all features; points: a MultiPoint of all).
+
+    Only features that meet another are unioned, group by group (:func:`_groups`); the
+    others are kept as they are. The result is the same, but a layer of many separate
+    features (20,000 small parks) takes ~0.1 s instead of the ~5 s ``union_all`` spends
+    noding them all together."""
     geoms = np.asarray(metric_geometries, dtype=object)
     if family == POINT:
         return shapely.multipoints(shapely.get_parts(geoms))
-    return shapely.union_all(geoms)
+    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
+    group = _groups(geoms)
+    alone = np.bincount(group, minlength=len(geoms))[group] == 1
+    pieces = [shapely.get_parts(geoms[alone])]
+    shared = np.flatnonzero(~alone)
+    shared = shared[np.argsort(group[shared], kind="stable")]
+    if shared.size:
+        starts = np.flatnonzero(np.diff(group[shared], prepend=-1))
+        for members in np.split(shared, starts[1:]):
+            pieces.append(shapely.get_parts(shapely.union_all(geoms[members])))
+    parts = np.concatenate(pieces)
+    return shapely.multipolygons(parts) if family == POLYGON else shapely.multilinestrings(parts)
+
+
+def _groups(geoms: np.ndarray) -> np.ndarray:
+    """For each geometry, the smallest index of those it is connected to by intersecting
+    ones (connected components of the "intersects" graph, from an STRtree's pairs: hook
+    each pair's larger root to the smaller, then jump pointers until every root is
+    stable)."""
+    n = len(geoms)
+    parent = np.arange(n)
+    if n < 2:
+        return parent
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    a, b = a[a < b], b[a < b]
+    while a.size:
+        ra, rb = parent[a], parent[b]
+        differ = ra != rb
+        if not differ.any():
+            break
+        lo, hi = np.minimum(ra, rb)[differ], np.maximum(ra, rb)[differ]
+        np.minimum.at(parent, hi, lo)
+        while True:  # every entry points at its root again
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
+    return parent
 
 
 def _measure(family: str, dissolved: Any, u: Units) -> np.ndarray:
@@ -129,8 +171,15 @@ def _measure(family: str, dissolved: Any, u: Units) -> np.ndarray:
         _, first = np.unique(part_idx, return_index=True)
         np.add.at(out, unit_idx[first], 1)
         return out
-    pieces = shapely.intersection(parts[part_idx], u.geometries[unit_idx])
-    size = shapely.area(pieces) if family == POLYGON else shapely.length(pieces)
+    measure = shapely.area if family == POLYGON else shapely.length
+    # A part well inside its unit (most of them) counts whole; only those crossing a
+    # border are cut (an intersection costs ~20 times the prepared containment test).
+    pieces, units_of = parts[part_idx], u.geometries[unit_idx]
+    shapely.prepare(units_of)
+    inside = shapely.contains_properly(units_of, pieces)
+    size = np.empty(len(pieces))
+    size[inside] = measure(pieces[inside])
+    size[~inside] = measure(shapely.intersection(pieces[~inside], units_of[~inside]))
     np.add.at(out, unit_idx, size)
     return out
 

@@ -198,3 +198,44 @@ def test_to_metric_consistent_with_layer_metric_geometries(tmp_path):
     np.testing.assert_allclose(
         shapely.area(again), shapely.area(layer.metric_geometries), rtol=1e-7
     )
+
+
+def test_dissolve_unions_only_features_that_meet(monkeypatch):
+    """The layer dissolved group by group is the union of all its features (areas and
+    lengths as ``union_all`` of everything gives them, overlaps counted once, chains of
+    overlapping features joined), and features meeting no other are never noded: a layer
+    of many separate parks stays fast."""
+    from geo.layers import overlay
+
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        n = int(rng.integers(1, 150))
+        centres = rng.uniform(0, 2_000, (n, 2))
+        discs = shapely.buffer(shapely.points(centres), rng.uniform(5, 120, n))
+        discs[rng.random(n) < 0.05] = None  # missing geometries are left out
+        whole = shapely.union_all(discs)
+        got = overlay.dissolve(discs, "polygon")
+        assert shapely.is_valid(got)
+        assert shapely.area(got) == pytest.approx(whole.area, rel=1e-9)
+        assert shapely.symmetric_difference(got, whole).area < 1e-6 * whole.area
+        ends = centres + rng.uniform(-150, 150, (n, 2))
+        segments = shapely.linestrings(np.stack([centres, ends], axis=1))
+        assert shapely.length(overlay.dissolve(segments, "line")) == pytest.approx(
+            shapely.union_all(segments).length, rel=1e-9
+        )
+
+    # A chain a–b–c (a and c apart) is one group; 300 separate squares are never unioned.
+    chain = [shapely.box(0, 0, 10, 10), shapely.box(8, 0, 18, 10), shapely.box(16, 0, 26, 10)]
+    apart = [shapely.box(100 + 20 * k, 100, 110 + 20 * k, 110) for k in range(300)]
+    unioned: list[int] = []
+    real = shapely.union_all
+
+    def spy(geoms, *args, **kwargs):  # type: ignore[no-untyped-def]
+        unioned.append(len(geoms))
+        return real(geoms, *args, **kwargs)
+
+    monkeypatch.setattr(overlay.shapely, "union_all", spy)
+    got = overlay.dissolve(np.array(chain + apart, dtype=object), "polygon")
+    assert unioned == [3]
+    assert shapely.area(got) == pytest.approx(26 * 10 + 300 * 100)
+    assert shapely.get_num_geometries(got) == 301
