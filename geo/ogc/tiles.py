@@ -349,7 +349,7 @@ def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -
     # To tile units in one vectorised pass (the encoder then only rounds and packs).
     scale = np.array([EXTENT / width, EXTENT / (xy.top - xy.bottom)])
     origin = np.array([xy.left, xy.bottom])
-    geoms = shapely.transform(geoms, lambda c: (c - origin) * scale)
+    geoms = _to_tile_grid(geoms, origin, scale)
     features = []
     for f, g in zip(np.asarray(feats, dtype=object)[keep], geoms[keep], strict=True):
         props = {
@@ -366,7 +366,18 @@ def render_tile(p: CollectionProvider, t: TileAddress, *, native: bool = True) -
         layers.append({"name": "truncated", "features": [{
             "geometry": shapely.Point(0, 0),
             "properties": {"matched": result.number_matched, "kept": MAX_FEATURES}}]})  # fmt: skip
-    return mapbox_vector_tile.encode(
-        layers,
-        default_options={"extents": EXTENT, "y_coord_down": False},
-    )
+    return mapbox_vector_tile.encode(layers, default_options=ENCODE_OPTIONS)
+
+
+#: The encoder's options: polygons come oriented (:func:`_to_tile_grid`), so its own
+#: per-feature winding check is left out.
+ENCODE_OPTIONS = {"extents": EXTENT, "y_coord_down": False, "check_winding_order": False}
+
+
+def _to_tile_grid(geoms: np.ndarray, origin: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Geometries in tile units, rounded to the grid and their polygons oriented as the
+    encoder's winding check would leave them (exterior rings clockwise, y up), all at
+    once: that check rebuilt each polygon in Python, ~40 % of a tile of 5,000 small parks
+    (the same bytes: ``tests/ogc/test_tiles.py``)."""
+    on_grid = shapely.transform(geoms, lambda c: np.round((c - origin) * scale))
+    return shapely.orient_polygons(on_grid, exterior_cw=True)

@@ -410,10 +410,28 @@ def test_polygons_cut_ahead_for_their_zoom_give_the_bytes_cut_per_tile(backend, 
     the bytes ``ST_AsMVTGeom`` makes of every feature per tile — for shapes inside, across
     tile edges, with holes, in parts, too small for a zoom's grid; and lines, which have no
     stored cut, are cut per tile as before."""
+    x0, y0 = 9.16, 45.44  # ~3 zoom-12 tiles wide
+    polygons = _random_polygons(x0, y0)
+    lines = [
+        {"type": "Feature", "properties": {"n": i}, "geometry": {"type": "LineString",
+         "coordinates": [[x0 + 0.01 * i, y0], [x0 + 0.01 * i + 0.2, y0 + 0.1]]}}
+        for i in range(20)
+    ]  # fmt: skip
+    with _uploaded_layer(client, "Poligoni tagliati", polygons) as lid:
+        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
+        assert compared >= 15
+        assert 200 < cut_ahead < 5 * 240  # polygons carry their cut; 1 m shapes collapse at 10
+    with _uploaded_layer(client, "Linee tagliate", lines) as lid:
+        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
+        assert compared >= 10 and cut_ahead == 0
+
+
+def _random_polygons(x0: float, y0: float) -> list[dict]:
+    """240 polygons east and north of (x0, y0): 1 m (they collapse at low zooms) to 1.6 km
+    wide, every 7th with a hole, every 11th in two parts."""
     import numpy as np
 
     rng = np.random.default_rng(12)
-    x0, y0 = 9.16, 45.44  # ~3 zoom-12 tiles wide
     polygons = []
     for i in range(240):
         cx, cy = x0 + rng.uniform(0, 0.25), y0 + rng.uniform(0, 0.17)
@@ -432,18 +450,32 @@ def test_polygons_cut_ahead_for_their_zoom_give_the_bytes_cut_per_tile(backend, 
             far = [[[p[0] + 3 * r, p[1]] for p in coords[0]]]
             geometry = {"type": "MultiPolygon", "coordinates": [coords, far]}
         polygons.append({"type": "Feature", "properties": {"n": i}, "geometry": geometry})
-    lines = [
-        {"type": "Feature", "properties": {"n": i}, "geometry": {"type": "LineString",
-         "coordinates": [[x0 + 0.01 * i, y0], [x0 + 0.01 * i + 0.2, y0 + 0.1]]}}
-        for i in range(20)
-    ]  # fmt: skip
-    with _uploaded_layer(client, "Poligoni tagliati", polygons) as lid:
-        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
-        assert compared >= 15
-        assert 200 < cut_ahead < 5 * 240  # polygons carry their cut; 1 m shapes collapse at 10
-    with _uploaded_layer(client, "Linee tagliate", lines) as lid:
-        compared, cut_ahead = _tiles_cut_both_ways(lid, x0, y0)
-        assert compared >= 10 and cut_ahead == 0
+    return polygons
+
+
+def test_python_tiles_are_the_bytes_of_the_encoders_own_winding_check(backend, client, monkeypatch):
+    """The Python encoder rounds and orients every polygon at once (``_to_tile_grid``) and
+    skips mapbox-vector-tile's per-feature check: its tiles are byte for byte those the
+    check makes of the unrounded shapes — holes, parts, shapes collapsing to the grid."""
+    from geo.ogc.registry import registry
+
+    x0, y0 = 9.16, 45.44
+    with _uploaded_layer(client, "Poligoni orientati", _random_polygons(x0, y0)) as lid:
+        p = registry.get(lid)
+        addresses = []
+        for z in (9, 11, 12, 13, 15):
+            for t in {TMS.tile(x0 + dx, y0 + dy, z) for dx in (0, 0.1, 0.2) for dy in (0, 0.1)}:
+                addresses.append(T.TileAddress.parse("WebMercatorQuad", str(z), str(t.y), str(t.x)))
+        fast = [T.render_tile(p, a, native=False) for a in addresses]
+        monkeypatch.setattr(
+            T,
+            "_to_tile_grid",
+            lambda g, origin, scale: shapely.transform(g, lambda c: (c - origin) * scale),
+        )
+        monkeypatch.setattr(T, "ENCODE_OPTIONS", {**T.ENCODE_OPTIONS, "check_winding_order": True})
+        checked = [T.render_tile(p, a, native=False) for a in addresses]
+    assert sum(b is not None for b in fast) >= 10
+    assert fast == checked
 
 
 def _tiles_cut_both_ways(lid: str, x0: float, y0: float) -> tuple[int, int]:
