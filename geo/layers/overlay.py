@@ -120,15 +120,29 @@ def dissolve(metric_geometries: np.ndarray, family: str) -> Any:
     geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
     group = _groups(geoms)
     alone = np.bincount(group, minlength=len(geoms))[group] == 1
-    pieces = [shapely.get_parts(geoms[alone])]
+    pieces = [geoms[alone]]
     shared = np.flatnonzero(~alone)
     shared = shared[np.argsort(group[shared], kind="stable")]
     if shared.size:
         starts = np.flatnonzero(np.diff(group[shared], prepend=-1))
         for members in np.split(shared, starts[1:]):
-            pieces.append(shapely.get_parts(shapely.union_all(geoms[members])))
-    parts = np.concatenate(pieces)
+            pieces.append(np.array([shapely.union_all(geoms[members])], dtype=object))
+    parts = _parts(np.concatenate(pieces), 3 if family == POLYGON else 1)
     return shapely.multipolygons(parts) if family == POLYGON else shapely.multilinestrings(parts)
+
+
+def _parts(geoms: np.ndarray, type_id: int) -> np.ndarray:
+    """The single parts of type ``type_id`` (3 polygons, 1 lines) of ``geoms``, however
+    nested (a polygon repaired by ``make_valid`` may be a collection of a MultiPolygon and
+    a line; such lines carry no area and are left out of a polygon layer)."""
+    parts = shapely.get_parts(geoms)
+    while True:
+        kinds = shapely.get_type_id(parts)
+        nested = np.isin(kinds, (4, 5, 6, 7))
+        if not nested.any():
+            break
+        parts = np.concatenate([parts[~nested], shapely.get_parts(parts[nested])])
+    return parts[(kinds == type_id) & ~shapely.is_empty(parts)]
 
 
 def _groups(geoms: np.ndarray) -> np.ndarray:

@@ -239,3 +239,31 @@ def test_dissolve_unions_only_features_that_meet(monkeypatch):
     assert unioned == [3]
     assert shapely.area(got) == pytest.approx(26 * 10 + 300 * 100)
     assert shapely.get_num_geometries(got) == 301
+
+
+def test_dissolve_takes_what_make_valid_leaves(territory):
+    """A repaired polygon may come as a collection (a MultiPolygon and a dangling line):
+    its polygons are measured, its lines carry no area, and a polygon layer holding one
+    is measured as ``union_all`` of it all measures it."""
+    from geo.layers import overlay
+
+    c = metric(RHO).centroid
+    x, y = c.x, c.y
+    spike = shapely.Polygon(
+        [(x, y), (x + 800, y), (x + 800, y + 800), (x + 400, y + 800), (x + 400, y + 1200),
+         (x + 400, y + 800), (x, y + 800)]
+    )  # fmt: skip
+    bowtie = shapely.Polygon(
+        [(x + 2000, y), (x + 2600, y + 600), (x + 2600, y), (x + 2000, y + 600)]
+    )
+    repaired = shapely.make_valid(np.array([spike, bowtie], dtype=object))
+    assert shapely.get_type_id(repaired).tolist() == [7, 6]  # a collection, a MultiPolygon
+    overlapping = shapely.box(x + 700, y + 700, x + 1500, y + 1500)
+    layer = np.array([*repaired, overlapping], dtype=object)
+    got = overlay.dissolve(layer, "polygon")
+    assert shapely.get_type_id(got) == 6
+    assert shapely.area(got) == pytest.approx(shapely.union_all(layer).area, rel=1e-9)
+    result = layer_metrics("polygon", layer, "comune")
+    assert _rows(result)[RHO]["covered_km2"] == pytest.approx(
+        metric(RHO).intersection(shapely.union_all(layer)).area / 1e6, rel=1e-6
+    )
