@@ -119,14 +119,17 @@ def dissolve(metric_geometries: np.ndarray, family: str) -> Any:
         return shapely.multipoints(shapely.get_parts(geoms))
     geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
     group = _groups(geoms)
-    alone = np.bincount(group, minlength=len(geoms))[group] == 1
-    pieces = [geoms[alone]]
-    shared = np.flatnonzero(~alone)
-    shared = shared[np.argsort(group[shared], kind="stable")]
-    if shared.size:
-        starts = np.flatnonzero(np.diff(group[shared], prepend=-1))
-        for members in np.split(shared, starts[1:]):
-            pieces.append(np.array([shapely.union_all(geoms[members])], dtype=object))
+    if group is None:  # features meeting each other by the million: one union of all
+        pieces = [np.array([shapely.union_all(geoms)], dtype=object)]
+    else:
+        alone = np.bincount(group, minlength=len(geoms))[group] == 1
+        pieces = [geoms[alone]]
+        shared = np.flatnonzero(~alone)
+        shared = shared[np.argsort(group[shared], kind="stable")]
+        if shared.size:
+            starts = np.flatnonzero(np.diff(group[shared], prepend=-1))
+            for members in np.split(shared, starts[1:]):
+                pieces.append(np.array([shapely.union_all(geoms[members])], dtype=object))
     parts = _parts(np.concatenate(pieces), 3 if family == POLYGON else 1)
     return shapely.multipolygons(parts) if family == POLYGON else shapely.multilinestrings(parts)
 
@@ -145,17 +148,37 @@ def _parts(geoms: np.ndarray, type_id: int) -> np.ndarray:
     return parts[(kinds == type_id) & ~shapely.is_empty(parts)]
 
 
-def _groups(geoms: np.ndarray) -> np.ndarray:
+#: Pairs of features that meet, at most this many plus 4 per feature, before dissolving
+#: falls back to one ``union_all``: a layer of thousands of overlapping copies would
+#: otherwise hold a pair for each two of them (20,000 copies: 200 million pairs).
+MAX_PAIRS = 1_000_000
+
+
+def _groups(geoms: np.ndarray) -> np.ndarray | None:
     """For each geometry, the smallest index of those it is connected to by intersecting
     ones (connected components of the "intersects" graph, from an STRtree's pairs: hook
     each pair's larger root to the smaller, then jump pointers until every root is
-    stable)."""
+    stable); None when they meet in more pairs than :data:`MAX_PAIRS` (found 256
+    geometries at a time, so never held all at once)."""
     n = len(geoms)
     parent = np.arange(n)
     if n < 2:
         return parent
-    a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
-    a, b = a[a < b], b[a < b]
+    tree = shapely.STRtree(geoms)
+    found_a: list[np.ndarray] = []
+    found_b: list[np.ndarray] = []
+    most = MAX_PAIRS + 4 * n
+    total = 0
+    for start in range(0, n, 256):
+        a, b = tree.query(geoms[start : start + 256], predicate="intersects")
+        a += start
+        keep = a < b
+        found_a.append(a[keep])
+        found_b.append(b[keep])
+        total += int(keep.sum())
+        if total > most:
+            return None
+    a, b = np.concatenate(found_a), np.concatenate(found_b)
     while a.size:
         ra, rb = parent[a], parent[b]
         differ = ra != rb

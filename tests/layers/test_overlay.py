@@ -267,3 +267,22 @@ def test_dissolve_takes_what_make_valid_leaves(territory):
     assert _rows(result)[RHO]["covered_km2"] == pytest.approx(
         metric(RHO).intersection(shapely.union_all(layer)).area / 1e6, rel=1e-6
     )
+
+
+def test_dissolve_of_copies_meeting_by_the_million_unions_them_all(monkeypatch):
+    """A layer whose features all overlap (copies of one big square) would give a pair for
+    each two of them: past MAX_PAIRS the dissolve unions everything at once instead of
+    holding the pairs, and measures the same."""
+    from geo.layers import overlay
+
+    monkeypatch.setattr(overlay, "MAX_PAIRS", 1_000)
+    copies = np.array([shapely.box(k, k, 5_000 + k, 5_000 + k) for k in range(120)], dtype=object)
+    assert overlay._groups(copies) is None  # 7,140 pairs > 1,000 + 4 × 120
+    got = overlay.dissolve(copies, "polygon")
+    assert shapely.area(got) == pytest.approx(shapely.union_all(copies).area, rel=1e-9)
+    segments = shapely.linestrings([[(k, 0), (k + 5_000, 10)] for k in range(120)])
+    line = overlay.dissolve(segments, "line")
+    assert shapely.get_type_id(line) == 5
+    assert shapely.length(line) == pytest.approx(shapely.union_all(segments).length, rel=1e-9)
+    few = np.array([shapely.box(10_000 * k, 0, 10_000 * k + 10, 10) for k in range(300)])
+    assert overlay._groups(few) is not None  # separate features: no pairs at all
