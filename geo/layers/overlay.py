@@ -211,8 +211,7 @@ def _measure(family: str, dissolved: Any, u: Units) -> np.ndarray:
     measure = shapely.area if family == POLYGON else shapely.length
     # A part well inside its unit (most of them) counts whole; only those crossing a
     # border are cut (an intersection costs ~20 times the prepared containment test).
-    pieces, units_of = parts[part_idx], u.geometries[unit_idx]
-    shapely.prepare(units_of)
+    pieces, units_of = parts[part_idx], u.geometries[unit_idx]  # units: prepared when built
     inside = shapely.contains_properly(units_of, pieces)
     size = np.empty(len(pieces))
     size[inside] = measure(pieces[inside])
