@@ -77,6 +77,7 @@ class App(FastAPI):
             if self._front_of is not stack:
                 self._front, self._front_of = FrontDoor.of(stack), stack
             if self._front is not None:
+                scope["app"] = self  # as Starlette sets it (the lane reads the app's state)
                 if self.root_path:
                     scope["root_path"] = self.root_path
                 if await self._front.answered(scope, send):

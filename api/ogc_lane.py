@@ -220,8 +220,8 @@ async def _prefetch_items(service: OgcService, cid: str, params: dict[str, str])
     it (its count limit)."""
     provider = service.registry.peek(cid)
     ahead = getattr(provider, "prefetch_page", None)
-    if ahead is None:
-        return False
+    if ahead is None or not provider.pages_on_the_loop():  # type: ignore[union-attr]
+        return False  # not parsed twice: the thread's parse is the one that counts
     q = FeatureQuery(
         bbox=_run(bbox(params.get("bbox"), CRS84)),
         filter=cql_filter(provider, params.get("filter"), params.get("filter-lang"), None),  # type: ignore[arg-type]

@@ -126,9 +126,14 @@ class BBox(tuple):  # type: ignore[type-arg]
     that also carry the exact area asked for: :attr:`geometry`, in CRS84."""
 
     geometry: BaseGeometry
+    #: True when :attr:`geometry` is the plain rectangle of the bounds (a CRS84 box that
+    #: does not cross the antimeridian): the stores then test the box alone, with no
+    #: geometry comparison per request (``geo.ogc.sql.plain_box``).
+    rectangle: bool
 
     def __new__(cls, bounds: Sequence[float], geometry: BaseGeometry | None = None) -> BBox:
         self = super().__new__(cls, tuple(float(v) for v in bounds))
+        self.rectangle = geometry is None and self[0] <= self[2]
         self.geometry = geometry if geometry is not None else bbox_polygon(bounds)
         return self
 

@@ -292,16 +292,27 @@ class Registry:
             self._refreshers.append(refresh)
 
     def refresh(self) -> None:
-        """Run the refreshers; a database outage only postpones them."""
-        from geo.store import unavailable
+        """Run the refreshers; a database outage only postpones them. Within a request
+        (``geo.store.request_revisions``) they run once: they depend on the store's
+        revisions alone, which a request reads once, and a request looks collections up
+        several times."""
+        from geo.store import request_memo, unavailable
 
+        memo = request_memo()
+        done = ("registry refreshed", id(self))
+        if memo is not None and done in memo:
+            return
+        complete = True
         for refresh in list(self._refreshers):
             try:
                 refresh()
             except Exception as exc:
                 if unavailable(exc) is None:
                     raise
+                complete = False
                 log.info("collections not refreshed: the database is unavailable")
+        if memo is not None and complete:
+            memo[done] = True
 
     def __contains__(self, collection_id: object) -> bool:
         return collection_id in self._factories

@@ -353,16 +353,19 @@ def _sqlite_spatial(
     if row_wkb is None:
         return 0
     test = (name, literal_wkb, literal_first)
-    memo: tuple[tuple[str, bytes, int], dict[bytes, int]] | None = getattr(_TESTED, "memo", None)
+    memo: list[Any] | None = getattr(_TESTED, "memo", None)
     if memo is None or memo[0] != test or len(memo[1]) >= _TESTED_KEPT:
-        memo = _TESTED.memo = (test, {})
+        # The literal is parsed and prepared once per statement, not once per row.
+        memo = _TESTED.memo = [test, {}, None]
     got = memo[1].get(row_wkb)
     if got is None:
-        lit = _literal_geometry(literal_wkb)
+        lit = memo[2]
+        if lit is None:
+            lit = memo[2] = _literal_geometry(literal_wkb)
         geom = shapely.from_wkb(row_wkb)
         func = getattr(shapely, name)
         got = memo[1][row_wkb] = int(bool(func(lit, geom) if literal_first else func(geom, lit)))
-    return got
+    return got  # type: ignore[no-any-return]
 
 
 def _sqlite_text(func: Callable[[str], str]) -> Callable[[Any], str | None]:
@@ -2037,6 +2040,12 @@ class SqlCollection(CollectionProvider):
         self.__dict__.setdefault("_loop_selects", {})[key] = stmt
         return stmt
 
+    def pages_on_the_loop(self) -> bool:
+        """Whether :meth:`prefetch_page` can read pages on the event loop (PostgreSQL's
+        asynchronous driver); SQLite pages are read in a thread, so a request skips
+        parsing its query for the loop at all."""
+        return self.engine().dialect.name == "postgresql"
+
     async def prefetch_page(self, q: FeatureQuery) -> bool:
         """On the event loop (PostgreSQL): the store's revisions, the count and the page of
         a :func:`plain_box` query (the map's request) in one round trip, kept for the rest
@@ -2289,6 +2298,9 @@ def plain_box(q: FeatureQuery) -> tuple[float, float, float, float] | None:
         return None
     if q.datetime_range is not None:
         return None
+    if getattr(q.bbox, "rectangle", False):
+        x0, y0, x1, y1 = q.bbox
+        return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
     area = area_of(q.bbox)
     if shapely.get_type_id(area) != 3 or shapely.get_num_coordinates(area) != 5:
         return None

@@ -684,8 +684,9 @@ def remember_revisions(engine: Engine, rows: Iterable[tuple[Any, Any, Any]]) -> 
 
 
 #: Revisions already read during the current request (see :func:`request_revisions`).
-_REQUEST_REVISIONS: ContextVar[dict[int, dict[str, tuple[int, datetime | None]]] | None] = (
-    ContextVar("cmm_geo_request_revisions", default=None)
+#: Keyed by an engine's id; other keys (tuples) mark work done once per request.
+_REQUEST_REVISIONS: ContextVar[dict[Any, Any] | None] = ContextVar(
+    "cmm_geo_request_revisions", default=None
 )
 
 
@@ -706,6 +707,13 @@ def request_revisions() -> Iterator[None]:
 
 #: Every topic's change counter (``geo.store.aio`` reads it on the event loop too).
 REVISIONS_SQL = "SELECT key, value, updated_at FROM store_meta WHERE key LIKE 'revision:%'"
+
+
+def request_memo() -> dict[Any, Any] | None:
+    """The current request's memo (:func:`request_revisions`), or None outside one: work
+    that depends only on the revisions (the registry's refresh) is done once per request
+    by marking it here under a key of its own (a tuple, never an engine's id)."""
+    return _REQUEST_REVISIONS.get()
 
 
 def revisions(engine: Engine) -> dict[str, tuple[int, datetime | None]]:

@@ -308,6 +308,35 @@ def test_plain_box_is_only_a_rectangle_and_nothing_else():
     assert plain_box(FeatureQuery(bbox=box, filter=parse_filter("amount_eur > 1"))) is None
 
 
+def test_a_parsed_rectangle_skips_the_geometry_test_with_the_same_answer():
+    """A CRS84 bbox is flagged a plain rectangle when parsed (``BBox.rectangle``), so
+    ``plain_box`` needs no geometry comparison; it answers what the comparison of its
+    exact area answers, for random boxes, edge cases and boxes that are not rectangles."""
+    from geo.crs import parse_crs
+    from geo.ogc.geometry import BBox
+    from geo.ogc.params import parse_bbox
+    from geo.ogc.sql import plain_box
+
+    rng = np.random.default_rng(7)
+    texts = [
+        ",".join(f"{v:.6f}" for v in (x, y, x + w, y + h))
+        for x, y, w, h in zip(
+            rng.uniform(-180, 170, 200), rng.uniform(-90, 80, 200),
+            rng.uniform(0, 10, 200), rng.uniform(0, 10, 200), strict=True,
+        )
+    ]  # fmt: skip
+    texts += ["9.1,45.4,9.1,45.5", "9.1,45.4,9.2,45.4", "170,0,-170,1", "-180,-90,180,90"]
+    for text in texts:
+        fast = parse_bbox(text)
+        slow = BBox(fast, fast.geometry)  # the same area, not flagged: compared as geometry
+        assert not slow.rectangle
+        assert plain_box(FeatureQuery(bbox=fast)) == plain_box(FeatureQuery(bbox=slow)), text
+    assert parse_bbox("9.1,45.4,9.2,45.5").rectangle
+    assert not parse_bbox("170,0,-170,1").rectangle  # across the antimeridian: two boxes
+    projected = parse_bbox("500000,5000000,510000,5010000", parse_crs("EPSG:32632"))
+    assert not projected.rectangle and plain_box(FeatureQuery(bbox=projected)) is None
+
+
 def test_bbox_of_another_crs_is_exact(providers):
     """A bbox given in EPSG:32632 selects its exact (non-rectangular in CRS84) area."""
     from geo.ogc.geometry import BBox

@@ -303,11 +303,21 @@ def test_a_page_and_its_count_test_each_candidate_once(providers, monkeypatch):
             return shapely.from_wkb(wkb, *a, **kw)
 
     monkeypatch.setattr(gsql, "shapely", Counting())
+    literals: list[bytes] = []
+    real_literal = gsql._literal_geometry
+
+    def literal(wkb):  # type: ignore[no-untyped-def]
+        literals.append(wkb)
+        return real_literal(wkb)
+
+    monkeypatch.setattr(gsql, "_literal_geometry", literal)
+    gsql._TESTED.memo = None  # this thread's answers of earlier tests
     sql._counts = type(sql._counts)(sql.count_cache_size)
     first = sql.query_geojson(FeatureQuery(bbox=box, limit=5, count_limit=10_000))
     assert first is not None and first.number_matched and first.number_matched > 5
     assert parsed, "no candidate needed the exact test: a box that tests nothing"
     assert len(parsed) == len(set(parsed))  # the page reused the count's answers
+    assert len(literals) == 1  # the box parsed and prepared once, not once per candidate
     before = len(parsed)
     again = sql.query_geojson(FeatureQuery(bbox=box, limit=5, offset=5, count_limit=10_000))
     assert again is not None and len(parsed) == before

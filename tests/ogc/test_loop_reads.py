@@ -390,3 +390,106 @@ def test_a_locked_sqlite_file_is_not_waited_for_on_the_loop(tmp_path):
     locked, waited, resting, fine = asyncio.run(read())
     assert locked is None and waited < 1.0 and not resting
     assert fine == [[("revision:interventions", "7", None)]]
+
+
+@pytest.fixture
+def at_the_door(monkeypatch):
+    """The URLs the front door answered (``api.ogc_cache.FrontDoor``), in order."""
+    from api.ogc_cache import FrontDoor
+
+    answered: list[str] = []
+    original = FrontDoor.answered
+
+    async def spy(self, scope, send):  # type: ignore[no-untyped-def]
+        done = await original(self, scope, send)
+        if done:
+            answered.append(
+                scope["path"]
+                + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+            )
+        return done
+
+    monkeypatch.setattr(FrontDoor, "answered", spy)
+    return answered
+
+
+def test_a_200_read_on_the_loop_is_sent_at_the_front_door(backend, at_the_door, threads_only):
+    """A feature by id (both stores) and a map's box (PostgreSQL) read on the loop are sent
+    before the middleware stack, with every header the stack sends (security ones too);
+    a 404, a conditional request's 304 and what the loop cannot read go through the stack
+    or, for the 304, the door's own check. With the loop's reads off, the door sends none."""
+    postgis = get_engine().dialect.name == "postgresql"
+    with TestClient(create_app()) as c:
+        ids = [f["id"] for f in c.get(f"{ITEMS}?limit=4").json()["features"]]
+        c.get(f"{ITEMS}/{ids[0]}")  # the statement, built in a thread
+        c.get(f"{ITEMS}?bbox=9.0,45.0,9.9,45.9&limit=2")  # built
+        del at_the_door[:]
+        urls = [f"{ITEMS}/{i}" for i in ids[1:]] + [BOXES[0], BOXES[3], f"{ITEMS}/nope-0"]
+        loop = [c.get(u) for u in urls]
+        again = c.get(urls[0], headers={"If-None-Match": loop[0].headers["ETag"]})
+        head = c.head(urls[0])
+    expected = [f"{ITEMS}/{i}" for i in ids[1:]]
+    if postgis:
+        expected += [BOXES[0], BOXES[3]]
+    assert at_the_door[: len(expected)] == expected
+    assert f"{ITEMS}/nope-0" not in at_the_door  # a 404: from the stack
+    assert again.status_code == 304 and head.status_code == 200 and head.content == b""
+    assert all(r.headers["content-security-policy"] for r in loop[:-1])
+    assert [r.status_code for r in loop] == [200] * (len(urls) - 1) + [404]
+    del at_the_door[:]
+    _answered_alike_from_threads(urls, loop, threads_only)  # status, bytes, every header
+    assert at_the_door == []
+
+
+def test_a_request_refreshes_the_registry_once(backend, threads_only):
+    """The registry's refreshers (the stored layers' sync) depend on the store's revisions
+    alone, which a request reads once: however many times a request looks a collection up,
+    they run once for it, on the loop's path and on the threadpool's."""
+    from geo.ogc.registry import registry
+
+    calls: list[int] = []
+
+    def refresher() -> None:
+        calls.append(1)
+
+    registry.add_refresher(refresher)
+    try:
+        for off in (False, True):
+            threads_only(off)
+            with TestClient(create_app()) as c:
+                ids = [f["id"] for f in c.get(f"{ITEMS}?limit=3").json()["features"]]
+                urls = [
+                    f"{ITEMS}/{ids[1]}",
+                    f"{ITEMS}?bbox=9.0,45.3,9.4,45.6&limit=2",
+                    f"{ITEMS}?filter=amount_eur%20%3E%201&limit=2",
+                    "/collections",
+                ]
+                for url in urls:
+                    del calls[:]
+                    assert c.get(url).status_code == 200
+                    assert len(calls) == 1, (url, off, len(calls))
+    finally:
+        registry._refreshers.remove(refresher)
+
+
+def test_a_filter_is_parsed_once_per_request(backend, monkeypatch):
+    """A filtered page's parameters are read for the event loop only where the loop can
+    read its page (PostgreSQL: then once more by the page's code, from the parsed filters
+    kept); on SQLite the thread's reading is the only one."""
+    import api.ogc_lane as lane
+
+    parsed: list[str] = []
+    real = lane.cql_filter
+
+    def spy(provider, text, *args):  # type: ignore[no-untyped-def]
+        parsed.append(text)
+        return real(provider, text, *args)
+
+    monkeypatch.setattr(lane, "cql_filter", spy)
+    postgis = get_engine().dialect.name == "postgresql"
+    with TestClient(create_app()) as c:
+        c.get(f"{ITEMS}?filter=amount_eur%20%3E%201&limit=1")  # the table counted, in a thread
+        for url in FILTERS[:3]:
+            del parsed[:]
+            assert c.get(url).status_code == 200
+            assert len(parsed) == (2 if postgis else 1), url
