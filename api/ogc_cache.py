@@ -410,7 +410,7 @@ class OgcCacheMiddleware:
 
 class FrontDoor:
     """A response-cache hit of a static path (the territory), or a 200 the short lane reads
-    on the event loop (a feature by id, a map's box), answered before the rest of the
+    on the event loop (a feature by id, a map's box, a tile), answered before the rest of the
     middleware stack.
 
     Through the stack a hit of the 133-comuni page ran the security headers, the page
@@ -453,11 +453,12 @@ class FrontDoor:
         return True
 
     async def _on_the_loop(self, scope: Scope, send: Send, headers: dict[bytes, bytes]) -> bool:
-        """A request the short lane reads on the event loop (a feature by id, a map's box
-        on PostgreSQL), answered here when that gives a 200 (fresh or cached): the layers
-        of the stack cost a fifth of such a request. Anything else goes through the stack,
-        without a second try on the loop: an answer read here for the lane to send (an empty
-        tile), or the threadpool's work (a 404, a read the loop cannot do)."""
+        """A request the short lane reads on the event loop (a feature by id; a map's box
+        or a tile on PostgreSQL), answered here when that gives a 200 (fresh or cached): the
+        layers of the stack were ~14 % of the loop's time on a feature by id. Anything else
+        goes through the stack without a second try on the loop: an answer read here for
+        the lane to send (an empty tile), or the threadpool's work (a 404, a read the loop
+        cannot do)."""
         lane = self.cache._lane()
         plan = lane.plan(_plain(scope)) if lane is not None else None
         if plan is None or plan.prefetch is None:

@@ -125,7 +125,8 @@ def parse_bbox(value: str | None, bbox_crs: str = CRS84) -> BBox | None:
     if bbox_crs == CRS84 or (is_lat_lon(bbox_crs) and to_pyproj(bbox_crs).is_geographic):
         # lon,lat (CRS84) or lat,lon (EPSG:4326): validate, allow the antimeridian
         lon0, lat0, lon1, lat1 = (a, b, c, d) if bbox_crs == CRS84 else (b, a, d, c)
-        if not (-90 <= lat0 <= 90 and -90 <= lat1 <= 90 and -180 <= lon0 <= 180 >= lon1 >= -180):
+        in_range = -90 <= lat0 <= 90 and -90 <= lat1 <= 90
+        if not (in_range and -180 <= lon0 <= 180 and -180 <= lon1 <= 180):
             check_geographic([lon0, lon1], [lat0, lat1], "bbox")  # raises, saying which
         if lat0 > lat1:
             raise InvalidParameter(
