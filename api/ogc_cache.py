@@ -35,8 +35,9 @@ _UNSET = object()
 #: answers), or its answer is ready to be sent.
 DECLINED = "cmm_geo.lane_declined"
 ANSWER = "cmm_geo.lane_answer"
-#: Set by the front door when the event loop could not answer: not tried again.
-LOOP_TRIED = "cmm_geo.loop_tried"
+#: The front door's plan of a request the event loop could not answer: the stack reuses
+#: it (not parsed again) and does not try the loop a second time.
+PLANNED = "cmm_geo.planned"
 
 #: Headers recomputed per request rather than stored.
 _VOLATILE = {
@@ -201,7 +202,8 @@ class OgcCacheMiddleware:
         entry = self._cached(key) if key is not None else None
         if entry is None:
             lane = self._lane()
-            plan = lane.plan(_plain(scope)) if lane is not None else None
+            planned = None if scope.get(DECLINED) else scope.get(PLANNED)  # declined: as is
+            plan = planned or (lane.plan(_plain(scope)) if lane is not None else None)
             if plan is not None:
                 await self._fast(scope, receive, send, plan)
                 return
@@ -268,7 +270,7 @@ class OgcCacheMiddleware:
         answer in **one** threadpool hop, on one pooled connection; the answer is sent as a
         cache hit is. What the lane declines, or fails on, goes the usual way."""
         seen: list[Message] = []
-        on_loop = plan.prefetch is not None and not scope.get(LOOP_TRIED)
+        on_loop = plan.prefetch is not None and scope.get(PLANNED) is None
         got = await self._on_the_loop(scope, plan) if on_loop else None
         try:
             if got is not None:
@@ -466,7 +468,7 @@ class FrontDoor:
         with request_revisions():
             got = await self.cache._on_the_loop(scope, plan)
         if got is None:  # the threadpool answers (an error, a read the loop cannot do)
-            scope[LOOP_TRIED] = True
+            scope[PLANNED] = plan
             return False
         if not isinstance(got, Entry):  # an empty tile: the stack sends it, unread
             scope[ANSWER] = got
