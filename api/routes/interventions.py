@@ -15,13 +15,14 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.responses import csv_response, json_response
+from api.routes.downloads import feature_query
 from api.session import principal_of, write_principal
 from api.uploads import Upload, form_body, read_body, read_form
 from geo import interventions as iv
 from geo.auth import Principal
 from geo.errors import GeoError, InvalidParameter, NotFound, PreconditionFailed, ValidationFailed
 from geo.interventions.collection import COLLECTION_ID, register
-from geo.interventions.stats import GROUPINGS, intervention_stats
+from geo.interventions.stats import GROUPINGS, intervention_facets, intervention_stats
 from geo.ogc.http import etag_matches, text_etag
 from geo.ogc.registry import registry
 from geo.settings import get_settings
@@ -317,17 +318,46 @@ async def import_pnrr_files(request: Request, authorization: Authorization = Non
     return json_response(report.to_dict(ids=report.pnrr.table.frame.shape[0] <= 1000))
 
 
+#: Parameters of /stats/interventions itself; every other one filters as the items API does.
+STATS_PARAMETERS = frozenset(
+    {"by", "f", "amount", "source", "mission", "bbox", "bbox-crs", "filter", "filter-lang",
+     "filter-crs"}
+)  # fmt: skip
+
+
 @router.get("/stats/interventions", summary="Interventions aggregated by comune, zona, …")
 def stats(
-    by: Annotated[str, Query(description=" | ".join(GROUPINGS))] = "comune",
+    request: Request,
+    by: Annotated[
+        str,
+        Query(
+            description=" | ".join(GROUPINGS) + "; several, comma-separated, answer "
+            "`groupings: {by: groups}` from one reading of the selection"
+        ),
+    ] = "comune",
     f: Annotated[str, Query(description="json or csv")] = "json",
     source: Annotated[str | None, Query(description="documented, pnrr, …")] = None,
     mission: Annotated[str | None, Query(description="M1 … M6")] = None,
     amount: Annotated[str, Query(description="total (amount_eur) or pnrr")] = "total",
 ):
-    result = intervention_stats(by, source=source, mission=mission, amount=amount)
+    """Totals and groups of the interventions that the same query of
+    ``/collections/interventions/items`` selects: its property filters (``zona=``,
+    ``amount_min=``, …), ``bbox`` and CQL2 ``filter`` are read as there. Counted in the
+    store, so a map application shows exact counts and sums without loading features."""
+    if f not in ("json", "csv"):
+        raise InvalidParameter("f", "use json or csv")
+    provider = registry.get(COLLECTION_ID)
+    if provider is None:
+        raise NotFound(f"no collection {COLLECTION_ID!r}", parameter="collectionId")
+    query = feature_query(provider, request.query_params, STATS_PARAMETERS, 0)
+    bys = [b.strip() for b in by.split(",")]
+    if len(bys) > 1:
+        if f == "csv":
+            raise InvalidParameter("f", "csv takes one grouping: use f=json with several")
+        return json_response(
+            intervention_facets(bys, source=source, mission=mission, amount=amount, query=query)
+        )
+    result = intervention_stats(by, source=source, mission=mission, amount=amount, query=query)
     if f == "csv":
         return csv_response(result["groups"], f"interventions_by_{by}.csv")
-    if f != "json":
-        raise InvalidParameter("f", "use json or csv")
     return json_response(result)

@@ -9,6 +9,10 @@ Property filters (``?name=value``, the provider's ``properties_eq``):
   ``m2`` or ``M2``; ``programme`` a name or an alias;
 * ``amount_min`` / ``amount_max`` (EUR, inclusive) select an amount range (rows without
   an amount never match a range);
+* ``text`` (not a property: a search) matches when the title, the CUP or the implementing
+  body contains it, in any case (both lower-cased as Unicode does it, which the store
+  does in SQL: PostgreSQL through ICU, SQLite through a function of ours), so the map
+  application's search box is one indexed-scan query, not a filter evaluated in Python;
 * every other property: equality of its text.
 
 The registered collection answers every query in the store
@@ -49,6 +53,9 @@ ALIASES = {
     "objective": "objectives",
 }
 RANGE = ("amount_min", "amount_max")
+#: The search parameter, and the properties it looks in.
+TEXT = "text"
+TEXT_FIELDS = ("title", "cup", "implementing_body")
 
 
 _queryables_memo: dict[tuple[int, str], tuple[Queryable, ...]] = {}
@@ -116,6 +123,7 @@ class InterventionsProvider(SnapshotProvider):
         "measure. precision=comune: placed at the representative point of its comune(s)."
     )
     keywords = ("PNRR", "Piano strategico", "interventi", "Città metropolitana di Milano")
+    extra_parameters = (TEXT,)
     translations = {  # noqa: RUF012 - read only
         "it": (
             "Interventi del Piano strategico",
@@ -216,6 +224,13 @@ class InterventionsProvider(SnapshotProvider):
                 )
                 with np.errstate(invalid="ignore"):
                     both(amounts >= limit if name == "amount_min" else amounts <= limit)
+            elif name == TEXT:
+                needle = raw.strip().lower()
+                found = np.zeros(n, dtype=bool)
+                for field in TEXT_FIELDS:
+                    col = inner.table.columns.get(field, np.full(n, None, dtype=object))
+                    found |= np.array([needle in str(v or "").lower() for v in col], dtype=bool)
+                both(found)
             elif name in LIST_PROPERTIES:
                 wanted = self._normalise(name, raw)
                 col = inner.table.columns.get(name)

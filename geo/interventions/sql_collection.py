@@ -45,6 +45,8 @@ from geo.interventions.collection import (
     COLLECTION_ID,
     LIST_PROPERTIES,
     RANGE,
+    TEXT,
+    TEXT_FIELDS,
     InterventionsProvider,
     _queryables,
 )
@@ -72,6 +74,7 @@ from geo.ogc.sql import (
     selected,
     sqlite_geojson,
     sqlite_json_timestamp,
+    unicode_lower,
 )
 from geo.plan import PlanCatalogue
 from geo.store import get_meta, read_connection, set_meta, transaction
@@ -477,6 +480,20 @@ def _keeping_spec() -> SqliteGeojson:
     return spec
 
 
+def text_condition(value: str, dialect: str) -> ColumnElement[bool]:
+    """``?text=``: the title, CUP or implementing body contains ``value`` in any case
+    (``instr``/``strpos`` of the lower-cased texts: no LIKE, so ``%`` and ``_`` are plain
+    characters); an empty search matches everything, as in memory."""
+    needle = value.strip().lower()
+    find = sa.func.strpos if dialect == "postgresql" else sa.func.instr
+    return sa.or_(
+        *(
+            find(unicode_lower(interventions_table.c[name], dialect), needle) > 0
+            for name in TEXT_FIELDS
+        )
+    )
+
+
 class InterventionsSqlProvider(SqlCollection):
     """Interventions from the store, every query run there (see the module docstring)."""
 
@@ -490,6 +507,7 @@ class InterventionsSqlProvider(SqlCollection):
     table = interventions_table
     topic = TOPIC
     rtree = "rtree_interventions_geom"
+    extra_parameters = InterventionsProvider.extra_parameters
 
     #: What vector tiles carry (styling and identify; the API has the rest).
     tile_geometries = ((99, "geom_3857"),)  # points: nothing to simplify
@@ -537,6 +555,8 @@ class InterventionsSqlProvider(SqlCollection):
         """``?name=value`` (rules in geo.interventions.collection)."""
         key = name
         name = ALIASES.get(name, name)
+        if name == TEXT:
+            return text_condition(value, self.engine().dialect.name)
         if name in RANGE:
             try:
                 limit = float(value)

@@ -381,6 +381,16 @@ def register_sqlite_functions(conn: Connection) -> None:
     raw.create_function("cmm_spatial", 4, _sqlite_spatial, deterministic=True)  # type: ignore[union-attr]
     raw.create_function("cmm_casefold", 1, _sqlite_text(fold_case), deterministic=True)  # type: ignore[union-attr]
     raw.create_function("cmm_accentfold", 1, _sqlite_text(fold_accents), deterministic=True)  # type: ignore[union-attr]
+    raw.create_function("cmm_lower", 1, _sqlite_text(str.lower), deterministic=True)  # type: ignore[union-attr]
+
+
+def unicode_lower(expr: Any, dialect: str) -> ColumnElement[str]:
+    """``expr`` lower-cased as Python's ``str.lower`` does it, in the store: SQLite's own
+    ``lower`` and PostgreSQL's under the C locale fold ASCII only ("È" stays), so
+    PostgreSQL lowers through ICU and SQLite through a function of ours."""
+    if dialect == "postgresql":
+        return sa.func.lower(expr.collate("und-x-icu"))
+    return sa.func.cmm_lower(expr)
 
 
 class SqliteRtreeSpatial(Spatial):
@@ -2388,3 +2398,8 @@ class _FilterErrors:
 
 def _filter_errors() -> _FilterErrors:
     return _FilterErrors()
+
+
+#: The memo helpers under public names, for other capabilities that keep results per data
+#: revision (the interventions' statistics): the LRU, its "missing" marker, a query's key.
+Lru, MISSING, query_key = _Lru, _NO, _query_key

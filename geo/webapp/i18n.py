@@ -124,10 +124,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "iv.count_of": "{count} interventi su {total}",
         "iv.count_of_one": "{count} intervento su {total}",
         "iv.amount_total": "importo dichiarato: {amount}",
-        "iv.more_than": "oltre {count}",
-        "iv.amount_partial": "importo dichiarato dei {shown} caricati: {amount}",
-        "iv.partial": "Tabella, grafici e mappa mostrano i primi {shown}: restringi i filtri "
-        "o scarica i dati per averli tutti.",
+        "iv.partial": "La mappa mostra i {shown} con l'importo maggiore: restringi i filtri o "
+        "scarica i dati per averli tutti. Conteggi, importi, tabella e grafici li comprendono "
+        "tutti.",
         "iv.zoom": "Zoom sui risultati",
         "iv.download": "Scarica",
         "iv.table": "Tabella degli interventi",
@@ -277,10 +276,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "iv.count_of": "{count} interventions of {total}",
         "iv.count_of_one": "{count} intervention of {total}",
         "iv.amount_total": "stated amount: {amount}",
-        "iv.more_than": "more than {count}",
-        "iv.amount_partial": "stated amount of the {shown} loaded: {amount}",
-        "iv.partial": "The table, charts and map show the first {shown}: narrow the filters "
-        "or download the data to get them all.",
+        "iv.partial": "The map shows the {shown} with the largest amounts: narrow the filters "
+        "or download the data to get them all. Counts, amounts, table and charts cover them "
+        "all.",
         "iv.zoom": "Zoom to the results",
         "iv.download": "Download",
         "iv.table": "Table of the interventions",

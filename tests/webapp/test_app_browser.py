@@ -329,11 +329,13 @@ def test_staff_filters_sorts_and_downloads(app, server, tmp_path):
     sort = pg.locator("button.sort[data-col='amount_eur']")
     amounts = _amounts(pg)
     assert amounts == sorted(amounts, reverse=True) and len(amounts) > 1
-    sort.click()
+    sort.click()  # the server sorts: the header says so once the page is drawn
+    pg.wait_for_selector("th.col-amount_eur[aria-sort='ascending']")
     amounts = _amounts(pg)
     assert amounts == sorted(amounts)
     assert pg.locator("th[aria-sort='ascending']").count() == 1
     pg.locator("button.sort[data-col='title']").click()
+    pg.wait_for_selector("th.col-title[aria-sort='ascending']")
     titles = pg.locator("#iv-table tbody tr td:first-child button.link").all_inner_texts()
     assert titles == sorted(titles, key=str.casefold) or len(titles) < 2
     assert pg.locator("#chart-zona tr").count() >= 1
@@ -390,6 +392,7 @@ def test_interventions_table_fits_without_horizontal_scroll(browser, server, vie
         sort = pg.get_by_label("Ordina per")
         assert sort.is_visible() and sort.input_value() == "amount_eur:desc"
         sort.select_option("programme:asc")
+        pg.wait_for_selector("th.col-programme[aria-sort='ascending']", state="attached")
         metas = pg.locator("#iv-table tbody .iv-meta").all_inner_texts()
         progs = [m.split(" · ")[0] for m in metas]
         assert progs == sorted(progs, key=str.casefold) and len(set(progs)) > 1

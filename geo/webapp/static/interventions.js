@@ -1,5 +1,8 @@
-// Staff read side: filter the interventions (the OGC items API does the filtering), live
-// counts, map layer + sortable paginated table in sync, downloads, totals as bar charts.
+// Staff read side: filter the interventions (the OGC items API and /stats/interventions
+// do the filtering and the counting in the store), exact counts and sums, facet counts,
+// a map layer of the largest matches, a sortable table paged by the server, downloads,
+// totals as bar charts. Nothing here loads every intervention: at a million rows the
+// panel costs what it shows.
 import { el, fill, t, tn, getJSON, fmtInt, fmtEur, debounce, safeUrl, statusLabel } from "./dom.js";
 import { setLayerData, setVisible, layers, comuniData } from "./layers.js";
 import { showHighlight, fitTo } from "./mapview.js";
@@ -8,21 +11,15 @@ import { showHighlight, fitTo } from "./mapview.js";
 const FILTERS = ["programme", "mission", "driver", "zona", "unione", "comune", "status", "source", "amount_min", "amount_max", "text"];
 const SELECTS = ["programme", "mission", "driver", "zona", "unione", "comune", "status", "source"];
 const COLUMNS = ["title", "programme", "comuni_names", "status", "amount_eur", "source"];
+/** Columns the server sorts by (a list, such as the comuni, has no order of its own). */
+const SORTABLE = ["title", "programme", "status", "amount_eur", "source"];
 const PAGE = 15;
-const state = { result: null, total: { n: 0, exact: true }, sort: { col: "amount_eur", asc: false }, page: 0, labels: {}, session: null };
+/** Most interventions drawn on the map at once (the largest amounts first). */
+export const MAP_LIMIT = 2000;
+const state = { stats: null, rows: [], n: 0, total: 0, mapData: null, sort: { col: "amount_eur", asc: false }, page: 0, labels: {}, session: null };
 const hooks = { change: () => {} };
 export const onInterventions = (h) => Object.assign(hooks, h);
 const form = () => document.getElementById("iv-filters");
-
-/** Property of a feature that a filter looks at (list or scalar). */
-const FACET = { programme: "programme", mission: "missions", driver: "drivers", zona: "zone", unione: "unioni", comune: "comuni", status: "status", source: "source" };
-
-/** CQL2 text filter for the free-text box: title, CUP or implementing body contain it. */
-function textFilter(text) {
-  const s = text.trim().slice(0, 100).replace(/[%_\\]/g, "_").replace(/'/g, "''");
-  if (!s) return null;
-  return ["title", "cup", "implementing_body"].map((p) => `CASEI(${p}) LIKE CASEI('%${s}%')`).join(" OR ");
-}
 
 /** The current filters as {name: value} (empty ones left out). */
 export function currentFilters() {
@@ -35,80 +32,53 @@ export function currentFilters() {
   return out;
 }
 
-/** Query parameters of the OGC items API (and of the downloads) for the current filters. */
+/** Query parameters of the OGC items API, of /stats and of the downloads for the current
+ * filters: each filter is one of the collection's parameters (`text` searches the title,
+ * CUP and implementing body in any case). */
 export function apiParams(filters = currentFilters()) {
   const p = {};
-  for (const [k, v] of Object.entries(filters)) {
-    if (k === "text") { const cql = textFilter(v); if (cql) p.filter = cql; } else p[k] = v;
-  }
+  for (const [k, v] of Object.entries(filters)) p[k] = k === "text" ? v.slice(0, 100) : v;
   return p;
 }
 
-async function fetchResult(params) {
-  const q = new URLSearchParams({ limit: "10000", ...params });
-  return getJSON(`/collections/interventions/items?${q}`);
-}
+const query = (params) => new URLSearchParams(params).toString();
 
-/** How many interventions an items answer matches: `{ n, exact }`. The service counts a
- * filtered page only up to CMM_GEO_COUNT_LIMIT and leaves `numberMatched` out beyond it
- * (README, "bounded numberMatched"). Without it, the features loaded are the count when
- * no page follows; when one does, a one-row probe past them tells "exactly n" from
- * "more than n" (a full page may be followed by an empty one). */
-async function matched(result, params) {
-  if (typeof result.numberMatched === "number") return { n: result.numberMatched, exact: true };
-  const n = result.features.length;
-  if (!(result.links || []).some((l) => l.rel === "next")) return { n, exact: true };
-  const probe = await fetchResult({ ...params, offset: String(n), limit: "1", skipGeometry: "true" });
-  return { n, exact: probe.features.length === 0 };
-}
+/** Totals and groups of the matching interventions, counted by the store (`by`: one
+ * grouping, or several comma-separated: `groupings`). */
+const fetchStats = (by, params) => getJSON(`/stats/interventions?${query({ by, ...params })}`);
 
-/** A count as the UI says it: "1.234", or "oltre 10.000" / "more than 10,000". */
-const countText = ({ n, exact }) => (exact ? fmtInt(n) : t("iv.more_than", { count: fmtInt(n) }));
+/** One page of features of the items API. */
+const fetchItems = (params) => getJSON(`/collections/interventions/items?${query(params)}`);
 
 function option(value, label, count) {
   return el("option", { value }, count === undefined ? label : `${label} (${count})`);
 }
 
-/** The choices of each list with their counts among the loaded features; when fewer are
- * loaded than match (`partial`), a count is only a lower bound: "12+". */
-function fillSelects(result, partial = false) {
-  const counts = {};
-  for (const name of SELECTS) counts[name] = new Map();
-  for (const f of result.features) {
-    for (const name of SELECTS) {
-      let v = f.properties[FACET[name]];
-      for (const x of Array.isArray(v) ? v : [v]) {
-        if (x === null || x === undefined || x === "") continue;
-        counts[name].set(String(x), (counts[name].get(String(x)) || 0) + 1);
-      }
-    }
-  }
+/** The choices of each list with how many of the matching interventions have them. */
+function fillSelects(counts) {
   const f = form();
   for (const name of SELECTS) {
     const sel = f.elements[name];
     const keep = sel.value;
     const values = state.labels[name];
     fill(sel, option("", t("iv.any")),
-      values.map(([v, label]) => option(v, label, fmtInt(counts[name].get(v) || 0) + (partial ? "+" : ""))));
+      values.map(([v, label]) => option(v, label, counts ? fmtInt(counts[name].get(v) || 0) : undefined)));
     sel.value = keep;
   }
 }
 
-function sortedFeatures() {
-  const { col, asc } = state.sort;
-  const key = (f) => {
-    const v = f.properties[col];
-    return Array.isArray(v) ? v.join(", ") : v;
-  };
-  return [...state.result.features].sort((a, b) => {
-    const x = key(a); const y = key(b);
-    if (x === y) return 0;
-    if (x === null || x === undefined || x === "") return 1; // empty last, either way
-    if (y === null || y === undefined || y === "") return -1;
-    const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
-    return asc ? c : -c;
-  });
+/** `sortby` of the items API for the table's order. */
+const sortby = () => `${state.sort.asc ? "+" : "-"}${state.sort.col}`;
+
+/** Read the table's page from the server (sorted and paged there), then draw it. */
+async function loadPage(params = apiParams()) {
+  const mine = ++pageSeq;
+  const got = state.n ? await fetchItems({ ...params, limit: String(PAGE), offset: String(state.page * PAGE), sortby: sortby() }) : { features: [] };
+  if (mine !== pageSeq) return;
+  state.rows = got.features;
+  renderTable();
 }
+let pageSeq = 0;
 
 function canEdit(p) {
   const u = state.session && state.session.user;
@@ -140,13 +110,13 @@ function renderSortSelect() {
   const sel = document.getElementById("iv-sort");
   if (!sel) return;
   if (!sel.options.length) {
-    fill(sel, COLUMNS.flatMap((c) => ["desc", "asc"].map((dir) =>
+    fill(sel, SORTABLE.flatMap((c) => ["desc", "asc"].map((dir) =>
       el("option", { value: `${c}:${dir}` }, t(`iv.sort_${dir}`, { column: t(`iv.col.${c}`) })))));
     sel.addEventListener("change", () => {
       const [col, dir] = sel.value.split(":");
       state.sort = { col, asc: dir === "asc" };
       state.page = 0;
-      renderTable();
+      loadPage();
     });
   }
   sel.value = `${state.sort.col}:${state.sort.asc ? "asc" : "desc"}`;
@@ -158,19 +128,21 @@ function renderTable() {
   renderSortSelect();
   fill(head, COLUMNS.map((c) => {
     const sorted = state.sort.col === c;
+    const label = [t(`iv.col.${c}`), sorted ? (state.sort.asc ? " ▲" : " ▼") : ""];
     return el("th", { scope: "col", class: `col-${c}`, "aria-sort": sorted ? (state.sort.asc ? "ascending" : "descending") : "none" },
-      el("button", { type: "button", class: "sort", dataset: { col: c }, title: t("iv.sort", { column: t(`iv.col.${c}`) }),
-        onclick: () => { state.sort = { col: c, asc: sorted ? !state.sort.asc : c !== "amount_eur" }; state.page = 0; renderTable(); },
-      }, t(`iv.col.${c}`), sorted ? (state.sort.asc ? " ▲" : " ▼") : ""));
+      SORTABLE.includes(c)
+        ? el("button", { type: "button", class: "sort", dataset: { col: c }, title: t("iv.sort", { column: t(`iv.col.${c}`) }),
+          onclick: () => { state.sort = { col: c, asc: sorted ? !state.sort.asc : c !== "amount_eur" }; state.page = 0; loadPage(); },
+        }, label)
+        : label);
   }));
-  const rows = sortedFeatures();
-  const pages = Math.max(1, Math.ceil(rows.length / PAGE));
-  state.page = Math.min(state.page, pages - 1);
+  const rows = state.rows;
+  const pages = Math.max(1, Math.ceil(state.n / PAGE));
   const body = table.querySelector("tbody");
   if (!rows.length) {
     fill(body, el("tr", {}, el("td", { colspan: String(COLUMNS.length) }, t("iv.none"))));
   } else {
-    fill(body, rows.slice(state.page * PAGE, (state.page + 1) * PAGE).map((f) => {
+    fill(body, rows.map((f) => {
       const p = f.properties;
       const edit = canEdit(p)
         ? [" ", el("a", { href: `/app/interventions/${encodeURIComponent(f.id)}/edit`, class: "edit" }, t("iv.edit")),
@@ -190,7 +162,7 @@ function renderTable() {
     }));
   }
   const pager = document.getElementById("iv-pager");
-  const go = (d) => { state.page += d; renderTable(); };
+  const go = (d) => { state.page = Math.min(Math.max(0, state.page + d), pages - 1); loadPage(); };
   fill(pager,
     el("button", { type: "button", id: "iv-prev", disabled: state.page === 0, onclick: () => go(-1) }, t("iv.prev")),
     el("span", { id: "iv-page" }, t("iv.page", { page: state.page + 1, pages })),
@@ -204,23 +176,16 @@ function bars(title, id, rows) {
     el("table", { class: "bars" }, el("tbody", {}, rows.map((r) => el("tr", {},
       el("th", { scope: "row" }, r.label),
       el("td", {}, el("span", { class: "bar", style: `width:${Math.max(1, (100 * r.value) / max).toFixed(1)}%` }),
-        el("span", { class: "value" }, `${fmtEur(r.value)} · ${r.count}`)))))));
+        el("span", { class: "value" }, `${fmtEur(r.value)} · ${fmtInt(r.count)}`)))))));
 }
 
-async function renderCharts() {
-  const byZona = new Map(); const byComune = new Map();
-  const add = (m, k, amount) => {
-    const g = m.get(k) || { value: 0, count: 0 };
-    g.count += 1; g.value += amount || 0; m.set(k, g);
-  };
-  for (const f of state.result.features) {
-    const p = f.properties;
-    (p.zone || []).forEach((z) => add(byZona, z, p.amount_eur));
-    (p.comuni || []).forEach((c) => add(byComune, c, p.amount_eur));
-  }
+/** Amounts per zone and the ten comuni with the most, from the store's groups. */
+function renderCharts(byZona, byComune) {
+  const rows = (groups, labels) => groups.filter((g) => g.count)
+    .map((g) => ({ label: labels[g.id] || g.name || g.id, value: g.amount_eur, count: g.count }))
+    .sort((a, b) => b.value - a.value || b.count - a.count);
   const zoneLabel = Object.fromEntries(state.labels.zona);
   const comuneLabel = Object.fromEntries(state.labels.comune);
-  const rows = (m, labels) => [...m.entries()].map(([k, g]) => ({ label: labels[k] || k, ...g })).sort((a, b) => b.value - a.value || b.count - a.count);
   fill(document.getElementById("iv-charts"),
     bars(t("iv.chart_zona"), "chart-zona", rows(byZona, zoneLabel)),
     bars(t("iv.chart_comune"), "chart-comune", rows(byComune, comuneLabel).slice(0, 10)));
@@ -233,42 +198,65 @@ function updateDownloads(params) {
   }
 }
 
+/** The groupings by place (the comuni's links), asked for apart from the others. */
+const PLACES = ["zona", "unione", "comune"];
+
+/** Which /stats grouping gives each list's counts. */
+const GROUPING = { programme: "programme", mission: "mission", driver: "driver", zona: "zona", unione: "unione", comune: "comune", status: "status", source: "source" };
+
+/** The map's features: the matches with the largest amounts, at most MAP_LIMIT. */
+const fetchMap = (params) => fetchItems({ ...params, limit: String(MAP_LIMIT), sortby: "-amount_eur" });
+
 let seq = 0;
 async function apply() {
   const filters = currentFilters();
   const params = apiParams(filters);
   const mine = ++seq;
-  let result;
-  try { result = await fetchResult(params); } catch (err) {
-    fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
-    return;
-  }
-  let count;
-  try { count = await matched(result, params); } catch (err) {
-    fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
+  let groups;
+  let mapData;
+  let first;
+  try {
+    // The counts, the map and the table's first page together, so they show at once.
+    // Two requests for the eight groupings, so a store with several cores counts them
+    // side by side (each reads the selection once).
+    let places;
+    let themes;
+    [places, themes, mapData, first] = await Promise.all([
+      fetchStats(PLACES.join(","), params),
+      fetchStats(SELECTS.map((name) => GROUPING[name]).filter((g) => !PLACES.includes(g)).join(","), params),
+      fetchMap(params),
+      fetchItems({ ...params, limit: String(PAGE), sortby: sortby() }),
+    ]);
+    groups = { ...themes, groupings: { ...themes.groupings, ...places.groupings } };
+  } catch (err) {
+    if (mine === seq) fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
     return;
   }
   if (mine !== seq) return;
-  state.result = result;
+  const stats = groups;
+  const counts = {};
+  for (const name of SELECTS) counts[name] = new Map(groups.groupings[GROUPING[name]].map((g) => [String(g.id), g.count]));
+  state.stats = stats;
+  state.n = stats.n_interventions;
   state.page = 0;
-  const amount = result.features.reduce((s, f) => s + (f.properties.amount_eur || 0), 0);
-  const shown = result.features.length;
-  // Fewer loaded than matched: the sum, table, charts and map cover those loaded only.
-  const partial = !count.exact || shown < count.n;
+  state.rows = first.features;
+  pageSeq += 1; // a page asked for under the previous filters is not drawn
+  state.mapData = mapData;
+  const shown = mapData.features.length;
+  const partial = shown < state.n;
   fill(document.getElementById("iv-count"),
-    el("strong", { id: "iv-n", dataset: { count: String(count.n), exact: String(count.exact) } },
+    el("strong", { id: "iv-n", dataset: { count: String(state.n) } },
       Object.keys(filters).length
-        ? tn("iv.count_of", count.exact ? count.n : 0, { count: countText(count), total: countText(state.total) })
-        : tn("iv.count", count.exact ? count.n : 0, { count: countText(count) })),
-    " · ", partial
-      ? t("iv.amount_partial", { amount: fmtEur(amount), shown: fmtInt(shown) })
-      : t("iv.amount_total", { amount: fmtEur(amount) }),
+        ? tn("iv.count_of", state.n, { count: fmtInt(state.n), total: fmtInt(state.total) })
+        : tn("iv.count", state.n, { count: fmtInt(state.n) })),
+    " · ", el("span", { id: "iv-amount", dataset: { amount: String(stats.amount_eur) } },
+      t("iv.amount_total", { amount: fmtEur(stats.amount_eur) })),
     partial ? [el("br"), el("span", { id: "iv-partial", class: "muted small" }, t("iv.partial", { shown: fmtInt(shown) }))] : null);
-  fillSelects(result, partial);
-  renderTable();
-  renderCharts();
+  fillSelects(counts);
+  renderCharts(groups.groupings.zona, groups.groupings.comune);
   updateDownloads(params);
-  setLayerData("interventions", result);
+  renderTable();
+  setLayerData("interventions", mapData);
   hooks.change(filters);
 }
 
@@ -280,12 +268,14 @@ export async function setFilters(filters) {
   await apply();
 }
 
+/** Fit the map to every match (the extent the store computed, not only those drawn). */
 export function zoomToResult() {
-  if (!state.result || !state.result.features.length) return;
-  fitTo(L.geoJSON(state.result).getBounds());
+  const b = state.stats && state.stats.bbox;
+  if (!b) return;
+  fitTo(L.latLngBounds([b[1], b[0]], [b[3], b[2]]));
 }
 
-export const setSession = (s) => { state.session = s; if (state.result) renderTable(); };
+export const setSession = (s) => { state.session = s; if (state.stats) renderTable(); };
 
 let ready = null;
 export function initInterventions() {
@@ -298,44 +288,42 @@ export function initInterventions() {
 }
 
 async function load() {
-  {
-    const entry = layers.get("interventions");
-    if (!entry) {
-      fill(document.getElementById("iv-count"), t("iv.unavailable"));
-      return;
-    }
-    const [all, qs, missions, drivers, unioni, comuni] = await Promise.all([
-      fetchResult({}), getJSON("/collections/interventions/queryables"),
-      getJSON("/plan/missions").catch(() => ({ missions: [] })), getJSON("/plan/drivers").catch(() => ({ drivers: [] })),
-      getJSON("/unioni"), comuniData(),
-    ]);
-    state.total = await matched(all, {});
-    const distinct = (prop) => [...new Set(all.features.map((f) => f.properties[prop]).filter((v) => v))].sort();
-    const zoneNames = {};
-    comuni.features.forEach((f) => { zoneNames[f.properties.zona_omogenea_id] = f.properties.zona_omogenea_name; });
-    const props = qs.properties || {};
-    state.labels = {
-      programme: (props.programme?.enum || distinct("programme")).map((p) => [p, p]),
-      mission: missions.missions.map((m) => [m.code, `${m.code} – ${m.title}`]),
-      driver: drivers.drivers.map((d) => [String(d.number), `${d.number} – ${d.title}`]),
-      zona: Object.entries(zoneNames).sort((a, b) => a[1].localeCompare(b[1])),
-      unione: unioni.unioni.map((u) => [u.id, u.name]),
-      comune: comuni.features.map((f) => [f.properties.istat_code, f.properties.name]).sort((a, b) => a[1].localeCompare(b[1])),
-      status: distinct("status").map((s) => [s, statusLabel(s)]),
-      source: distinct("source").map((s) => [s, sourceLabel(s)]),
-    };
-    // The choices exist before any filter is set (from the URL too).
-    fillSelects(all, !state.total.exact || all.features.length < state.total.n);
-    entry.dataSource = async () => state.result || all;
-    const f = form();
-    const later = debounce(apply, 300);
-    f.addEventListener("change", (e) => { if (SELECTS.includes(e.target.name)) apply(); else later(); });
-    f.addEventListener("input", (e) => { if (!SELECTS.includes(e.target.name)) later(); });
-    f.addEventListener("submit", (e) => { e.preventDefault(); apply(); });
-    f.addEventListener("reset", () => setTimeout(apply, 0));
-    document.getElementById("iv-zoom").addEventListener("click", zoomToResult);
-    state.result = all;
+  const entry = layers.get("interventions");
+  if (!entry) {
+    fill(document.getElementById("iv-count"), t("iv.unavailable"));
+    return;
   }
+  const [all, qs, missions, drivers, unioni, comuni] = await Promise.all([
+    fetchStats("status,source", {}), getJSON("/collections/interventions/queryables"),
+    getJSON("/plan/missions").catch(() => ({ missions: [] })), getJSON("/plan/drivers").catch(() => ({ drivers: [] })),
+    getJSON("/unioni"), comuniData(),
+  ]);
+  state.total = all.n_interventions;
+  const present = (groups) => groups.filter((g) => g.count).map((g) => String(g.id)).sort();
+  const zoneNames = {};
+  comuni.features.forEach((f) => { zoneNames[f.properties.zona_omogenea_id] = f.properties.zona_omogenea_name; });
+  const props = qs.properties || {};
+  state.labels = {
+    programme: (props.programme?.enum || []).map((p) => [p, p]),
+    mission: missions.missions.map((m) => [m.code, `${m.code} – ${m.title}`]),
+    driver: drivers.drivers.map((d) => [String(d.number), `${d.number} – ${d.title}`]),
+    zona: Object.entries(zoneNames).sort((a, b) => a[1].localeCompare(b[1])),
+    unione: unioni.unioni.map((u) => [u.id, u.name]),
+    comune: comuni.features.map((f) => [f.properties.istat_code, f.properties.name]).sort((a, b) => a[1].localeCompare(b[1])),
+    status: present(all.groupings.status).map((s) => [s, statusLabel(s)]),
+    source: present(all.groupings.source).map((s) => [s, sourceLabel(s)]),
+  };
+  // The choices exist before any filter is set (from the URL too); their counts come
+  // with the first apply().
+  fillSelects(null);
+  entry.dataSource = async () => state.mapData || (state.mapData = await fetchMap(apiParams()));
+  const f = form();
+  const later = debounce(apply, 300);
+  f.addEventListener("change", (e) => { if (SELECTS.includes(e.target.name)) apply(); else later(); });
+  f.addEventListener("input", (e) => { if (!SELECTS.includes(e.target.name)) later(); });
+  f.addEventListener("submit", (e) => { e.preventDefault(); apply(); });
+  f.addEventListener("reset", () => setTimeout(apply, 0));
+  document.getElementById("iv-zoom").addEventListener("click", zoomToResult);
 }
 
 /** Show the interventions layer and tab content (first time: load everything). */
