@@ -37,7 +37,7 @@ from geo.errors import InvalidParameter
 from geo.interventions.model import TOPIC
 from geo.interventions.store import get_store, interventions_table, links_table
 from geo.ogc.registry import FeatureQuery
-from geo.ogc.sql import MISSING, Lru, query_key, register_sqlite_functions
+from geo.ogc.sql import MISSING, Lru, filter_errors, query_key, register_sqlite_functions
 from geo.plan import PlanCatalogue
 from geo.store import read_connection, revision, store_errors
 from geo.territory import Territory, get_territory
@@ -114,7 +114,8 @@ def intervention_facets(
     cached = _MEMO.get(memo_key)
     if cached is not MISSING:
         return copy.deepcopy(cached)  # type: ignore[no-any-return]
-    with store_errors(), read_connection(engine) as conn:
+    # A value the database rejects (a NUL in a text on PostgreSQL) is a 400, as on the items.
+    with store_errors(), filter_errors(), read_connection(engine) as conn:
         if conn.dialect.name == "sqlite":  # the filter's functions (casefold, spatial)
             register_sqlite_functions(conn)
         where = _selection(conn, src, mis, _query_conditions(engine, conn.dialect.name, query))

@@ -1809,6 +1809,10 @@ class SqlCollection(CollectionProvider):
             known = self._counts.get(key)
             if known is not _NO and known is not None and q.offset >= known:
                 return known, []
+            if known is _NO and cap:
+                got_page = self._box_page_by_rowids(conn, q, key, cap, values, stmt)
+                if got_page is not None:
+                    return got_page
             got = rows()
             if known is _NO and len(got) < q.limit and (got or q.offset == 0):
                 n = q.offset + len(got)
@@ -1819,6 +1823,67 @@ class SqlCollection(CollectionProvider):
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         return matched, rows()
+
+    def _box_page_by_rowids(
+        self,
+        conn: Connection,
+        q: FeatureQuery,
+        key: Any,
+        cap: int,
+        values: dict[str, Any],
+        stmt: sa.Select[Any],
+    ) -> tuple[int | None, list[Any]] | None:
+        """SQLite's :meth:`_box_page` when the count is not known, in one statement: the
+        matches' rowids in the page's order, up to the count's cap, are listed once (the
+        sort holds rowids, not the rows' GeoJSON); their number is the count, and the page
+        is read from them by rowid. Measured on the 20 k-polygon layer (5 km boxes, full
+        pages), in process 3.4–3.7 → 2.0–2.9 ms; short pages also cost one statement.
+        None when the page is empty past the start (its count is then read alone)."""
+        reach = max(cap + 1, q.offset + q.limit)
+        page = self._box_rowids_statement(conn.engine, stmt)
+        params = {**values, "reach": reach, "page_limit": q.limit, "page_offset": q.offset}
+        rows = list(page.run(conn, params))
+        if not rows and q.offset:
+            return None
+        n = int(rows[0][-1]) if rows else 0
+        matched = None if n > cap else n
+        self._counts.put(key, matched)
+        return matched, [r[:-1] for r in rows]
+
+    def _box_rowids_statement(self, engine: Engine, stmt: Any) -> Prepared:
+        """SQLite: ``stmt``'s page of a box over its matches listed once (rowids in the
+        page's order, ``reach`` at most), each row followed by how many were listed."""
+
+        def build() -> Prepared:
+            order = self.order_by(FeatureQuery(), "sqlite")
+            conds = [*self.bbox_scope("sqlite"), self.spatial("sqlite").box_template()]
+            key = self.table.c[self.id_column]
+            listed = (
+                sa.select(self._rowid().label("r"), key.label("k"))
+                .where(*conds)
+                .order_by(*order)
+                .limit(sa.bindparam("reach", None, type_=sa.Integer))
+                .cte("listed")
+                .prefix_with("MATERIALIZED")
+            )
+            picked = (
+                sa.select(listed.c.r)
+                .order_by(listed.c.k)
+                .limit(sa.bindparam("page_limit", None, type_=sa.Integer))
+                .offset(sa.bindparam("page_offset", None, type_=sa.Integer))
+            )
+            n = sa.select(sa.func.count()).select_from(listed).scalar_subquery()
+            built = (
+                stmt.add_columns(n.label("cmm_listed"))
+                .where(self._rowid().in_(picked))
+                .order_by(*order)
+            )
+            return Prepared.of(built, engine)
+
+        return self._cache.built(("box rowids", id(engine), stmt), build)  # type: ignore[no-any-return]
+
+    def _rowid(self) -> Any:
+        return sa.literal_column(f'"{self.table.name}".rowid')
 
     def _box_statement(self, engine: Engine, stmt: Any, cap: int | None = None) -> Prepared:
         """The prepared page of the select ``stmt``, or with ``stmt`` None the count (capped
@@ -2400,6 +2465,7 @@ def _filter_errors() -> _FilterErrors:
     return _FilterErrors()
 
 
-#: The memo helpers under public names, for other capabilities that keep results per data
-#: revision (the interventions' statistics): the LRU, its "missing" marker, a query's key.
-Lru, MISSING, query_key = _Lru, _NO, _query_key
+#: Helpers under public names, for other capabilities that query with the items' filters
+#: and keep results per data revision (the interventions' statistics): the LRU, its
+#: "missing" marker, a query's key, and the mapping of a filter's database errors to 400s.
+Lru, MISSING, query_key, filter_errors = _Lru, _NO, _query_key, _filter_errors

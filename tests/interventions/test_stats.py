@@ -209,3 +209,16 @@ def test_api_several_groupings(client):
     for bad in ({"by": "zona,planet"}, {"by": "zona,comune", "f": "csv"}, {"by": ","}):
         r = client.get("/stats/interventions", params=bad)
         assert 400 <= r.status_code < 500, (bad, r.status_code)
+
+
+@pytest.mark.parametrize("eq", [{"text": "\x00"}, {"status": "a\x00b"}])
+def test_values_the_store_rejects_are_400s(engine, eq):
+    """A NUL in a text (PostgreSQL refuses it) is the client's error, named, as on the
+    items; never a 500. SQLite takes it (and finds nothing)."""
+    query = FeatureQuery(properties_eq=eq)
+    try:
+        result = intervention_stats("zona", engine, query=query)
+    except InvalidParameter as err:
+        assert engine.dialect.name == "postgresql" and "database cannot evaluate" in err.message
+    else:
+        assert result["n_interventions"] == 0

@@ -73,7 +73,13 @@ const sortby = () => `${state.sort.asc ? "+" : "-"}${state.sort.col}`;
 /** Read the table's page from the server (sorted and paged there), then draw it. */
 async function loadPage(params = apiParams()) {
   const mine = ++pageSeq;
-  const got = state.n ? await fetchItems({ ...params, limit: String(PAGE), offset: String(state.page * PAGE), sortby: sortby() }) : { features: [] };
+  let got = { features: [] };
+  try {
+    if (state.n) got = await fetchItems({ ...params, limit: String(PAGE), offset: String(state.page * PAGE), sortby: sortby() });
+  } catch (err) {
+    if (mine === pageSeq) fill(document.getElementById("iv-count"), el("span", { class: "error" }, t("place.error", { error: err.message })));
+    return;
+  }
   if (mine !== pageSeq) return;
   state.rows = got.features;
   renderTable();
