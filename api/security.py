@@ -187,6 +187,11 @@ def public_base_url(scope: Scope | Request, settings: Settings) -> str:
 # ----- the middleware -----------------------------------------------------------------------
 
 
+#: Routes that read a CQL2 ``filter`` (the items, the downloads and the aggregates all
+#: evaluate it in the store): the budget and the per-client rate apply to each.
+FILTERED_PATHS = ("/collections/", "/downloads/", "/stats/")
+
+
 def over_budget(scope: Scope) -> InvalidParameter | None:
     """The 400 of a CQL2 ``filter`` over its budget (length, depth, terms), else None.
 
@@ -195,7 +200,7 @@ def over_budget(scope: Scope) -> InvalidParameter | None:
     framework, so a flood of them barely delays other requests.
     """
     query: bytes = scope["query_string"]
-    if b"filter=" not in query or not scope["path"].startswith("/collections/"):
+    if b"filter=" not in query or not scope["path"].startswith(FILTERED_PATHS):
         return None
     params = parse_qs(query.decode("latin-1"), keep_blank_values=True, errors="replace")
     raw = (params.get("filter") or [""])[-1].strip()
@@ -242,7 +247,7 @@ class RateLimit:
 
 def _has_filter(scope: Scope) -> bool:
     query: bytes = scope["query_string"]
-    return scope["path"].startswith("/collections/") and (
+    return scope["path"].startswith(FILTERED_PATHS) and (
         query.startswith(b"filter=") or b"&filter=" in query
     )
 

@@ -298,3 +298,26 @@ def test_a_client_over_its_filter_rate_gets_429_and_lookup_still_answers():
         # Other requests of the same client are not limited.
         assert c.get("/collections/comuni/items?limit=1").status_code == 200
         assert c.get("/lookup", params={"q": "Rho"}).status_code == 200
+
+
+def test_filters_of_the_aggregates_and_downloads_share_the_rate_and_budget():
+    """/stats/interventions and /downloads/… evaluate a CQL2 filter in the store as the
+    items do: they spend the same per-client tokens, and a filter over its budget is
+    refused before routing (the same 400 as on the items)."""
+    from api.main import create_app
+    from geo.ogc.cql import Budget
+
+    settings = Settings(filter_rate_per_client=2.0)  # bursts of 4
+    urls = [
+        "/stats/interventions?by=zona&filter=amount_eur%20%3E%20{}",
+        "/downloads/interventions?f=csv&filter=amount_eur%20%3E%20{}",
+    ]
+    with TestClient(create_app(settings)) as c:
+        statuses = [c.get(urls[i % 2].format(i)).status_code for i in range(8)]
+        assert statuses[:4] == [200] * 4 and 429 in statuses[4:], statuses
+        assert c.get("/stats/interventions?by=zona").status_code == 200  # unfiltered: free
+    with TestClient(create_app(Settings())) as c:
+        too_long = "amount_eur > 1 OR " * (Budget.from_settings().max_length // 17 + 2)
+        for url in urls:
+            r = c.get(url.split("&filter")[0], params={"filter": too_long + "amount_eur > 2"})
+            assert r.status_code == 400 and r.json()["parameter"] == "filter", r.text[:200]

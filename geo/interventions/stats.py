@@ -15,12 +15,13 @@ the features that the items API pages through. ``amount="pnrr"`` sums the PNRR s
 (``pnrr_amount_eur``, known for PNRR open-data rows) instead of ``amount_eur`` (the total
 as the source states it).
 
-The store does the counting: one query for the totals (count, amounts, extent) and one
-``GROUP BY`` query per request (comuni through the ``intervention_comuni`` links, zones
-and unions by mapping those codes, missions and drivers by unnesting their JSON lists), so
-no worker holds the table, however many interventions match, and a write costs nothing
-here. The map application reads its counts, facets, sums and charts from here instead of
-loading the features.
+The store does the counting: the totals (count, amounts, extent) and one ``GROUP BY`` per
+grouping asked for (comuni through the ``intervention_comuni`` links, zones and unions by
+joining each comune's group, missions and drivers by unnesting their JSON lists), on
+SQLite in one statement over the selection materialised once (:func:`_aggregate`), so no
+worker holds the table, however many interventions match, and a write costs nothing
+here. Answers are memoised per data revision. The map application reads its counts,
+facets, sums and charts from here instead of loading the features.
 """
 
 from __future__ import annotations
