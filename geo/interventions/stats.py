@@ -299,13 +299,17 @@ def _aggregate(
 def _pairs(conn: Connection, t: Territory, by: str, sel: Any, lt: Any) -> Any:
     """(intervention, group key, value) of the selected interventions for ``by``, once
     each (an intervention counts once per group however many of its links lead there)."""
-    if by in ("comune", "zona", "unione"):
+    if by == "comune":  # one link per (intervention, comune): its primary key, no DISTINCT
+        return (
+            sa.select(sel.c.iid, lt.c.istat_code.label("key"), sel.c.value)
+            .select_from(sel.join(lt, lt.c.intervention_id == sel.c.iid))
+            .where(lt.c.istat_code.in_(list(t.comuni)))
+            .subquery()
+        )
+    if by in ("zona", "unione"):
         # Each comune's group as a small table joined to the links (a CASE of 133
         # branches is tested row by row). SQLite lacks column names on VALUES: a union.
-        pairs = [
-            (c.istat_code, {"comune": c.istat_code, "zona": c.zona_id, "unione": c.unione_id}[by])
-            for c in t.comuni_list
-        ]
+        pairs = [(c.istat_code, c.zona_id if by == "zona" else c.unione_id) for c in t.comuni_list]
         owners = sa.union_all(
             *(
                 sa.select(sa.literal(code).label("code"), sa.literal(owner).label("owner"))
