@@ -99,11 +99,8 @@ def intervention_facets(
     rows grouped every way), which is what the map application's panel asks for on every
     change of its filters."""
     bys = tuple(dict.fromkeys(bys))
-    if not bys:
+    if not bys or any(by not in GROUPINGS for by in bys):
         raise InvalidParameter("by", f"use one or more of {', '.join(GROUPINGS)}")
-    for by in bys:
-        if by not in GROUPINGS:
-            raise InvalidParameter("by", f"use one or more of {', '.join(GROUPINGS)}")
     if amount not in AMOUNTS:
         raise InvalidParameter("amount", f"use one of {', '.join(AMOUNTS)}")
     src = source.strip().lower() if source else None

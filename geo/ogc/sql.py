@@ -1811,8 +1811,8 @@ class SqlCollection(CollectionProvider):
                 return known, []
             if known is _NO and cap:
                 got_page = self._box_page_by_rowids(conn, q, key, cap, values, stmt)
-                if got_page is not None:
-                    return got_page
+                # None: an empty page past the start, whose count is read alone.
+                return got_page if got_page is not None else (count(), [])
             got = rows()
             if known is _NO and len(got) < q.limit and (got or q.offset == 0):
                 n = q.offset + len(got)

@@ -204,11 +204,10 @@ function updateDownloads(params) {
   }
 }
 
-/** The groupings by place (the comuni's links), asked for apart from the others. */
+/** The groupings by place (the comuni's links), asked for apart from the others; each
+ * list of the filters is counted by the /stats grouping of the same name. */
 const PLACES = ["zona", "unione", "comune"];
 
-/** Which /stats grouping gives each list's counts. */
-const GROUPING = { programme: "programme", mission: "mission", driver: "driver", zona: "zona", unione: "unione", comune: "comune", status: "status", source: "source" };
 
 /** The map's features: the matches with the largest amounts, at most MAP_LIMIT. */
 const fetchMap = (params) => fetchItems({ ...params, limit: String(MAP_LIMIT), sortby: "-amount_eur" });
@@ -229,7 +228,7 @@ async function apply() {
     let themes;
     [places, themes, mapData, first] = await Promise.all([
       fetchStats(PLACES.join(","), params),
-      fetchStats(SELECTS.map((name) => GROUPING[name]).filter((g) => !PLACES.includes(g)).join(","), params),
+      fetchStats(SELECTS.filter((name) => !PLACES.includes(name)).join(","), params),
       fetchMap(params),
       fetchItems({ ...params, limit: String(PAGE), sortby: sortby() }),
     ]);
@@ -239,11 +238,10 @@ async function apply() {
     return;
   }
   if (mine !== seq) return;
-  const stats = groups;
   const counts = {};
-  for (const name of SELECTS) counts[name] = new Map(groups.groupings[GROUPING[name]].map((g) => [String(g.id), g.count]));
-  state.stats = stats;
-  state.n = stats.n_interventions;
+  for (const name of SELECTS) counts[name] = new Map(groups.groupings[name].map((g) => [String(g.id), g.count]));
+  state.stats = groups;
+  state.n = groups.n_interventions;
   state.page = 0;
   state.rows = first.features;
   pageSeq += 1; // a page asked for under the previous filters is not drawn
@@ -255,8 +253,8 @@ async function apply() {
       Object.keys(filters).length
         ? tn("iv.count_of", state.n, { count: fmtInt(state.n), total: fmtInt(state.total) })
         : tn("iv.count", state.n, { count: fmtInt(state.n) })),
-    " · ", el("span", { id: "iv-amount", dataset: { amount: String(stats.amount_eur) } },
-      t("iv.amount_total", { amount: fmtEur(stats.amount_eur) })),
+    " · ", el("span", { id: "iv-amount", dataset: { amount: String(groups.amount_eur) } },
+      t("iv.amount_total", { amount: fmtEur(groups.amount_eur) })),
     partial ? [el("br"), el("span", { id: "iv-partial", class: "muted small" }, t("iv.partial", { shown: fmtInt(shown) }))] : null);
   fillSelects(counts);
   renderCharts(groups.groupings.zona, groups.groupings.comune);
