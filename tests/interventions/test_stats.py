@@ -12,7 +12,7 @@ import shapely.geometry
 from geo import interventions as iv
 from geo.errors import InvalidParameter
 from geo.interventions.sql_collection import InterventionsSqlProvider
-from geo.interventions.stats import GROUPINGS, intervention_stats
+from geo.interventions.stats import GROUPINGS, intervention_facets, intervention_stats
 from geo.ogc.cql import parse_filter
 from geo.ogc.registry import FeatureQuery
 
@@ -222,3 +222,21 @@ def test_values_the_store_rejects_are_400s(engine, eq):
         assert engine.dialect.name == "postgresql" and "database cannot evaluate" in err.message
     else:
         assert result["n_interventions"] == 0
+
+
+def test_the_store_session_keeps_its_settings(postgis_url, postgis_schema):
+    """On PostgreSQL the groupings run without JIT (compiling the unnest of the JSON lists
+    cost more than it saved) on a read connection in autocommit, where a setting lasts
+    for the session: it is reset for the reads that follow on the same connection."""
+    from geo.interventions import get_store
+    from geo.store import get_engine, held_connections, read_connection
+
+    engine = get_store(get_engine(postgis_url, schema=postgis_schema))
+    with held_connections(), read_connection(engine) as conn:
+        before = conn.exec_driver_sql("SHOW jit").scalar_one()
+        conn.exec_driver_sql("SET jit = on")
+        result = intervention_facets(("mission", "driver"), engine, source="documented")
+        assert result["n_interventions"] > 0
+        with read_connection(engine) as again:
+            assert again is conn
+            assert again.exec_driver_sql("SHOW jit").scalar_one() == before
