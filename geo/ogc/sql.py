@@ -75,6 +75,7 @@ from geo.ogc.registry import (
     MemoryTable,
     QueryResult,
 )
+from geo.ogc.sql_shapes import Template, filter_shape, probe_tree
 from geo.settings import get_settings
 from geo.store import read_connection
 
@@ -1365,6 +1366,8 @@ class SqlCollection(CollectionProvider):
     #: Rows read to describe property values (schemas): a bounded sample.
     property_sample_size = 1_000
     count_cache_size = 512
+    #: Statements of filters kept by their shape (:mod:`geo.ogc.sql_shapes`).
+    shape_cache_size = 256
 
     #: Scalar properties carried in vector tiles (``geo.ogc.tiles``), besides ``id``; both
     #: tile paths (PostGIS ``ST_AsMVT`` and the Python encoder) carry exactly these.
@@ -1383,6 +1386,7 @@ class SqlCollection(CollectionProvider):
         self._engine = engine
         self._counts = _Lru(self.count_cache_size)
         self._cache = _Lru(32)
+        self._shapes = _Lru(self.shape_cache_size)
 
     def tile_column(self, name: str, prop: SqlProperty) -> Any:
         """The PostgreSQL expression of a tile property (timestamps as ISO text, numbers as
@@ -1957,15 +1961,98 @@ class SqlCollection(CollectionProvider):
                 with self._connect(engine) as conn:
                     matched, rows = self._box_page(conn, rev, q, box, stmt)
             else:
-                conds, residual = self.where(q, dialect)
-                if residual is not None:
-                    return None
-                order = self.order_by(q, dialect)
                 with self._connect(engine) as conn:
-                    matched, rows = self._page(conn, rev, q, conds, order, stmt)
+                    shaped = self._shaped_page(conn, rev, q, stmt)
+                if shaped is not None:
+                    matched, rows = shaped
+                else:
+                    conds, residual = self.where(q, dialect)
+                    if residual is not None:
+                        return None
+                    order = self.order_by(q, dialect)
+                    with self._connect(engine) as conn:
+                        matched, rows = self._page(conn, rev, q, conds, order, stmt)
         if spec is not None:
             return GeojsonPage(spec.render(rows), matched)
         return GeojsonPage([(r[0], r[1]) for r in rows], matched)
+
+    def _shape(self, q: FeatureQuery) -> tuple[str, tuple[Any, ...]] | None:
+        """(shape, literals) of a query that is a CQL2 filter alone (no bbox, property or
+        datetime parameter), when its filter has a shape (:func:`filter_shape`)."""
+        if q.filter is None or q.bbox is not None or q.properties_eq:
+            return None
+        if q.datetime_range is not None:
+            return None
+        return filter_shape(q.filter.tree)
+
+    def _template(
+        self, engine: Engine, kind: str, q: FeatureQuery, stmt: Any, shape: str
+    ) -> Template | None:
+        r"""The ``count``, the page that ``walk``\ s the table or the page of the matches
+        sorted ``first`` of a query of ``shape`` (with ``n`` literals), compiled once per
+        shape and page; None when it cannot be (the shape's filter left to Python, a
+        type error, a probe not found: the query is then built as any other)."""
+        cap = q.count_limit if q.filtered else None
+        page = None if kind == "count" else (stmt, q.limit, q.offset, tuple(q.sortby or ()))
+        key = (engine.dialect.name, kind, shape, cap, page)
+        return self._shapes.built(key, lambda: self._compile_template(engine, kind, q, stmt))  # type: ignore[no-any-return]
+
+    def _compile_template(
+        self, engine: Engine, kind: str, q: FeatureQuery, stmt: Any
+    ) -> Template | None:
+        assert q.filter is not None
+        dialect = engine.dialect.name
+        shaped = filter_shape(q.filter.tree)
+        assert shaped is not None
+        kinds = ["text" if type(v) is str else "number" for v in shaped[1]]
+        probed = dataclasses.replace(q, filter=CqlFilter(tree=probe_tree(q.filter.tree), text=""))
+        try:
+            conds, residual = self.where(probed, dialect)
+        except InvalidParameter:
+            return None
+        if residual is not None:
+            return None
+        if kind == "count":
+            built = self._count_statement(conds, q.count_limit if q.filtered else None)
+        else:
+            order = self.order_by(q, dialect)
+            if kind == "walk":
+                built = _paged(stmt.where(*conds).order_by(*order), q, walk=True)
+            else:
+                built = _paged(self._sorted_matches(stmt, conds, order, dialect), q, walk=False)
+        rendered = {"render_postcompile": True}  # LIMIT/OFFSET of a walk: in the SQL
+        compiled = built.compile(dialect=engine.dialect, compile_kwargs=rendered)
+        return Template.of(compiled, kinds)
+
+    def _shaped_page(
+        self, conn: Connection, rev: int, q: FeatureQuery, stmt: Any
+    ) -> tuple[int | None, list[Any]] | None:
+        """:meth:`_page` of a query with a shape, through the statements of its shape: the
+        literals bound, nothing built or compiled. None: the query has none."""
+        shaped = self._shape(q)
+        if shaped is None:
+            return None
+        shape, literals = shaped
+        engine = conn.engine
+        cap = q.count_limit if q.filtered else None
+        key = (id(engine), rev, _query_key(q), cap)
+        matched = self._counts.get(key)
+        if matched is _NO:
+            count = self._template(engine, "count", q, stmt, shape)
+            if count is None:
+                return None
+            n = conn.exec_driver_sql(
+                count.sql, count.parameters(literals), execution_options=_per_values(q)
+            ).scalar_one()
+            matched = None if cap and int(n) > cap else int(n)
+            self._counts.put(key, matched)
+        if (matched is not None and q.offset >= matched) or q.limit <= 0:
+            return matched, []
+        first = self._matches_first(conn, rev, q, matched)
+        page = self._template(engine, "first" if first else "walk", q, stmt, shape)
+        if page is None:
+            return None
+        return matched, list(conn.exec_driver_sql(page.sql, page.parameters(literals)))
 
     def _query_in_python(
         self, conn: Connection, q: FeatureQuery, conds: list[Any], order: list[Any], residual: Any
@@ -2181,13 +2268,19 @@ class SqlCollection(CollectionProvider):
         stmt = self._loop_select(q.properties, q.skip_geometry)
         if stmt is None:
             return False
-        conds, residual = self.where(q, "postgresql")
-        if residual is not None:
-            return False
         cap = q.count_limit if q.filtered else None
-        count_sql = driver_sql(self._count_statement(conds, cap), engine)
-        if count_sql is None:
-            return False
+        shaped = self._shape(q)
+        counting = shaped and self._template(engine, "count", q, stmt, shaped[0])
+        built: tuple[list[Any], Any] | None = None  # the query's own statements, if needed
+        if shaped and counting:
+            count_sql = (counting.sql, counting.parameters(shaped[1]))
+        else:
+            built = self.where(q, "postgresql")
+            if built[1] is not None:
+                return False
+            count_sql = driver_sql(self._count_statement(built[0], cap), engine)
+            if count_sql is None:
+                return False
         # Planned for its values, as _count runs it (geo.store._plan_per_values).
         plan_each_time = None if not q.filtered else False
         got = await aio.fetch_with_revisions(engine, *count_sql, 1, plan_each_time)
@@ -2205,13 +2298,22 @@ class SqlCollection(CollectionProvider):
             first = self._loop_matches_first(reads, rev, q, matched)
             if first is None:
                 return False
-            order = self.order_by(q, "postgresql")
-            page = (
-                self._sorted_matches(stmt, conds, order, "postgresql")
-                if first
-                else stmt.where(*conds).order_by(*order)
+            paging = shaped and self._template(
+                engine, "first" if first else "walk", q, stmt, shaped[0]
             )
-            page_sql = driver_sql(_paged(page, q, walk=not first), engine)
+            if shaped and paging:
+                page_sql: tuple[str, Any] | None = (paging.sql, paging.parameters(shaped[1]))
+            else:
+                conds, residual = built or self.where(q, "postgresql")
+                if residual is not None:
+                    return False
+                order = self.order_by(q, "postgresql")
+                page = (
+                    self._sorted_matches(stmt, conds, order, "postgresql")
+                    if first
+                    else stmt.where(*conds).order_by(*order)
+                )
+                page_sql = driver_sql(_paged(page, q, walk=not first), engine)
             if page_sql is None:
                 return False
             got = await aio.fetch(engine, [(*page_sql, None)])

@@ -1,0 +1,151 @@
+"""Filters compiled once per shape (geo.ogc.sql_shapes): the same filter with other values
+reuses the statements of its first request, and every page it gives is the page the
+query builds from scratch (``query``), on both stores, whatever the values, the page, the
+order and the count's cap."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from geo.errors import InvalidParameter
+from geo.interventions.sql_collection import InterventionsSqlProvider
+from geo.ogc.cql import parse_filter
+from geo.ogc.registry import FeatureQuery
+from geo.ogc.sql_shapes import filter_shape
+
+
+def _tree(text: str):
+    return parse_filter(text).tree
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("amount_eur > 5", "amount_eur > 7.5"),
+        ("amount_eur BETWEEN 1 AND 2", "amount_eur BETWEEN 10 AND 200000"),
+        ("status = 'planned' OR amount_eur < 3", "status = 'x''y' OR amount_eur < -1"),
+        ("NOT (title > 'A') AND remark IS NULL", "NOT (title > '') AND remark IS NULL"),
+    ],
+)
+def test_a_filter_with_other_values_has_the_same_shape(a, b):
+    (shape_a, values_a), (shape_b, values_b) = filter_shape(_tree(a)), filter_shape(_tree(b))
+    assert shape_a == shape_b
+    assert values_a != values_b and len(values_a) == len(values_b)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "amount_eur > 2 * 3",  # arithmetic: folded from the values
+        "amount_eur + 1 > 3",
+        "title LIKE 'Parco%'",  # a pattern's translation depends on it
+        "status IN ('planned', 'started')",
+        "CASEI(title) = 'parco'",
+        "5 > 3 AND amount_eur > 1",  # a condition without a property: folded
+        "updated > TIMESTAMP('2024-01-01T00:00:00Z')",
+        "S_INTERSECTS(geometry, POINT(9.19 45.46))",
+        "A_CONTAINS(missions, ('M2'))",
+        "remark IS NULL",  # nothing to bind: the tree is its own key
+    ],
+)
+def test_filters_whose_translation_depends_on_their_values_have_no_shape(text):
+    assert filter_shape(_tree(text)) is None
+
+
+def test_the_shape_keeps_nulls_and_booleans_and_orders_the_literals():
+    shape, values = filter_shape(
+        {"op": "and", "args": [
+            {"op": "=", "args": [{"property": "a"}, "x"]},
+            {"op": "=", "args": [{"property": "b"}, None]},
+            {"op": "<", "args": [3, {"property": "c"}]},
+            {"op": "=", "args": [{"property": "d"}, True]},
+        ]}
+    )  # fmt: skip
+    assert values == ("x", 3.0)
+    assert "null" in shape and "true" in shape
+    assert filter_shape({"op": "=", "args": [{"property": "a", "x": 1}, 1]}) is None
+
+
+@pytest.fixture(scope="module")
+def sql(store_engine):
+    return InterventionsSqlProvider(store_engine)
+
+
+def _amounts(sql) -> list[float]:
+    every = sql.query(FeatureQuery(limit=10_000)).features
+    return sorted({f["properties"]["amount_eur"] for f in every if f["properties"]["amount_eur"]})
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+#: Shapes, each with a way of drawing its values from the stored amounts and some texts.
+SHAPES = [
+    lambda r, a, t: f"amount_eur > {r.choice(a)}",
+    lambda r, a, t: f"amount_eur >= {r.choice(a)} AND amount_eur < {r.choice(a) * 3}",
+    lambda r, a, t: f"amount_eur BETWEEN {r.choice(a)} AND {r.choice(a)}",
+    lambda r, a, t: f"NOT (amount_eur <= {r.choice(a)}) OR status = {_q(r.choice(t))}",
+    lambda r, a, t: f"title > {_q(r.choice(t)[:4])} AND remark IS NULL",
+    lambda r, a, t: f"status <> {_q(r.choice(t))} AND amount_eur <> {r.choice(a)}",
+]
+TEXTS = ["planned", "started", "completed", "O'Brien", "È", "x%_\\", "Parco"]
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_pages_of_a_shape_are_the_pages_built_from_scratch(sql, shape):
+    rng = random.Random(shape)
+    amounts = _amounts(sql)
+    sql._shapes._d.clear()
+    for n in range(24):
+        text = SHAPES[shape](rng, amounts, TEXTS)
+        q = FeatureQuery(
+            filter=parse_filter(text),
+            limit=rng.choice([1, 5, 40]),
+            offset=rng.choice([0, 0, 3]),
+            sortby=rng.choice([[], [("amount_eur", False)], [("title", True)]]),
+            count_limit=rng.choice([3, 10_000]),
+        )
+        page = sql.query_geojson(q)
+        built = sql.query(q)
+        assert page is not None, text
+        assert page.number_matched == built.number_matched, (n, text)
+        assert [fid for fid, _ in page.features] == [str(f["id"]) for f in built.features], (
+            n,
+            text,
+        )
+    assert {key[2] for key in sql._shapes._d} == {filter_shape(q.filter.tree)[0]}
+    assert all(template is not None for template in sql._shapes._d.values())
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+def test_a_shape_is_compiled_once_per_kind_of_statement(sql, shape):
+    """Twenty values of one shape, one page: at most three statements compiled (the
+    count, the page walking the table, the page of the matches sorted first)."""
+    rng = random.Random(100 + shape)
+    amounts = _amounts(sql)
+    sql._shapes._d.clear()
+    sql._counts._d.clear()  # counted anew (an earlier test memoised some)
+    for _ in range(20):
+        text = SHAPES[shape](rng, amounts, TEXTS)
+        q = FeatureQuery(filter=parse_filter(text), limit=5, count_limit=10_000)
+        assert sql.query_geojson(q) is not None
+    assert 2 <= len(sql._shapes._d) <= 3
+    assert {key[1] for key in sql._shapes._d} <= {"count", "walk", "first"}
+
+
+def test_a_type_error_stays_a_400_and_a_value_the_store_refuses_too(sql):
+    for _ in range(2):  # the first compiles the shape (it has none), the second asks again
+        with pytest.raises(InvalidParameter):
+            sql.query_geojson(FeatureQuery(filter=parse_filter("title > 5"), limit=5))
+    q = FeatureQuery(filter=parse_filter("title = 'Parco'"), limit=5, count_limit=10_000)
+    assert sql.query_geojson(q) is not None
+    nul = FeatureQuery(filter=parse_filter("title = 'a\x00b'"), limit=5, count_limit=10_000)
+    try:
+        page = sql.query_geojson(nul)
+    except InvalidParameter as err:  # PostgreSQL refuses a NUL in a text: the client's 400
+        assert sql.engine().dialect.name == "postgresql" and err.parameter == "filter"
+    else:
+        assert page is not None and page.features == []
