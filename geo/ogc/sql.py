@@ -33,6 +33,10 @@ What runs in Python, and why (bounded by :attr:`SqlCollection.max_python_rows`):
 * on SQLite, exact spatial predicates: the R*Tree (or the bbox columns) selects
   candidates, and a user function runs GEOS (shapely) on the candidates only, inside the
   query, so counting and paging stay in SQL.
+
+A filter sent again with other values (``amount_eur > X``) is not translated again: its
+count and page statements are compiled once per *shape* and bound to each request's
+literals (:mod:`geo.ogc.sql_shapes`, :meth:`SqlCollection._shaped_page`).
 """
 
 from __future__ import annotations
@@ -2256,7 +2260,8 @@ class SqlCollection(CollectionProvider):
         """:meth:`prefetch_page` of any other query the store answers whole (a CQL2
         filter, a non-rectangular box…): :meth:`_page` on the event loop, its statements
         built as the threadpool builds them (:meth:`where`, :meth:`order_by`; ~0.1 ms of
-        Python for a short filter) and read in two round trips, the revisions with the
+        Python for a short filter; those of a filter's shape compiled once,
+        :meth:`_template`) and read in two round trips, the revisions with the
         count, then the page the count chose. False when this cannot be done here: part
         of the filter left to Python, the table's count of this revision not yet known
         (:meth:`_matches_first`), a statement the driver cannot take as compiled."""
