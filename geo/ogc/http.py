@@ -132,8 +132,11 @@ class ItemsRequest:
     simplify: float | None = None
 
 
+@lru_cache(maxsize=256)
 def http_date(t: datetime) -> str:
-    """RFC 9110 date."""
+    """RFC 9110 date. Memoised: a response's Last-Modified is its data's revision time,
+    the same for every request until the next write (formatting it took ~4 % of the
+    worker's time for a feature by id)."""
     return format_datetime(t.astimezone(UTC).replace(microsecond=0), usegmt=True)
 
 
