@@ -1627,12 +1627,16 @@ class SqlCollection(CollectionProvider):
         """:meth:`scope` written for a query with a bbox (the spatial index should lead)."""
         return self.scope()
 
-    def where(self, q: FeatureQuery, dialect: str) -> tuple[list[Any], Any | None]:
-        """(SQL conditions, CQL2 part left to Python) of a query."""
+    def where(
+        self, q: FeatureQuery, dialect: str, box_template: bool = False
+    ) -> tuple[list[Any], Any | None]:
+        """(SQL conditions, CQL2 part left to Python) of a query; ``box_template``: its
+        bbox, a rectangle, as :meth:`Spatial.box_template` (values as parameters)."""
         props = self._props(dialect)
         conds: list[Any] = list(self.scope() if q.bbox is None else self.bbox_scope(dialect))
         if q.bbox is not None:
-            conds.append(self.spatial(dialect).bbox(area_of(q.bbox)))
+            spatial = self.spatial(dialect)
+            conds.append(spatial.box_template() if box_template else spatial.bbox(area_of(q.bbox)))
         for name, value in q.properties_eq.items():
             conds.append(self.property_condition(name, value, props))
         if q.datetime_range is not None and self.datetime_property:
@@ -1980,22 +1984,33 @@ class SqlCollection(CollectionProvider):
             return GeojsonPage(spec.render(rows), matched)
         return GeojsonPage([(r[0], r[1]) for r in rows], matched)
 
-    def _shape(self, q: FeatureQuery) -> tuple[str, tuple[Any, ...]] | None:
-        """(shape, literals) of a query that is a CQL2 filter alone (no bbox, property or
-        datetime parameter), when its filter has a shape (:func:`filter_shape`)."""
-        if q.filter is None or q.bbox is not None or q.properties_eq:
+    def _shape(self, q: FeatureQuery) -> tuple[str, tuple[Any, ...], dict[str, Any]] | None:
+        """(shape, literals, other parameters) of a query that is a CQL2 filter, alone or
+        with a bbox that is a rectangle in CRS84 (a GIS client's filtered layer as it pans;
+        its bounds are parameters too, :func:`box_parameters`), when its filter has a shape
+        (:func:`filter_shape`). None for any other query (property or datetime
+        parameters, another bbox)."""
+        if q.filter is None or q.properties_eq or q.datetime_range is not None:
             return None
-        if q.datetime_range is not None:
+        named: dict[str, Any] = {}
+        if q.bbox is not None:
+            x0, y0, x1, y1 = q.bbox
+            if not (getattr(q.bbox, "rectangle", False) and x0 < x1 and y0 < y1):
+                return None
+            named = box_parameters((x0, y0, x1, y1))
+        shaped = filter_shape(q.filter.tree)
+        if shaped is None:
             return None
-        return filter_shape(q.filter.tree)
+        shape, literals = shaped
+        return (shape + "|box" if named else shape), literals, named
 
     def _template(
         self, engine: Engine, kind: str, q: FeatureQuery, stmt: Any, shape: str
     ) -> Template | None:
         r"""The ``count``, the page that ``walk``\ s the table or the page of the matches
-        sorted ``first`` of a query of ``shape`` (with ``n`` literals), compiled once per
-        shape and page; None when it cannot be (the shape's filter left to Python, a
-        type error, a probe not found: the query is then built as any other)."""
+        sorted ``first`` of a query of ``shape``, compiled once per shape and page; None
+        when it cannot be (the shape's filter left to Python, a type error, a probe not
+        found: the query is then built as any other)."""
         cap = q.count_limit if q.filtered else None
         page = None if kind == "count" else (stmt, q.limit, q.offset, tuple(q.sortby or ()))
         key = (engine.dialect.name, kind, shape, cap, page)
@@ -2011,7 +2026,7 @@ class SqlCollection(CollectionProvider):
         kinds = ["text" if type(v) is str else "number" for v in shaped[1]]
         probed = dataclasses.replace(q, filter=CqlFilter(tree=probe_tree(q.filter.tree), text=""))
         try:
-            conds, residual = self.where(probed, dialect)
+            conds, residual = self.where(probed, dialect, box_template=True)
         except InvalidParameter:
             return None
         if residual is not None:
@@ -2036,7 +2051,7 @@ class SqlCollection(CollectionProvider):
         shaped = self._shape(q)
         if shaped is None:
             return None
-        shape, literals = shaped
+        shape, literals, named = shaped
         engine = conn.engine
         cap = q.count_limit if q.filtered else None
         key = (id(engine), rev, _query_key(q), cap)
@@ -2046,7 +2061,7 @@ class SqlCollection(CollectionProvider):
             if count is None:
                 return None
             n = conn.exec_driver_sql(
-                count.sql, count.parameters(literals), execution_options=_per_values(q)
+                count.sql, count.parameters(literals, named), execution_options=_per_values(q)
             ).scalar_one()
             matched = None if cap and int(n) > cap else int(n)
             self._counts.put(key, matched)
@@ -2056,7 +2071,7 @@ class SqlCollection(CollectionProvider):
         page = self._template(engine, "first" if first else "walk", q, stmt, shape)
         if page is None:
             return None
-        return matched, list(conn.exec_driver_sql(page.sql, page.parameters(literals)))
+        return matched, list(conn.exec_driver_sql(page.sql, page.parameters(literals, named)))
 
     def _query_in_python(
         self, conn: Connection, q: FeatureQuery, conds: list[Any], order: list[Any], residual: Any
@@ -2278,7 +2293,7 @@ class SqlCollection(CollectionProvider):
         counting = shaped and self._template(engine, "count", q, stmt, shaped[0])
         built: tuple[list[Any], Any] | None = None  # the query's own statements, if needed
         if shaped and counting:
-            count_sql = (counting.sql, counting.parameters(shaped[1]))
+            count_sql = (counting.sql, counting.parameters(shaped[1], shaped[2]))
         else:
             built = self.where(q, "postgresql")
             if built[1] is not None:
@@ -2307,7 +2322,10 @@ class SqlCollection(CollectionProvider):
                 engine, "first" if first else "walk", q, stmt, shaped[0]
             )
             if shaped and paging:
-                page_sql: tuple[str, Any] | None = (paging.sql, paging.parameters(shaped[1]))
+                page_sql: tuple[str, Any] | None = (
+                    paging.sql,
+                    paging.parameters(shaped[1], shaped[2]),
+                )
             else:
                 conds, residual = built or self.where(q, "postgresql")
                 if residual is not None:

@@ -114,14 +114,14 @@ def probe_tree(tree: Any) -> Any:
 class Template:
     """A statement compiled for a shape: its driver SQL, its parameters (by name; their
     order when the driver takes them by position), the parameter of each slot and the
-    driver conversions of those (SQLAlchemy's bind processors, which a statement run as
-    driver SQL does not apply)."""
+    driver conversions of the parameters (SQLAlchemy's bind processors, which a statement
+    run as driver SQL does not apply)."""
 
     sql: str
     order: tuple[str, ...] | None
     fixed: Mapping[str, Any]
     slots: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    convert: Mapping[str, Callable[[Any], Any]]
 
     @classmethod
     def of(cls, compiled: Any, kinds: Sequence[str]) -> Template | None:
@@ -143,12 +143,15 @@ class Template:
             k: (convert[k](v) if k in convert else v) for k, v in params.items() if k not in slots
         }
         order = tuple(compiled.positiontup) if compiled.positional else None
-        return cls(str(compiled), order, fixed, tuple(slots), tuple(convert.get(k) for k in slots))
+        return cls(str(compiled), order, fixed, tuple(slots), convert)
 
-    def parameters(self, literals: Sequence[Any]) -> Any:
-        """The driver's parameters for ``literals``: a tuple by position, or a dict."""
+    def parameters(self, literals: Sequence[Any], named: Mapping[str, Any] | None = None) -> Any:
+        """The driver's parameters for ``literals`` and the ``named`` parameters of this
+        request (a box's): a tuple by position, or a dict."""
         params = dict(self.fixed)
-        for name, convert, value in zip(self.slots, self.processors, literals, strict=True):
+        values = {**dict(zip(self.slots, literals, strict=True)), **(named or {})}
+        for name, value in values.items():
+            convert = self.convert.get(name)
             params[name] = convert(value) if convert is not None else value
         if self.order is not None:
             return tuple(params[n] for n in self.order)

@@ -12,6 +12,7 @@ import pytest
 from geo.errors import InvalidParameter
 from geo.interventions.sql_collection import InterventionsSqlProvider
 from geo.ogc.cql import parse_filter
+from geo.ogc.geometry import BBox
 from geo.ogc.registry import FeatureQuery
 from geo.ogc.sql_shapes import filter_shape
 
@@ -73,6 +74,13 @@ def sql(store_engine):
     return InterventionsSqlProvider(store_engine)
 
 
+@pytest.fixture(scope="module")
+def reference(store_engine):
+    """Another provider of the same store, for the pages built from scratch: its own
+    memo of counts, so no count the shaped statements memoised can answer for it."""
+    return InterventionsSqlProvider(store_engine)
+
+
 def _amounts(sql) -> list[float]:
     every = sql.query(FeatureQuery(limit=10_000)).features
     return sorted({f["properties"]["amount_eur"] for f in every if f["properties"]["amount_eur"]})
@@ -95,7 +103,7 @@ TEXTS = ["planned", "started", "completed", "O'Brien", "È", "x%_\\", "Parco"]
 
 
 @pytest.mark.parametrize("shape", range(len(SHAPES)))
-def test_pages_of_a_shape_are_the_pages_built_from_scratch(sql, shape):
+def test_pages_of_a_shape_are_the_pages_built_from_scratch(sql, reference, shape):
     rng = random.Random(shape)
     amounts = _amounts(sql)
     sql._shapes._d.clear()
@@ -109,7 +117,7 @@ def test_pages_of_a_shape_are_the_pages_built_from_scratch(sql, shape):
             count_limit=rng.choice([3, 10_000]),
         )
         page = sql.query_geojson(q)
-        built = sql.query(q)
+        built = reference.query(q)
         assert page is not None, text
         assert page.number_matched == built.number_matched, (n, text)
         assert [fid for fid, _ in page.features] == [str(f["id"]) for f in built.features], (
@@ -149,3 +157,52 @@ def test_a_type_error_stays_a_400_and_a_value_the_store_refuses_too(sql):
         assert sql.engine().dialect.name == "postgresql" and err.parameter == "filter"
     else:
         assert page is not None and page.features == []
+
+
+def _boxes(sql, rng: random.Random, n: int) -> list[BBox]:
+    """Rectangles around stored features (some holding many, some few or none)."""
+    every = sql.query(FeatureQuery(limit=10_000)).features
+    points = [f["geometry"].representative_point() for f in every if f["geometry"] is not None]
+    out = []
+    for _ in range(n):
+        p = rng.choice(points)
+        w, h = rng.choice([0.001, 0.02, 0.3]), rng.choice([0.001, 0.02, 0.3])
+        out.append(BBox((p.x - w, p.y - h, p.x + w, p.y + h)))
+    return out
+
+
+@pytest.mark.parametrize("shape", [0, 3, 5])
+def test_a_filtered_box_binds_its_rectangle_too(sql, reference, shape):
+    """A GIS client's filtered layer as it pans: the filter's literals and the box's
+    bounds are the parameters of one statement per kind, and every page is the page the
+    query builds from scratch."""
+    rng = random.Random(200 + shape)
+    amounts = _amounts(sql)
+    sql._shapes._d.clear()
+    sql._counts._d.clear()
+    for box in _boxes(sql, rng, 20):
+        q = FeatureQuery(
+            bbox=box,
+            filter=parse_filter(SHAPES[shape](rng, amounts, TEXTS)),
+            limit=5,
+            count_limit=rng.choice([2, 10_000]),
+        )
+        assert box.rectangle
+        page = sql.query_geojson(q)
+        built = reference.query(q)
+        assert page is not None
+        assert page.number_matched == built.number_matched, box
+        assert [fid for fid, _ in page.features] == [str(f["id"]) for f in built.features], box
+    assert {key[2] for key in sql._shapes._d} == {filter_shape(q.filter.tree)[0] + "|box"}
+    assert len(sql._shapes._d) <= 6  # count and pages, per cap
+
+
+def test_a_box_that_is_not_a_crs84_rectangle_has_no_shape(sql):
+    from shapely.geometry import box as rectangle
+
+    area = rectangle(9.0, 45.3, 9.3, 45.6).buffer(0.01)
+    odd = BBox(area.bounds, area)  # an area given in another CRS, reprojected
+    q = FeatureQuery(bbox=odd, filter=parse_filter("amount_eur > 1"), limit=5)
+    assert sql._shape(q) is None
+    straight = FeatureQuery(bbox=BBox((9.0, 45.3, 9.3, 45.6)), filter=q.filter, limit=5)
+    assert sql._shape(straight) is not None
