@@ -17,8 +17,9 @@ NULL`` of properties against literals, joined by ``AND``/``OR``/``NOT``: there
 string as its text), whatever its value. Anything else — arithmetic and constant
 folding, LIKE patterns, lists, instants, geometries, functions, a condition without a
 property — has no shape and is translated per request as before. A probe that is not
-found exactly once among the compiled parameters (or a parameter the driver would
-convert) leaves the shape uncompiled too.
+found exactly once among the compiled parameters leaves the shape uncompiled too. The
+values are converted as SQLAlchemy would convert them (its bind processors), since the
+SQL runs as the driver's.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 #: Operators whose SQL translation binds each literal as it is.
 SHAPED_OPS = frozenset({"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "between", "isnull"})
@@ -68,8 +71,6 @@ def filter_shape(tree: Any) -> tuple[str, tuple[Any, ...]] | None:
         return None
     if not literals:
         return None  # nothing to bind: the tree itself is the key
-    import orjson
-
     return orjson.dumps(shape).decode(), tuple(literals)
 
 
