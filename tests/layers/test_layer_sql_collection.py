@@ -683,3 +683,48 @@ def test_box_pages_under_a_small_count_cap_are_the_reference_pages(providers, ca
         n = len(everything)
         assert n > 6  # the box holds several pages
         assert page.number_matched == (None if n > cap else n), (offset, cap)
+
+
+def test_a_rectangle_takes_a_box_inside_it_and_tests_the_others(store):
+    """A rectangle's rows whose stored box lies inside it need no exact test (both
+    stores); every other row still gets one. Geometries chosen to tell them apart: inside,
+    crossing the edge, around the rectangle, beside it within its box (an L and a ring),
+    a multipoint straddling it with no point inside, a point on its edge, and far away.
+    The page, the count and the filtered page are the in-memory layer's."""
+    engine, _, _ = store
+    x0, y0, x1, y1 = 9.10, 45.40, 9.20, 45.50
+    polygons = {
+        "inside": shapely.box(9.12, 45.42, 9.14, 45.44),
+        "crossing": shapely.box(9.19, 45.45, 9.25, 45.47),
+        "around": shapely.box(9.0, 45.3, 9.3, 45.6),
+        "ring": shapely.box(9.0, 45.3, 9.3, 45.6).difference(shapely.box(9.05, 45.35, 9.25, 45.55)),
+        "ell": shapely.Polygon(
+            [(9.21, 45.3), (9.3, 45.3), (9.3, 45.6), (9.0, 45.6), (9.0, 45.51), (9.21, 45.51)]
+        ),
+        "far": shapely.box(8.7, 45.1, 8.8, 45.2),
+    }
+    points = {
+        "straddling": shapely.MultiPoint([(9.05, 45.45), (9.25, 45.45)]),
+        "on the edge": shapely.MultiPoint([(9.20, 45.45)]),
+        "both inside": shapely.MultiPoint([(9.11, 45.41), (9.19, 45.49)]),
+        "one inside": shapely.MultiPoint([(9.15, 45.45), (9.35, 45.45)]),
+    }
+    box = (x0, y0, x1, y1)
+    reg = Registry()
+    for name, shapes, expected in [
+        ("Rettangolo aree", polygons, {"inside", "crossing", "around"}),
+        ("Rettangolo punti", points, {"on the edge", "both inside", "one inside"}),
+    ]:
+        features = [
+            {"type": "Feature", "geometry": shapely.geometry.mapping(g), "properties": {"nome": n}}
+            for n, g in shapes.items()
+        ]
+        body = orjson.dumps({"type": "FeatureCollection", "features": features})
+        layer = lay.add_layer(read_upload(body, "rettangolo.geojson"), name,
+                              engine=engine, reg=reg)  # fmt: skip
+        pair = (LayerProvider(layer["id"], engine), LayerSqlProvider(layer["id"], engine))
+        got = check(pair, bbox=box)
+        assert {p["nome"] for p in got[2]} == expected, name
+        check(pair, bbox=box, limit=2, offset=1)
+        check(pair, bbox=box, cql="nome <> 'inside'")
+        check(pair, bbox=box, sortby=[("nome", False)])
