@@ -79,7 +79,7 @@ from geo.ogc.registry import (
     MemoryTable,
     QueryResult,
 )
-from geo.ogc.sql_shapes import Template, filter_shape, probe_tree
+from geo.ogc.sql_shapes import Template, filter_shape, has_property, probe_tree
 from geo.settings import get_settings
 from geo.store import read_connection
 
@@ -219,19 +219,6 @@ def false_unless_null(expr: Any) -> ColumnElement[bool]:
 def true_unless_null(expr: Any) -> ColumnElement[bool]:
     """TRUE for rows where ``expr`` has a value, unknown where it is null."""
     return sa.case((expr.is_(None), sql_null()), else_=sa.true())
-
-
-def _has_property(node: Any) -> bool:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, dict):
-            if "property" in n:
-                return True
-            stack.extend(n.get("args", []))
-        elif isinstance(n, list):
-            stack.extend(n)
-    return False
 
 
 def _fold_boolean(node: Any) -> ColumnElement[bool]:
@@ -543,7 +530,7 @@ class SqlFilter:
 
     def condition(self, node: Any) -> ColumnElement[bool]:
         """A boolean node as SQL (raises :class:`Unsupported` or a 400)."""
-        if not _has_property(node):
+        if not has_property(node):
             return _fold_boolean(node)
         if not isinstance(node, dict) or "op" not in node:
             raise Unsupported("a value where a condition is expected")
@@ -598,7 +585,7 @@ class SqlFilter:
 
     def _literal(self, node: Any) -> Any:
         """A literal element of a list (constant expressions folded); 400 for properties."""
-        if isinstance(node, dict | list) and _has_property(node):
+        if isinstance(node, dict | list) and has_property(node):
             raise _fail(
                 "lists may hold literal values only",
                 it="le liste possono contenere solo valori costanti",
@@ -785,7 +772,7 @@ class SqlFilter:
         v = self.operand(args[0])
         if not isinstance(args[1], list):
             raise _fail("IN needs a list of values", it="IN vuole una lista di valori")
-        if any(isinstance(o, dict | list) and _has_property(o) for o in args[1]):
+        if any(isinstance(o, dict | list) and has_property(o) for o in args[1]):
             raise _fail("IN accepts literal values only", it="IN accetta solo valori costanti")
         options = [self._literal(o) for o in args[1]]
         if v.kind == "null":

@@ -52,7 +52,7 @@ def filter_shape(tree: Any) -> tuple[str, tuple[Any, ...]] | None:
             op, args = node.get("op"), node.get("args")
             if op not in SHAPED_OPS or not isinstance(args, list) or len(node) != 2:
                 raise _NoShape
-            if not _has_property(node):  # folded to a constant from its values
+            if not has_property(node):  # folded to a constant from its values
                 raise _NoShape
             return {"op": op, "args": [walk(a) for a in args]}
         if type(node) in (int, float):
@@ -74,7 +74,9 @@ def filter_shape(tree: Any) -> tuple[str, tuple[Any, ...]] | None:
     return orjson.dumps(shape).decode(), tuple(literals)
 
 
-def _has_property(node: Any) -> bool:
+def has_property(node: Any) -> bool:
+    """Whether a CQL2-JSON node refers to a property anywhere (else it is a constant,
+    which the translator folds from its values)."""
     stack = [node]
     while stack:
         n = stack.pop()
