@@ -79,7 +79,14 @@ from geo.ogc.registry import (
     MemoryTable,
     QueryResult,
 )
-from geo.ogc.sql_shapes import Template, filter_shape, has_property, probe_tree
+from geo.ogc.sql_shapes import (
+    Template,
+    covers,
+    filter_shape,
+    has_property,
+    probe_tree,
+    slot_directions,
+)
 from geo.settings import get_settings
 from geo.store import read_connection
 
@@ -1402,6 +1409,7 @@ class SqlCollection(CollectionProvider):
         self._counts = _Lru(self.count_cache_size)
         self._cache = _Lru(32)
         self._shapes = _Lru(self.shape_cache_size)
+        self._capped = _Lru(self.shape_cache_size)
 
     def tile_column(self, name: str, prop: SqlProperty) -> Any:
         """The PostgreSQL expression of a tile property (timestamps as ISO text, numbers as
@@ -1754,7 +1762,7 @@ class SqlCollection(CollectionProvider):
             page = self._sorted_matches(stmt, conds, order, conn.dialect.name)
         else:
             page = stmt.where(*conds).order_by(*order)
-        return matched, list(conn.execute(_paged(page, q, walk=not first)))
+        return matched, conn.execute(_paged(page, q, walk=not first)).fetchall()
 
     #: How much more a match costs found through its filter's index and sorted than a row
     #: visited in primary-key order, per store (measured with 100 k interventions: on
@@ -1822,7 +1830,9 @@ class SqlCollection(CollectionProvider):
 
         def rows() -> list[Any]:
             page = self._box_statement(conn.engine, stmt)
-            return list(page.run(conn, {**values, "page_limit": q.limit, "page_offset": q.offset}))
+            return page.run(
+                conn, {**values, "page_limit": q.limit, "page_offset": q.offset}
+            ).fetchall()
 
         if conn.dialect.name != "postgresql":
             # The page first: one that comes up short says how many match (offset + its
@@ -1867,7 +1877,7 @@ class SqlCollection(CollectionProvider):
         reach = max(cap + 1, q.offset + q.limit)
         page = self._box_rowids_statement(conn.engine, stmt)
         params = {**values, "reach": reach, "page_limit": q.limit, "page_offset": q.offset}
-        rows = list(page.run(conn, params))
+        rows = page.run(conn, params).fetchall()
         if not rows and q.offset:
             return None
         n = int(rows[0][-1]) if rows else 0
@@ -2068,6 +2078,8 @@ class SqlCollection(CollectionProvider):
         cap = q.count_limit if q.filtered else None
         key = (id(engine), rev, _query_key(q), cap)
         matched = self._counts.get(key)
+        if matched is _NO and self._over_cap(id(engine), shaped, cap) == rev:
+            matched = None
         if matched is _NO:
             count = self._template(engine, "count", q, stmt, shape)
             if count is None:
@@ -2077,13 +2089,65 @@ class SqlCollection(CollectionProvider):
             ).scalar_one()
             matched = None if cap and int(n) > cap else int(n)
             self._counts.put(key, matched)
+            if matched is None:
+                self._note_over_cap(id(engine), rev, q, shaped, cap)
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         first = self._matches_first(conn, rev, q, matched)
         page = self._template(engine, "first" if first else "walk", q, stmt, shape)
         if page is None:
             return None
-        return matched, list(conn.exec_driver_sql(page.sql, page.parameters(literals, named)))
+        return matched, conn.exec_driver_sql(page.sql, page.parameters(literals, named)).fetchall()
+
+    def _capped_key(
+        self, engine_id: int, shaped: tuple[str, tuple[Any, ...], dict[str, Any]], cap: int
+    ) -> tuple[Any, ...]:
+        return (engine_id, shaped[0], cap, tuple(sorted(shaped[2].items())))
+
+    def _over_cap(
+        self,
+        engine_id: int,
+        shaped: tuple[str, tuple[Any, ...], dict[str, Any]],
+        cap: int | None,
+    ) -> int | None:
+        """The revision at which a filter of this shape (and box) was counted past the
+        ``cap`` while matching only rows this one's literals match too: this one is past
+        it as well (:func:`slot_directions`), at that revision, without a count. A
+        dashboard's slider (``amount_eur > X``, X moving) or a client paging through
+        values then costs its page alone. None when nothing is known."""
+        if not cap:
+            return None
+        entry = self._capped.get(self._capped_key(engine_id, shaped, cap))
+        if entry is _NO:
+            return None
+        rev, directions, seen = entry
+        literals = shaped[1]
+        return rev if any(covers(directions, literals, old) for old in seen) else None
+
+    def _note_over_cap(
+        self,
+        engine_id: int,
+        rev: int,
+        q: FeatureQuery,
+        shaped: tuple[str, tuple[Any, ...], dict[str, Any]],
+        cap: int | None,
+    ) -> None:
+        """Remember that ``shaped``'s literals matched more than ``cap`` rows at ``rev``
+        (a few such literals per shape: the narrowest, which answer for the most)."""
+        if not cap or q.filter is None:
+            return
+        key = self._capped_key(engine_id, shaped, cap)
+        entry = self._capped.get(key)
+        if entry is _NO or entry[0] != rev:
+            directions = slot_directions(q.filter.tree)
+            if not any(directions) or len(directions) != len(shaped[1]):
+                return  # equalities only: the page's own count memo serves repeats
+            seen: tuple[tuple[Any, ...], ...] = ()
+        else:
+            _, directions, seen = entry
+        new = shaped[1]
+        kept = [old for old in seen if not covers(directions, old, new)]
+        self._capped.put(key, (rev, directions, (new, *kept[:7])))
 
     def _query_in_python(
         self, conn: Connection, q: FeatureQuery, conds: list[Any], order: list[Any], residual: Any
@@ -2176,7 +2240,7 @@ class SqlCollection(CollectionProvider):
 
             prepared = self._cache.built(("by-id", id(engine), stmt), build)
             with read_connection(engine) as conn:
-                rows = list(prepared.run(conn, {"_fid": key}))
+                rows = prepared.run(conn, {"_fid": key}).fetchall()
         if not rows:
             return None
         return spec.render(rows)[0][1] if spec is not None else str(rows[0][1])
@@ -2302,6 +2366,13 @@ class SqlCollection(CollectionProvider):
             return False
         cap = q.count_limit if q.filtered else None
         shaped = self._shape(q)
+        reads = reading_engine(engine)
+        if shaped:
+            known = self._over_cap(id(reads), shaped, cap)
+            if known is not None:
+                done = await self._prefetch_past_cap(q, engine, stmt, shaped, known)
+                if done is not None:
+                    return done
         counting = shaped and self._template(engine, "count", q, stmt, shaped[0])
         built: tuple[list[Any], Any] | None = None  # the query's own statements, if needed
         if shaped and counting:
@@ -2323,8 +2394,9 @@ class SqlCollection(CollectionProvider):
         rev = self.revision()[0]
         n = int(counted[0][0])
         matched = None if cap and n > cap else n
-        reads = reading_engine(engine)
         self._counts.put((id(reads), rev, _query_key(q), cap), matched)
+        if matched is None and shaped:
+            self._note_over_cap(id(reads), rev, q, shaped, cap)
         features: list[tuple[str, str]] = []
         if matched is None or q.offset < matched:
             first = self._loop_matches_first(reads, rev, q, matched)
@@ -2358,6 +2430,38 @@ class SqlCollection(CollectionProvider):
             if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
                 return False
         _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
+        return True
+
+    async def _prefetch_past_cap(
+        self,
+        q: FeatureQuery,
+        engine: Engine,
+        stmt: Any,
+        shaped: tuple[str, tuple[Any, ...], dict[str, Any]],
+        rev: int,
+    ) -> bool | None:
+        """:meth:`_prefetch_query` of a filter known to match more than the cap at ``rev``
+        (:meth:`_over_cap`): the revisions and the page that walks the table, in one
+        round trip, no count. None when the data changed since (it is counted as usual),
+        False when the page cannot be read here."""
+        from geo.store import REVISIONS_SQL, aio, reading_engine, remember_revisions
+
+        paging = self._template(engine, "walk", q, stmt, shaped[0])
+        if paging is None:
+            return None
+        page_sql = (paging.sql, paging.parameters(shaped[1], shaped[2]), None)
+        got = await aio.fetch(engine, [(REVISIONS_SQL, None, True), page_sql])
+        if got is None:
+            return False
+        remember_revisions(engine, got[0])
+        if self.revision()[0] != rev:
+            return None
+        features = [(str(r[0]), str(r[1])) for r in got[1]]
+        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
+            return False
+        cap = q.count_limit if q.filtered else None
+        self._counts.put((id(reading_engine(engine)), rev, _query_key(q), cap), None)
+        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, None))
         return True
 
     def _loop_matches_first(

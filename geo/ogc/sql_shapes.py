@@ -74,6 +74,74 @@ def filter_shape(tree: Any) -> tuple[str, tuple[Any, ...]] | None:
     return orjson.dumps(shape).decode(), tuple(literals)
 
 
+_GROWS = {"<": 1, "<=": 1, ">": -1, ">=": -1}
+
+
+def slot_directions(tree: Any) -> tuple[int, ...]:
+    """Per slot of ``tree``'s shape, in slot order, how its literal moves the matches: +1
+    when a larger literal can only add rows (``p < X``), -1 when it can only remove
+    them (``p >= X``), 0 when neither is known (``=``, ``<>``, a string, a literal not
+    compared with a property directly).
+
+    Each slot occurs once in the tree, so the whole filter's matches are monotone in each
+    literal: a comparison's TRUE rows grow or shrink with it and its NULL rows stay put;
+    ``AND`` and ``OR`` keep that and ``NOT`` turns it round. This lets a count known to
+    exceed the cap answer for every filter of the shape that keeps all those rows
+    (:func:`covers`): a dashboard's slider need not count again."""
+    out: list[int] = []
+
+    def literal(node: Any) -> bool:
+        return type(node) in (int, float) or type(node) is str
+
+    def prop(node: Any) -> bool:
+        return isinstance(node, dict) and "property" in node
+
+    def walk(node: Any, sign: int) -> None:
+        if isinstance(node, dict) and "op" in node:
+            op, args = node["op"], node["args"]
+            if op in ("and", "or"):
+                for a in args:
+                    walk(a, sign)
+                return
+            if op == "not":
+                for a in args:
+                    walk(a, -sign)
+                return
+            numbers = [type(a) in (int, float) for a in args]
+            if op in _GROWS and len(args) == 2 and prop(args[0]) and numbers[1]:
+                out.append(sign * _GROWS[op])
+                return
+            if op in _GROWS and len(args) == 2 and prop(args[1]) and numbers[0]:
+                out.append(-sign * _GROWS[op])
+                return
+            if op == "between" and len(args) == 3 and prop(args[0]) and all(numbers[1:]):
+                out.extend((-sign, sign))
+                return
+            for a in args:
+                walk(a, 0)
+            return
+        if literal(node):
+            out.append(0)
+
+    walk(tree, 1)
+    return tuple(out)
+
+
+def covers(directions: Sequence[int], wider: Sequence[Any], narrower: Sequence[Any]) -> bool:
+    """Whether the literals ``wider`` match every row ``narrower`` matches, in a shape of
+    slot ``directions`` (:func:`slot_directions`)."""
+    for d, w, n in zip(directions, wider, narrower, strict=True):
+        if d > 0:
+            if not w >= n:
+                return False
+        elif d < 0:
+            if not w <= n:
+                return False
+        elif type(w) is not type(n) or w != n:
+            return False
+    return True
+
+
 def has_property(node: Any) -> bool:
     """Whether a CQL2-JSON node refers to a property anywhere (else it is a constant,
     which the translator folds from its values)."""

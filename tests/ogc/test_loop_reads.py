@@ -168,6 +168,42 @@ def test_a_filtered_page_is_the_same_read_on_the_loop(backend, loop_reads, threa
     assert all(f["properties"]["amount_eur"] > 10_000_000 for f in pages[2]["features"])
 
 
+def test_a_filter_wider_than_one_past_the_cap_is_read_without_a_count(
+    backend, monkeypatch, threads_only
+):
+    """A slider: ``amount_eur > X`` counted past the cap (``CMM_GEO_COUNT_LIMIT``), then
+    smaller X. On PostgreSQL each is read on the loop in one round trip, the revisions
+    and the page, no count; the answers are the threadpool's."""
+    monkeypatch.setenv("CMM_GEO_COUNT_LIMIT", "5")
+    get_settings.cache_clear()
+    sent: list[list[str]] = []
+    real = aio.fetch
+
+    async def spy(engine, statements):  # type: ignore[no-untyped-def]
+        got = await real(engine, statements)
+        if got is not None:
+            sent.append([st[0] for st in statements])
+        return got
+
+    monkeypatch.setattr(aio, "fetch", spy)
+    urls = [f"{ITEMS}?filter=amount_eur%20%3E%20{x}&limit=3" for x in (100000, 1000, 50000)]
+    with TestClient(create_app()) as c:
+        c.get(f"{ITEMS}?filter=amount_eur%20%3E%201e15&limit=1")  # the table counted
+        counted = c.get(urls[0])
+        before = len(sent)
+        loop = [c.get(u) for u in urls[1:]]
+    wider = sent[before:]
+    if get_engine().dialect.name == "postgresql":
+        assert len(wider) == 2, wider
+        assert all(len(st) == 2 and not any("count(" in x for x in st) for st in wider)
+    else:
+        assert wider == []  # SQLite's pages are read in a thread
+    assert [r.status_code for r in (counted, *loop)] == [200] * 3
+    assert all("numberMatched" not in r.json() for r in (counted, *loop))
+    assert all(len(r.json()["features"]) == 3 for r in loop)
+    _answered_alike_from_threads(urls[1:], loop, threads_only)
+
+
 def test_a_statement_refusing_its_values_leaves_the_loop_on(backend):
     """The database refusing what a statement was given (here a division by zero, as a
     filter's value out of range would be) fails that read alone: the loop's path does

@@ -14,7 +14,7 @@ from geo.interventions.sql_collection import InterventionsSqlProvider
 from geo.ogc.cql import parse_filter
 from geo.ogc.geometry import BBox
 from geo.ogc.registry import FeatureQuery
-from geo.ogc.sql_shapes import filter_shape
+from geo.ogc.sql_shapes import covers, filter_shape, slot_directions
 
 
 def _tree(text: str):
@@ -206,3 +206,109 @@ def test_a_box_that_is_not_a_crs84_rectangle_has_no_shape(sql):
     assert sql._shape(q) is None
     straight = FeatureQuery(bbox=BBox((9.0, 45.3, 9.3, 45.6)), filter=q.filter, limit=5)
     assert sql._shape(straight) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "directions"),
+    [
+        ("amount_eur > 5", (-1,)),
+        ("amount_eur <= 5", (1,)),
+        ("5 < amount_eur", (-1,)),  # the property on the right: the same as amount_eur > 5
+        ("amount_eur BETWEEN 1 AND 9", (-1, 1)),
+        ("NOT (amount_eur BETWEEN 1 AND 9)", (1, -1)),
+        ("NOT (amount_eur < 3 OR amount_eur >= 7)", (-1, 1)),
+        ("amount_eur >= 1 AND status = 'planned'", (-1, 0)),
+        ("status <> 'x' OR amount_eur = 4", (0, 0)),
+        ("title > 'A'", (0,)),  # a string: the store's collation, not Python's, orders it
+    ],
+)
+def test_each_slot_says_which_way_its_literal_moves_the_matches(text, directions):
+    tree = _tree(text)
+    assert slot_directions(tree) == directions
+    assert len(directions) == len(filter_shape(tree)[1])
+
+
+def test_covers_reads_the_directions():
+    assert covers((-1, 1), (2.0, 9.0), (3.0, 8.0))  # a wider BETWEEN
+    assert not covers((-1, 1), (4.0, 9.0), (3.0, 8.0))
+    assert covers((0, -1), ("a", 1.0), ("a", 2.0)) and not covers((0, -1), ("b", 1.0), ("a", 2.0))
+    assert not covers((-1,), (float("nan"),), (1.0,))
+
+
+MONOTONE = [
+    lambda r, a: f"amount_eur > {r.choice(a)}",
+    lambda r, a: f"{r.choice(a)} >= amount_eur",
+    lambda r, a: f"amount_eur BETWEEN {r.choice(a)} AND {r.choice(a)} OR amount_eur < {r.choice(a)}",
+    lambda r, a: f"NOT (amount_eur <= {r.choice(a)} AND amount_eur > {r.choice(a)})",
+]
+
+
+@pytest.mark.parametrize("shape", range(len(MONOTONE)))
+def test_literals_that_cover_others_match_every_row_those_match(reference, shape):
+    """What the count's shortcut relies on, checked against the store: when ``covers``
+    says a filter's literals are wider than another's, its matches include the other's."""
+    rng = random.Random(300 + shape)
+    amounts = _amounts(reference)
+    directions = None
+    wider_pairs = 0
+    for _ in range(30):
+        a, b = (parse_filter(MONOTONE[shape](rng, amounts)) for _ in range(2))
+        directions = slot_directions(a.tree)
+        la, lb = filter_shape(a.tree)[1], filter_shape(b.tree)[1]
+        if not covers(directions, la, lb):
+            continue
+        wider_pairs += 1
+        ids = [
+            {f["id"] for f in reference.query(FeatureQuery(filter=f, limit=10_000)).features}
+            for f in (a, b)
+        ]
+        assert ids[0] >= ids[1], (a.text, b.text)
+    assert wider_pairs >= 3 and all(directions)
+
+
+def _counts_run(engine, run) -> int:
+    """How many count statements ``run()`` sends to ``engine``."""
+    import sqlalchemy as sa
+
+    seen: list[str] = []
+
+    def spy(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", spy)
+    try:
+        run()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", spy)
+    return sum("count(" in s.lower() for s in seen)
+
+
+def test_a_count_past_the_cap_answers_for_wider_filters_until_a_write(sql, reference):
+    """A slider: ``amount_eur > X`` counted past the cap answers for every smaller X
+    without a count (the page is still read, and is the page built from scratch); a
+    larger X is counted; a write makes every X counted again."""
+    from geo.interventions.store import TOPIC
+    from geo.store import bump_revision, transaction
+
+    amounts = _amounts(sql)
+    low, mid, high = amounts[2], amounts[len(amounts) // 2], amounts[-12]
+    engine = sql.engine()
+    sql._counts._d.clear()
+    sql._capped._d.clear()
+
+    def page(x: float):  # type: ignore[no-untyped-def]
+        q = FeatureQuery(filter=parse_filter(f"amount_eur > {x}"), limit=4, count_limit=5)
+        got: list[object] = []
+        counted = _counts_run(engine, lambda: got.append(sql.query_geojson(q)))
+        built = reference.query(q)
+        assert got[0].number_matched is None and built.number_matched is None
+        assert [fid for fid, _ in got[0].features] == [str(f["id"]) for f in built.features]
+        return counted
+
+    assert page(mid) == 1
+    assert page(low) == 0  # wider: past the cap too
+    assert page(high) == 1  # narrower: counted (still past the cap here)
+    assert page(mid) == 0  # its own count
+    with transaction(engine) as conn:
+        bump_revision(conn, TOPIC)
+    assert page(low) == 1  # another revision: nothing known
