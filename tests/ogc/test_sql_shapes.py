@@ -238,7 +238,9 @@ def test_covers_reads_the_directions():
 MONOTONE = [
     lambda r, a: f"amount_eur > {r.choice(a)}",
     lambda r, a: f"{r.choice(a)} >= amount_eur",
-    lambda r, a: f"amount_eur BETWEEN {r.choice(a)} AND {r.choice(a)} OR amount_eur < {r.choice(a)}",
+    lambda r, a: (
+        f"amount_eur BETWEEN {r.choice(a)} AND {r.choice(a)} OR amount_eur < {r.choice(a)}"
+    ),
     lambda r, a: f"NOT (amount_eur <= {r.choice(a)} AND amount_eur > {r.choice(a)})",
 ]
 
