@@ -66,10 +66,50 @@ class Run:
     total: int = 0
     command: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    #: req/s of each round (:func:`merged`); empty for a single run.
+    rounds: list[float] = field(default_factory=list)
 
     @property
     def distinct_text(self) -> str:
         return f"{self.distinct:,}/{self.total:,}" if self.total else "–"
+
+
+def merged(runs: list[Run]) -> Run:
+    """The rounds of one case on one server as one run: the median of the rounds' requests
+    per second (a stall — once a single request of a 2 s round took 12 s — then costs one
+    round its place, not the whole case its number), the highest p99 of the rounds (a
+    merged percentile would need wrk's histograms), the median p50, and every URL, answer
+    and error counted once; ``rounds`` keeps each round's req/s."""
+    if len(runs) == 1:
+        return runs[0]
+    requests = sum(r.requests for r in runs)
+    errors: dict[str, int] = {}
+    extra: dict[str, float] = {}
+    for r in runs:
+        for k, v in r.errors.items():
+            errors[k] = errors.get(k, 0) + v
+        for k, v in r.extra.items():
+            extra[k] = extra.get(k, 0) + v
+    p50s = sorted(r.p50_ms for r in runs)
+    return Run(
+        rps=_median([r.rps for r in runs]),
+        requests=requests,
+        p50_ms=p50s[len(p50s) // 2],
+        p99_ms=max(r.p99_ms for r in runs),
+        non2xx=sum(r.non2xx for r in runs),
+        errors=errors,
+        distinct=sum(r.distinct for r in runs),
+        total=sum(r.total for r in runs),
+        command=runs[0].command,
+        extra=extra,
+        rounds=[r.rps for r in runs],
+    )
+
+
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}

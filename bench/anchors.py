@@ -15,19 +15,23 @@ One run writes one table per size to ``bench/results/anchors.md`` (``--output``)
    the anchors read two plain views of the same tables (same rows, same GIST index). With
    ``ours-sqlite`` the same functions load the same rows (same seeds, checked) into a fresh
    embedded store too (``cmm_geo.sqlite`` in a temp data dir, deleted at the end).
-3. One server at a time, each one uvicorn worker (uvloop + httptools) on loopback: this
-   service (``uvicorn api.main:app``) on PostGIS (``ours``) and on the SQLite file
-   (``ours-sqlite``: ``CMM_GEO_DATABASE_URL=sqlite:///…``), tipg, pygeoapi (their own
-   virtualenvs, pinned, see :mod:`bench._anchors_servers`). Per server: start-up (process
-   start → first 200 on a
-   one-feature items page), one sample request per case (checked, and compared across
-   servers), then per case a warm-up and a measured wrk run with a different random URL on
-   every request (``bench/anchors_wrk.lua``; every URL logged and counted: distinct/total;
-   the points bbox is placed around a random stored point so that it holds data),
-   resident memory after the load. On this service (both stores) also: 50 POSTs (latency,
-   and whether the next reads — by id and by bbox — see each new feature); on PostGIS only,
-   the cached case: the fixed 133-comuni page against nginx and a minimal ASGI app serving
-   the same bytes. The ratios (req/s) go into a table of their own under the results.
+3. Every server, each one uvicorn worker (uvloop + httptools) on loopback: this service
+   (``uvicorn api.main:app``) on PostGIS (``ours``) and on the SQLite file (``ours-sqlite``:
+   ``CMM_GEO_DATABASE_URL=sqlite:///…``), tipg, pygeoapi (their own virtualenvs, pinned,
+   see :mod:`bench._anchors_servers`), started one after the other and then kept running
+   side by side. Per server: start-up (process start → first 200 on a one-feature items
+   page), one sample request per case (checked, and compared across servers). Then per
+   case a warm-up on each server and ``--rounds`` rounds (4) in which every server runs
+   the case for ``duration / rounds`` seconds in turn, the order rotated each round
+   (:func:`interleaved`): a slow or fast spell of the shared machine falls on every
+   server, not on whichever ran then; a case's req/s is the median of its rounds. Every
+   request has a different random URL (``bench/anchors_wrk.lua``; every URL logged and
+   counted: distinct/total; the points bbox is placed around a random stored point so that
+   it holds data). Resident memory
+   after the load. On this service (both stores) also: 50 POSTs (latency, and whether the
+   next reads — by id and by bbox — see each new feature); on PostGIS only, the cached
+   case: the fixed 133-comuni page against nginx and a minimal ASGI app serving the same
+   bytes. The ratios (req/s) go into a table of their own under the results.
 
 Needs ``wrk`` and ``nginx`` from Debian (``apt-get install -y wrk nginx-light``).
 """
@@ -60,7 +64,7 @@ import sqlalchemy as sa
 
 from bench import _anchors_data as data
 from bench import _anchors_servers as srv
-from bench._anchors_load import Case, Loader, Run
+from bench._anchors_load import Case, Loader, Run, merged
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "anchors.md"
@@ -289,32 +293,49 @@ class ServerResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def measure(server: srv.Server, version: str, all_cases: list[Case], args, log) -> ServerResult:  # type: ignore[no-untyped-def]
-    """Start-up, samples, warm-up + measured run per case, RSS: on a started ``server``."""
+def started(server: srv.Server, version: str, all_cases: list[Case], log) -> ServerResult:  # type: ignore[no-untyped-def]
+    """What a started ``server`` shows before any load: start-up, idle RSS, samples."""
     log(f"{server.name}: up in {server.startup_s:.1f} s, {server.rss_mb():.0f} MB")
-    rss_idle = server.rss_mb()
-    samples = check_samples(server.base, server.name, all_cases)
-    loader = Loader(server.name, server.base, args.threads, args.connections)
-    runs, warmups = {}, {}
-    for case in all_cases:
-        if args.warmup > 0:
-            warmups[case.key] = loader.run(case, args.warmup, "warmup")
-        r = runs[case.key] = loader.run(case, args.duration, "measure")
-        log(
-            f"  {case.key:14s} {r.rps:8.1f} req/s  p99 {r.p99_ms:8.1f} ms  "
-            f"distinct/total {r.distinct_text}  non-2xx {r.non2xx}  {r.errors or ''}"
-        )
     return ServerResult(
         server.name,
         version,
         server.startup_s,
-        rss_idle,
         server.rss_mb(),
-        runs,
-        warmups,
-        samples,
+        float("nan"),
+        {},
+        {},
+        check_samples(server.base, server.name, all_cases),
         server.command_line(),
     )
+
+
+def interleaved(  # type: ignore[no-untyped-def]
+    servers: dict[str, srv.Server], results: dict[str, ServerResult], all_cases, args, log
+) -> None:
+    """Every case on every server, in rounds: a warm-up on each, then ``args.rounds`` runs
+    of ``duration / rounds`` seconds per server, the servers' order rotated each round.
+
+    The servers run side by side (the idle ones take no CPU), so a slower or faster spell
+    of a shared machine (other tenants, frequency) falls on all of them alike instead of
+    on whichever was measured then; each case's runs are merged (:func:`merged`)."""
+    loaders = {n: Loader(n, s.base, args.threads, args.connections) for n, s in servers.items()}
+    names = list(servers)
+    seconds = args.duration / args.rounds
+    for case in all_cases:
+        if args.warmup > 0:
+            for n in names:
+                results[n].warmups[case.key] = loaders[n].run(case, args.warmup, "warmup")
+        rounds: dict[str, list[Run]] = {n: [] for n in names}
+        for k in range(args.rounds):
+            for n in names[k % len(names) :] + names[: k % len(names)]:
+                rounds[n].append(loaders[n].run(case, seconds, f"measure{k}"))
+        for n in names:
+            r = results[n].runs[case.key] = merged(rounds[n])
+            log(
+                f"  {n:12s} {case.key:14s} {r.rps:8.1f} req/s "
+                f"(rounds {', '.join(f'{x:.0f}' for x in r.rounds)})  p99 {r.p99_ms:8.1f} ms  "
+                f"distinct/total {r.distinct_text}  non-2xx {r.non2xx}  {r.errors or ''}"
+            )
 
 
 def write_test(base: str, token: str, n: int, size: int) -> dict[str, Any]:
@@ -474,39 +495,46 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
     results: dict[str, ServerResult] = {}
     writes: dict[str, dict[str, Any]] = {}
     cached = None
-    for name in args.servers:
-        server = ctx["make"][name]()
-        with srv.running(server):
-            res = results[name] = measure(server, ctx["versions"][name], all_cases, args, log)
-            if name == "ours" and with_cached:
-                status, body, headers = srv.fetch(server.base + COMUNI_PAGE)
-                if status != 200:
-                    raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
-                case = Case(
-                    "comuni_page", "133-comuni page", "fixed", [], {"ours": (COMUNI_PAGE, "")}
-                )
-                loader = Loader("ours", server.base, args.threads, args.connections)
-                if args.warmup > 0:
-                    loader.run(case, args.warmup, "warmup")
-                ours_cached = loader.run(case, args.duration, "measure")
+    with ExitStack() as stack:
+        servers: dict[str, srv.Server] = {}
+        for name in args.servers:  # started one after the other, each timed alone
+            servers[name] = stack.enter_context(srv.running(ctx["make"][name]()))
+            results[name] = started(servers[name], ctx["versions"][name], all_cases, log)
+        interleaved(servers, results, all_cases, args, log)
+        for name, server in servers.items():
+            results[name].rss_load_mb = server.rss_mb()
+        if "ours" in servers and with_cached:
+            server = servers["ours"]
+            status, body, headers = srv.fetch(server.base + COMUNI_PAGE)
+            if status != 200:
+                raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
+            case = Case("comuni_page", "133-comuni page", "fixed", [], {"ours": (COMUNI_PAGE, "")})
+            loader = Loader("ours", server.base, args.threads, args.connections)
+            if args.warmup > 0:
+                loader.run(case, args.warmup, "warmup")
+            ours_cached = loader.run(case, args.duration, "measure")
+            log(
+                f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
+                f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
+            )
+            cached_body = (body, headers.get("Content-Type", "application/json"), headers)
+        for name in OURS:
+            if name in servers and args.writes:
+                w = writes[name] = write_test(servers[name].base, ctx["token"], args.writes, size)
                 log(
-                    f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
-                    f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
-                )
-                cached_body = (body, headers.get("Content-Type", "application/json"), headers)
-            if name in OURS and args.writes:
-                w = writes[name] = write_test(server.base, ctx["token"], args.writes, size)
-                log(
-                    f"  writes: POST median {w['post_median_ms']:.1f} ms, "
+                    f"  {name}: writes: POST median {w['post_median_ms']:.1f} ms, "
                     f"next read by id ok {w['id_ok']}/{w['posted']}, "
                     f"by bbox ok {w['bbox_ok']}/{w['posted']}"
                 )
-                res.extra["rss_after_writes_mb"] = server.rss_mb()
-        if name in OURS and args.writes:
-            # The writes left dead rows (PostGIS) or WAL pages (SQLite): same state for the next.
-            engine = engines[STORE[name]]
-            data.vacuum_analyze(engine)
-            engine.dispose()
+                results[name].extra["rss_after_writes_mb"] = servers[name].rss_mb()
+    if args.writes:
+        for name in OURS:
+            if name in args.servers:
+                # The writes left dead rows (PostGIS) or WAL pages (SQLite): the next size
+                # starts from the same state.
+                engine = engines[STORE[name]]
+                data.vacuum_analyze(engine)
+                engine.dispose()
     if with_cached and "ours" in args.servers:
         cached = cached_case(*cached_body, ours_cached, args, log)
     total = next(iter(totals.values()))
@@ -618,8 +646,13 @@ def report(
         f"Database: PostgreSQL {ctx['pg']}, PostGIS {ctx['postgis']} ({ctx['db_kind']}), "
         "on the same machine." + sqlite_note,
         "",
-        f"Load: `wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s --latency` per "
-        f"case after a {args.warmup:g} s warm-up, one server at a time, wrk on the same cores; "
+        f"Load: `wrk -t{args.threads} -c{args.connections} --latency`, {args.duration:g} s per "
+        f"case and server in {args.rounds} rounds of {args.duration / args.rounds:g} s, after a "
+        f"{args.warmup:g} s warm-up: the servers run side by side (started one after the "
+        "other, each start timed alone) and each round runs the case on every server in "
+        "turn (the order rotated), so a slow or fast spell of the shared machine falls on "
+        "all of them; req/s is the median of a case's rounds (each round's in the run's log), "
+        "p99 the highest of its rounds. wrk on the same cores; "
         "each server one uvicorn worker (uvloop + httptools, no access log) on loopback. "
         "Every request of the uncached cases has a different URL (distinct/total counts the "
         "URLs wrk sent, from its per-thread logs; distinct excludes URLs the warm-up sent), so "
@@ -974,6 +1007,12 @@ def main() -> None:
     ap.add_argument("--polygons", type=parse_size, default=20_000, help="polygons (20k)")
     ap.add_argument("--duration", type=float, default=20, help="seconds per measured run (20)")
     ap.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per case (3)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="rounds per case, the servers interleaved; each runs duration/rounds s (4)",
+    )
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     ap.add_argument("--writes", type=int, default=50, help="POSTs in the write test (50)")
