@@ -1853,10 +1853,46 @@ class SqlCollection(CollectionProvider):
                 known = None if cap and n > cap else n
                 self._counts.put(key, known)
             return (count() if known is _NO else known), got
+        known = self._counts.get(key)
+        if known is _NO and q.limit > 0:
+            combined = self._box_counted_statement(conn.engine, stmt, cap)
+            paged = {**values, "page_limit": q.limit, "page_offset": q.offset}
+            got = combined.run(conn, paged).fetchall()
+            if got or q.offset == 0:
+                matched = _box_matched(got, q, cap)
+                self._counts.put(key, matched)
+                return matched, [r[:-1] for r in got]
         matched = count()
         if (matched is not None and q.offset >= matched) or q.limit <= 0:
             return matched, []
         return matched, rows()
+
+    def _box_counted_statement(self, engine: Engine, stmt: Any, cap: int | None) -> Prepared:
+        """PostgreSQL: ``stmt``'s page of a box, each row followed by the box's count, which
+        is read only when the page is full (else NULL: the page says how many match, the
+        offset plus its rows). The count is a scalar subquery in the other branch of a
+        CASE, an initplan PostgreSQL runs only when that branch is taken, so a map's box of
+        a few features costs one index scan, not two. Built once per engine and select."""
+
+        def build() -> Prepared:
+            conds = [*self.bbox_scope("postgresql"), self.spatial("postgresql").box_template()]
+            limit = sa.bindparam("page_limit", None, type_=sa.Integer)
+            named = [c.label(f"cmm_{i}") for i, c in enumerate(stmt.selected_columns)]
+            page = (
+                stmt.with_only_columns(*named, maintain_column_froms=True)
+                .where(*conds)
+                .order_by(*self.order_by(FeatureQuery(), "postgresql"))
+                .limit(limit)
+                .offset(sa.bindparam("page_offset", None, type_=sa.Integer))
+                .cte("cmm_page")
+                .prefix_with("MATERIALIZED")
+            )
+            on_page = sa.select(sa.func.count()).select_from(page).scalar_subquery()
+            counted = self._count_statement(conds, cap).scalar_subquery()
+            matched = sa.case((on_page < limit, sa.null()), else_=counted)
+            return Prepared.of(sa.select(*page.c, matched.label("cmm_matched")), engine)
+
+        return self._cache.built(("box counted", id(engine), stmt, cap), build)  # type: ignore[no-any-return]
 
     def _box_page_by_rowids(
         self,
@@ -2310,7 +2346,7 @@ class SqlCollection(CollectionProvider):
         of the request as :meth:`query_geojson`'s answer (see :meth:`prefetch_by_id`).
         ``q`` is the query as the service runs it (its ``count_limit`` set). False when
         this cannot be done here."""
-        from geo.store import aio, reading_engine, remember_revisions
+        from geo.store import REVISIONS_SQL, aio, reading_engine, remember_revisions
 
         box = plain_box(q)
         if box is None:
@@ -2323,28 +2359,23 @@ class SqlCollection(CollectionProvider):
         stmt = self._loop_select(q.properties, q.skip_geometry)
         cap = q.count_limit if q.filtered else None
         reads = id(reading_engine(engine))  # the statements are kept by the reading engine
-        count = self._cache.get(("box", reads, None, cap))
-        page = self._cache.get(("box", reads, stmt, None)) if stmt is not None else _NO
-        if count is _NO or page is _NO:
+        combined = self._cache.get(("box counted", reads, stmt, cap)) if stmt is not None else _NO
+        if combined is _NO:
             return False  # built by a first read in a thread
-        values = box_parameters(box)
-        paged = {**values, "page_limit": q.limit, "page_offset": q.offset}
-        got = await aio.fetch_with_revisions(
-            engine,
-            count.sql,
-            {**count.fixed, **values},
-            1,
-            then=(page.sql, {**page.fixed, **paged}),
+        paged = {**box_parameters(box), "page_limit": q.limit, "page_offset": q.offset}
+        got = await aio.fetch(
+            engine, [(REVISIONS_SQL, None, True), (combined.sql, {**combined.fixed, **paged})]
         )
         if got is None:
             return False
-        revisions, counted, rows = got
+        revisions, rows = got
         remember_revisions(engine, revisions)
-        n = int(counted[0][0])
+        if not rows and q.offset:
+            return False  # past the end: its count is read alone, in a thread
         features = [(str(r[0]), str(r[1])) for r in rows]
         if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
             return False  # a page of big shapes is assembled and hashed in a thread
-        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, None if cap and n > cap else n))
+        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, _box_matched(rows, q, cap)))
         return True
 
     async def _prefetch_query(self, q: FeatureQuery) -> bool:
@@ -2574,6 +2605,14 @@ class SqlCollection(CollectionProvider):
     def column_property(self, column: str) -> str:
         """The property a nullable column is served as (for :meth:`property_values`)."""
         return column
+
+
+def _box_matched(rows: Sequence[Any], q: FeatureQuery, cap: int | None) -> int | None:
+    """``numberMatched`` of a box page read with its count (:meth:`SqlCollection.
+    _box_counted_statement`, each row ending in the count or NULL): a page that comes up
+    short (NULL) holds the last matches, so offset + its rows; none at all at offset 0, 0."""
+    n = q.offset + len(rows) if not rows or rows[0][-1] is None else int(rows[0][-1])
+    return None if cap and n > cap else n
 
 
 def _per_values(q: FeatureQuery) -> dict[str, bool]:

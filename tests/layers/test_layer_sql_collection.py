@@ -250,14 +250,15 @@ def test_bbox_pages(providers, limit, offset):
 
 
 def test_a_box_is_read_once_for_its_page_and_count_on_the_embedded_store(providers):
-    """On SQLite a box's matches are listed once, as rowids in the page's order up to the
-    count's cap, in the page's own statement: their number is the count, and the page's
-    rows are read from them by rowid; no ``count(*)`` runs for a short page or a full one
-    (an empty page past the end is counted alone). On PostGIS the count comes first (it
-    chooses the page's plan). The numbers and the pages are the in-memory ones."""
+    """A box's page and its count are one statement. On SQLite its matches are listed
+    once, as rowids in the page's order up to the count's cap: their number is the count,
+    and the page's rows are read from them by rowid. On PostGIS each row of the page
+    carries the count, read only for a full page (:func:`test_a_short_box_page_is_not_
+    counted_on_postgis`). No ``count(*)`` runs alone for a short page or a full one (an
+    empty page past the end is counted alone). The numbers and the pages are the
+    in-memory ones."""
     mem, sql = providers
     engine = sql.engine()
-    sqlite = engine.dialect.name == "sqlite"
     few = FeatureQuery(bbox=BBOXES[0], limit=10_000, count_limit=10_000)
     full = FeatureQuery(bbox=BBOXES[0], limit=3, count_limit=10_000)
     past = FeatureQuery(bbox=BBOXES[0], limit=3, offset=10_000, count_limit=10_000)
@@ -277,7 +278,42 @@ def test_a_box_is_read_once_for_its_page_and_count_on_the_embedded_store(provide
         expected = mem.query(q)
         assert page is not None and page.number_matched == expected.number_matched
         assert [fid for fid, _ in page.features] == [str(f["id"]) for f in expected.features]
-        assert len(counts) == (0 if sqlite and q is not past else 1), (q, counts)
+        assert len(counts) == (0 if q is not past else 1), (q, counts)
+
+
+def test_a_short_box_page_is_not_counted_on_postgis(providers):
+    """PostGIS: the count in a box page's statement is a CASE branch PostgreSQL runs only
+    for a full page (an initplan run when first needed): a short page says how many match
+    (offset + its rows), so the map's box of a few features costs one index scan."""
+    from geo.ogc.sql import box_parameters
+    from geo.store import read_connection, reading_engine
+
+    mem, sql = providers
+    engine = sql.engine()
+    if engine.dialect.name != "postgresql":
+        return  # SQLite: the statement above lists its matches once, a short page or not
+    stmt = sql._loop_select(None, False)
+    combined = sql._box_counted_statement(reading_engine(engine), stmt, 10_000)
+    box = box_parameters(BBOXES[0])
+    matches = len(mem.query(FeatureQuery(bbox=BBOXES[0], limit=10_000)).features)
+    assert matches > 3
+    runs = {}
+    for limit in (matches + 1, 3):  # a short page, a full one
+        params = {**combined.fixed, **box, "page_limit": limit, "page_offset": 0}
+        with read_connection(engine) as conn:
+            plan = (
+                conn.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + combined.sql, params
+                )
+                .scalars()
+                .all()
+            )
+            rows = conn.exec_driver_sql(combined.sql, params).fetchall()
+        counts = [i for i, line in enumerate(plan) if re.match(r"\s*InitPlan", line)]
+        runs[limit] = ["never executed" in plan[i + 1] for i in counts]
+        assert [r[-1] for r in rows] == [None if limit > matches else matches] * len(rows)
+    # the page's own count (run), then the box's (run only for the full page)
+    assert runs == {matches + 1: [False, True], 3: [False, False]}
 
 
 def test_a_page_and_its_count_test_each_candidate_once(providers, monkeypatch):
