@@ -309,28 +309,39 @@ def started(server: srv.Server, version: str, all_cases: list[Case], log) -> Ser
     )
 
 
+def round_seconds(args) -> int:  # type: ignore[no-untyped-def]
+    """Seconds of one round: wrk takes whole seconds."""
+    return max(1, round(args.duration / args.rounds))
+
+
+def in_rounds(loaders: dict[str, Loader], case: Case, args) -> dict[str, Run]:  # type: ignore[no-untyped-def]
+    """``case`` on every loader's server: a warm-up on each, then ``args.rounds`` runs of
+    ``duration / rounds`` seconds per server, the servers' order rotated each round; each
+    server's runs merged (:func:`merged`: the median round's req/s)."""
+    names = list(loaders)
+    if args.warmup > 0:
+        for n in names:
+            loaders[n].run(case, args.warmup, "warmup")
+    rounds: dict[str, list[Run]] = {n: [] for n in names}
+    seconds = round_seconds(args)
+    for k in range(args.rounds):
+        for n in names[k % len(names) :] + names[: k % len(names)]:
+            rounds[n].append(loaders[n].run(case, seconds, f"measure{k}"))
+    return {n: merged(runs) for n, runs in rounds.items()}
+
+
 def interleaved(  # type: ignore[no-untyped-def]
     servers: dict[str, srv.Server], results: dict[str, ServerResult], all_cases, args, log
 ) -> None:
-    """Every case on every server, in rounds: a warm-up on each, then ``args.rounds`` runs
-    of ``duration / rounds`` seconds per server, the servers' order rotated each round.
+    """Every case on every server, in interleaved rounds (:func:`in_rounds`).
 
     The servers run side by side (the idle ones take no CPU), so a slower or faster spell
     of a shared machine (other tenants, frequency) falls on all of them alike instead of
-    on whichever was measured then; each case's runs are merged (:func:`merged`)."""
+    on whichever was measured then."""
     loaders = {n: Loader(n, s.base, args.threads, args.connections) for n, s in servers.items()}
-    names = list(servers)
-    seconds = args.duration / args.rounds
     for case in all_cases:
-        if args.warmup > 0:
-            for n in names:
-                results[n].warmups[case.key] = loaders[n].run(case, args.warmup, "warmup")
-        rounds: dict[str, list[Run]] = {n: [] for n in names}
-        for k in range(args.rounds):
-            for n in names[k % len(names) :] + names[: k % len(names)]:
-                rounds[n].append(loaders[n].run(case, seconds, f"measure{k}"))
-        for n in names:
-            r = results[n].runs[case.key] = merged(rounds[n])
+        for n, r in in_rounds(loaders, case, args).items():
+            results[n].runs[case.key] = r
             log(
                 f"  {n:12s} {case.key:14s} {r.rps:8.1f} req/s "
                 f"(rounds {', '.join(f'{x:.0f}' for x in r.rounds)})  p99 {r.p99_ms:8.1f} ms  "
@@ -412,23 +423,21 @@ SAME_HEADERS = "minimal ASGI, same headers"
 
 
 def cached_case(  # type: ignore[no-untyped-def]
-    body: bytes, content_type: str, headers: dict[str, str], ours_run: Run, args, log
+    ours: srv.Server, args, log
 ) -> dict[str, Any]:
-    """nginx and a minimal ASGI app serving ``body`` at the same path, same wrk load; the
-    minimal app twice: with the content type alone, and with every header of ours (the
-    security headers, Link, ETag…: ~1 kB that uvicorn writes per response)."""
-    out: dict[str, Any] = {"ours": ours_run, "bytes": len(body), "content_type": content_type}
-    case = Case(
-        "comuni_page",
-        "133-comuni page (fixed URL)",
-        "fixed",
-        [],
-        {
-            "nginx": (COMUNI_PAGE, ""),
-            "minimal ASGI": (COMUNI_PAGE, ""),
-            SAME_HEADERS: (COMUNI_PAGE, ""),
-        },
-    )
+    """The fixed 133-comuni page of ``ours`` (running, answering from its response cache)
+    against nginx and a minimal ASGI app serving its bytes at the same path, in interleaved
+    rounds (:func:`in_rounds`); the minimal app twice: with the content type alone, and
+    with every header of ours (the security headers, Link, ETag…: ~1 kB that uvicorn
+    writes per response)."""
+    status, body, headers = srv.fetch(ours.base + COMUNI_PAGE)
+    if status != 200:
+        raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
+    content_type = headers.get("Content-Type", "application/json")
+    out: dict[str, Any] = {"bytes": len(body), "content_type": content_type}
+    names = ["ours", "nginx", "minimal ASGI", SAME_HEADERS]
+    case = Case("comuni_page", "133-comuni page (fixed URL)", "fixed", [], {})
+    case.paths = {n: (COMUNI_PAGE, "") for n in names}
     body_file = srv.WORK / "comuni_page.json"
     body_file.write_bytes(body)
     headers_file = srv.WORK / "comuni_page_headers.json"
@@ -441,17 +450,21 @@ def cached_case(  # type: ignore[no-untyped-def]
         log("nginx missing (apt-get install -y nginx-light): the cached case has no nginx row")
     peers.append(srv.static_asgi(body_file, content_type, COMUNI_PAGE))
     peers.append(srv.static_asgi(body_file, content_type, COMUNI_PAGE, headers_file))
-    for peer in peers:
-        with srv.running(peer):
+    loaders = {"ours": Loader("ours", ours.base, args.threads, args.connections)}
+    with ExitStack() as stack:
+        for peer in peers:
+            stack.enter_context(srv.running(peer))
             status, got, _ = srv.fetch(peer.base + COMUNI_PAGE)
             if status != 200 or got != body:
                 raise SystemExit(f"{peer.name} does not serve the same bytes ({status})")
-            loader = Loader(peer.name, peer.base, args.threads, args.connections)
-            if args.warmup > 0:
-                loader.run(case, args.warmup, "warmup")
-            r = out[peer.name] = loader.run(case, args.duration, "measure")
+            loaders[peer.name] = Loader(peer.name, peer.base, args.threads, args.connections)
             out[peer.name + " command"] = peer.command_line()
-            log(f"  {peer.name:14s} {r.rps:8.1f} req/s  p99 {r.p99_ms:8.1f} ms")
+        for name, r in in_rounds(loaders, case, args).items():
+            out[name] = r
+            log(
+                f"  {name:26s} {r.rps:8.1f} req/s "
+                f"(rounds {', '.join(f'{x:.0f}' for x in r.rounds)})  p99 {r.p99_ms:8.1f} ms"
+            )
     return out
 
 
@@ -504,20 +517,7 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
         for name, server in servers.items():
             results[name].rss_load_mb = server.rss_mb()
         if "ours" in servers and with_cached:
-            server = servers["ours"]
-            status, body, headers = srv.fetch(server.base + COMUNI_PAGE)
-            if status != 200:
-                raise SystemExit(f"ours: {status} for {COMUNI_PAGE}")
-            case = Case("comuni_page", "133-comuni page", "fixed", [], {"ours": (COMUNI_PAGE, "")})
-            loader = Loader("ours", server.base, args.threads, args.connections)
-            if args.warmup > 0:
-                loader.run(case, args.warmup, "warmup")
-            ours_cached = loader.run(case, args.duration, "measure")
-            log(
-                f"  {'comuni page':14s} {ours_cached.rps:8.1f} req/s  "
-                f"p99 {ours_cached.p99_ms:8.1f} ms (cached)"
-            )
-            cached_body = (body, headers.get("Content-Type", "application/json"), headers)
+            cached = cached_case(servers["ours"], args, log)
         for name in OURS:
             if name in servers and args.writes:
                 w = writes[name] = write_test(servers[name].base, ctx["token"], args.writes, size)
@@ -535,8 +535,6 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
                 engine = engines[STORE[name]]
                 data.vacuum_analyze(engine)
                 engine.dispose()
-    if with_cached and "ours" in args.servers:
-        cached = cached_case(*cached_body, ours_cached, args, log)
     total = next(iter(totals.values()))
     return SizeResult(
         size,
@@ -647,7 +645,7 @@ def report(
         "on the same machine." + sqlite_note,
         "",
         f"Load: `wrk -t{args.threads} -c{args.connections} --latency`, {args.duration:g} s per "
-        f"case and server in {args.rounds} rounds of {args.duration / args.rounds:g} s, after a "
+        f"case and server in {args.rounds} rounds of {round_seconds(args)} s, after a "
         f"{args.warmup:g} s warm-up: the servers run side by side (started one after the "
         "other, each start timed alone) and each round runs the case on every server in "
         "turn (the order rotated), so a slow or fast spell of the shared machine falls on "
@@ -804,7 +802,8 @@ def _size_section(res: SizeResult, names: list[str], ctx: dict[str, Any], args) 
             "its response cache; nginx serves the same bytes from a file (one worker process), "
             "the minimal ASGI app (`bench/_static_asgi.py`) from memory under the same "
             "uvicorn, once with the content type alone and once with every header this "
-            "service sends (security headers, Link, ETag…).",
+            "service sends (security headers, Link, ETag…); in interleaved rounds as above, "
+            "this service still running beside them.",
             "",
             "| server | req/s | p99 ms | ours / it |",
             "|---|---:|---:|---:|",
