@@ -410,6 +410,10 @@ class OgcCacheMiddleware:
         await send({"type": "http.response.body", "body": b""} if head else messages[1])
 
 
+#: Where :meth:`FrontDoor.answered` sends a request (see :meth:`FrontDoor._door`).
+_STACK, _LOOP, _CACHE = object(), object(), object()
+
+
 class FrontDoor:
     """A response-cache hit of a static path (the territory), or a 200 the short lane reads
     on the event loop (a feature by id, a map's box, a tile), answered before the rest of the
@@ -425,34 +429,79 @@ class FrontDoor:
     answer but a 200 from the lane.
     """
 
+    #: Doors remembered (:meth:`_door`), at most this many (then forgotten all at once).
+    DOORS = 4096
+
     def __init__(self, cache: OgcCacheMiddleware, security: Any) -> None:
         self.cache = cache
         self.security = security
+        self._doors: dict[tuple, tuple] = {}
 
     async def answered(self, scope: Scope, send: Send) -> bool:
         """True when the hit was sent; False: nothing was, the stack answers."""
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return False
         path: str = scope["path"]
-        query: bytes = scope["query_string"]
-        if b"lang" in query.lower() or b"filter" in query:
+        client = scope.get("client")
+        seen = (
+            path,
+            scope["query_string"],
+            scope.get("raw_path"),
+            scope.get("scheme"),
+            scope.get("root_path"),
+            scope.get("server"),
+            client[0] if client else None,
+            tuple(scope["headers"]),
+        )
+        try:
+            door = self._doors.get(seen)
+        except TypeError:  # lists where uvicorn gives tuples (another server, a test client)
+            server = scope.get("server")
+            seen = (
+                *seen[:5],
+                tuple(server) if server else None,
+                seen[6],
+                tuple(tuple(h) for h in scope["headers"]),
+            )
+            door = self._doors.get(seen)
+        if door is None:
+            if len(self._doors) >= self.DOORS:
+                self._doors.clear()
+            door = self._doors[seen] = self._door(scope)
+        if door[0] is _STACK:
             return False
-        target = len(scope.get("raw_path") or path.encode()) + len(query) + (1 if query else 0)
-        if target > self.security.max_url_length or b"html" in query.lower() or b"%" in query:
-            return False
-        headers = dict(scope["headers"])
-        if b"html" in headers.get(b"accept", b""):
-            return False
-        if not self.cache.static(path):
+        headers = door[1]
+        if door[0] is _LOOP:
             return await self._on_the_loop(scope, send, headers)
         version = self.cache.version_of(path)
         if version is None:
             return False
-        entry = self.cache._cached(self.cache._key(scope, version, headers))
+        entry = self.cache._cached((version, *door[2]))
         if entry is None:
             return False
         await self.cache._answer(scope, send, headers, entry, self.security.completed)
         return True
+
+    def _door(self, scope: Scope) -> tuple:
+        """How a request goes, from what :meth:`answered` keys it by (path, query, the
+        connection's scheme, server and client host, every header: all it depends on): to
+        the stack, to the loop's lane, or to the cache of a static path under a key of
+        which only the data version is left to add. Remembered, a hit of the 133-comuni
+        page skips the header parsing, the content and language negotiation and the base
+        URL (~5 µs of its ~14 µs here)."""
+        path: str = scope["path"]
+        query: bytes = scope["query_string"]
+        if b"lang" in query.lower() or b"filter" in query:
+            return (_STACK,)
+        target = len(scope.get("raw_path") or path.encode()) + len(query) + (1 if query else 0)
+        if target > self.security.max_url_length or b"html" in query.lower() or b"%" in query:
+            return (_STACK,)
+        headers = dict(scope["headers"])
+        if b"html" in headers.get(b"accept", b""):
+            return (_STACK,)
+        if not self.cache.static(path):
+            return (_LOOP, headers)
+        return (_CACHE, headers, self.cache._key(scope, "", headers)[1:])
 
     async def _on_the_loop(self, scope: Scope, send: Send, headers: dict[bytes, bytes]) -> bool:
         """A request the short lane reads on the event loop (a feature by id; a map's box

@@ -217,3 +217,35 @@ def test_an_overlong_url_of_a_cached_page_is_still_refused(client, front_answers
     assert client.get(url).status_code == 414
     assert client.get(url).status_code == 414
     assert front_answers == []
+
+
+def test_the_front_door_remembers_each_request_apart(monkeypatch, front_answers):
+    """The front door remembers how each request goes, keyed by everything its answer
+    depends on: behind a trusted proxy two hosts asking for the same page get links to
+    themselves, however often and in whatever order they ask, and the memory is bounded."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from api.ogc_cache import FrontDoor
+    from geo.settings import get_settings
+
+    monkeypatch.setenv("CMM_GEO_TRUSTED_PROXIES", "127.0.0.1")
+    get_settings.cache_clear()
+    monkeypatch.setattr(FrontDoor, "DOORS", 3)
+    url = "/collections/comuni/items?limit=2&offset=51"  # a page no other test asks for
+    hosts = ["a.example.org", "b.example.org:8443"]
+    try:
+        app = create_app()
+        with TestClient(app, client=("127.0.0.1", 50000)) as c:
+            for host in hosts * 4:
+                r = c.get(url, headers={"X-Forwarded-Host": host, "X-Forwarded-Proto": "https"})
+                links = [link["href"] for link in r.json()["links"]]
+                assert links and all(h.startswith(f"https://{host}/") for h in links), host
+            for n in range(6):  # more requests than the door remembers
+                assert c.get(url, headers={"X-Request-Id": str(n)}).status_code == 200
+            assert len(app._front._doors) <= 3
+            again = c.get(url, headers={"X-Forwarded-Host": hosts[1], "X-Forwarded-Proto": "https"})
+    finally:
+        get_settings.cache_clear()
+    assert front_answers.count(url) >= 4  # the hits were the door's
+    assert all(h["href"].startswith(f"https://{hosts[1]}/") for h in again.json()["links"])
