@@ -314,10 +314,14 @@ def round_seconds(args) -> int:  # type: ignore[no-untyped-def]
     return max(1, round(args.duration / args.rounds))
 
 
-def in_rounds(loaders: dict[str, Loader], case: Case, args) -> dict[str, Run]:  # type: ignore[no-untyped-def]
+def in_rounds(  # type: ignore[no-untyped-def]
+    loaders: dict[str, Loader], case: Case, args, settle: Any = None
+) -> dict[str, Run]:
     """``case`` on every loader's server: a warm-up on each, then ``args.rounds`` runs of
     ``duration / rounds`` seconds per server, the servers' order rotated each round; each
-    server's runs merged (:func:`merged`: the median round's req/s)."""
+    server's runs merged (:func:`merged`: the median round's req/s). ``settle(name)``,
+    after each run: waits until that server has worked off what wrk left in flight, so
+    the next run (another server's) does not pay for it."""
     names = list(loaders)
     if args.warmup > 0:
         for n in names:
@@ -327,6 +331,8 @@ def in_rounds(loaders: dict[str, Loader], case: Case, args) -> dict[str, Run]:  
     for k in range(args.rounds):
         for n in names[k % len(names) :] + names[: k % len(names)]:
             rounds[n].append(loaders[n].run(case, seconds, f"measure{k}"))
+            if settle is not None:
+                settle(n)
     return {n: merged(runs) for n, runs in rounds.items()}
 
 
@@ -339,8 +345,12 @@ def interleaved(  # type: ignore[no-untyped-def]
     of a shared machine (other tenants, frequency) falls on all of them alike instead of
     on whichever was measured then."""
     loaders = {n: Loader(n, s.base, args.threads, args.connections) for n, s in servers.items()}
+
+    def settle(name: str) -> None:
+        srv.wait_idle(servers[name].proc.pid)
+
     for case in all_cases:
-        for n, r in in_rounds(loaders, case, args).items():
+        for n, r in in_rounds(loaders, case, args, settle).items():
             results[n].runs[case.key] = r
             log(
                 f"  {n:12s} {case.key:14s} {r.rps:8.1f} req/s "
@@ -511,6 +521,8 @@ def run_size(size: int, ctx: dict[str, Any], args, log, with_cached: bool) -> Si
     with ExitStack() as stack:
         servers: dict[str, srv.Server] = {}
         for name in args.servers:  # started one after the other, each timed alone
+            for earlier in servers.values():  # done with its own start (its first requests
+                srv.wait_idle(earlier.proc.pid)  # build the nearest-comune index beside them)
             servers[name] = stack.enter_context(srv.running(ctx["make"][name]()))
             results[name] = started(servers[name], ctx["versions"][name], all_cases, log)
         interleaved(servers, results, all_cases, args, log)
