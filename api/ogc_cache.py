@@ -257,13 +257,18 @@ class OgcCacheMiddleware:
     def _key(
         self, scope: Scope, version: str, req_headers: dict[bytes, bytes] | None = None
     ) -> tuple:
+        return (version, *self._variant(scope, req_headers))
+
+    def _variant(self, scope: Scope, req_headers: dict[bytes, bytes] | None = None) -> tuple:
+        """The cache key but for the data version: what the request itself decides (base
+        URL, path, query, format, language)."""
         if req_headers is None:
             req_headers = dict(scope["headers"])
         query: bytes = scope["query_string"]
         has_f = query.startswith(b"f=") or b"&f=" in query
         fmt = "f" if has_f else negotiate(None, _s(req_headers.get(b"accept")))
         lang = negotiate_language(_s(req_headers.get(b"accept-language")))
-        return (version, self.base_url(scope), scope["path"], query, fmt, lang)
+        return (self.base_url(scope), scope["path"], query, fmt, lang)
 
     async def _fast(self, scope: Scope, receive: Receive, send: Send, plan: Any) -> None:
         """A request the lane takes: the data version, the cache and (on a miss) the lane's
@@ -501,7 +506,7 @@ class FrontDoor:
             return (_STACK,)
         if not self.cache.static(path):
             return (_LOOP, headers)
-        return (_CACHE, headers, self.cache._key(scope, "", headers)[1:])
+        return (_CACHE, headers, self.cache._variant(scope, headers))
 
     async def _on_the_loop(self, scope: Scope, send: Send, headers: dict[bytes, bytes]) -> bool:
         """A request the short lane reads on the event loop (a feature by id; a map's box

@@ -2372,11 +2372,7 @@ class SqlCollection(CollectionProvider):
         remember_revisions(engine, revisions)
         if not rows and q.offset:
             return False  # past the end: its count is read alone, in a thread
-        features = [(str(r[0]), str(r[1])) for r in rows]
-        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
-            return False  # a page of big shapes is assembled and hashed in a thread
-        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, _box_matched(rows, q, cap)))
-        return True
+        return self._keep_loop_page(q, rows, _box_matched(rows, q, cap))
 
     async def _prefetch_query(self, q: FeatureQuery) -> bool:
         """:meth:`prefetch_page` of any other query the store answers whole (a CQL2
@@ -2428,7 +2424,7 @@ class SqlCollection(CollectionProvider):
         self._counts.put((id(reads), rev, _query_key(q), cap), matched)
         if matched is None and shaped:
             self._note_over_cap(id(reads), rev, q, shaped, cap)
-        features: list[tuple[str, str]] = []
+        rows: list[Any] = []
         if matched is None or q.offset < matched:
             first = self._loop_matches_first(reads, rev, q, matched)
             if first is None:
@@ -2457,11 +2453,8 @@ class SqlCollection(CollectionProvider):
             got = await aio.fetch(engine, [(*page_sql, None)])
             if got is None:
                 return False
-            features = [(str(r[0]), str(r[1])) for r in got[0]]
-            if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
-                return False
-        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
-        return True
+            rows = got[0]
+        return self._keep_loop_page(q, rows, matched)
 
     async def _prefetch_past_cap(
         self,
@@ -2487,12 +2480,18 @@ class SqlCollection(CollectionProvider):
         remember_revisions(engine, got[0])
         if self.revision()[0] != rev:
             return None
-        features = [(str(r[0]), str(r[1])) for r in got[1]]
-        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
-            return False
         cap = q.count_limit if q.filtered else None
         self._counts.put((id(reading_engine(engine)), rev, _query_key(q), cap), None)
-        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, None))
+        return self._keep_loop_page(q, got[1], None)
+
+    def _keep_loop_page(self, q: FeatureQuery, rows: Sequence[Any], matched: int | None) -> bool:
+        """Keep the (id, Feature text) ``rows`` read on the loop as ``q``'s page for the
+        rest of the request; False (nothing kept) when their text is too big: a page of
+        big shapes is assembled and hashed in a thread."""
+        features = [(str(r[0]), str(r[1])) for r in rows]
+        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
+            return False
+        _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
         return True
 
     def _loop_matches_first(

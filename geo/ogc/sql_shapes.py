@@ -34,6 +34,11 @@ import orjson
 SHAPED_OPS = frozenset({"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "between", "isnull"})
 
 
+def _literal(node: Any) -> bool:
+    """A number or string of the tree: a slot of its shape (booleans and nulls are not)."""
+    return type(node) in (int, float) or type(node) is str
+
+
 class _NoShape(Exception):
     """The tree has a node whose translation may depend on a literal's value."""
 
@@ -90,9 +95,6 @@ def slot_directions(tree: Any) -> tuple[int, ...]:
     (:func:`covers`): a dashboard's slider need not count again."""
     out: list[int] = []
 
-    def literal(node: Any) -> bool:
-        return type(node) in (int, float) or type(node) is str
-
     def prop(node: Any) -> bool:
         return isinstance(node, dict) and "property" in node
 
@@ -120,7 +122,7 @@ def slot_directions(tree: Any) -> tuple[int, ...]:
             for a in args:
                 walk(a, 0)
             return
-        if literal(node):
+        if _literal(node):
             out.append(0)
 
     walk(tree, 1)
@@ -172,7 +174,7 @@ def probe_tree(tree: Any) -> Any:
         nonlocal literals
         if isinstance(node, dict) and "op" in node:
             return {"op": node["op"], "args": [walk(a) for a in node["args"]]}
-        if type(node) in (int, float) or type(node) is str:
+        if _literal(node):
             value = probe(literals, "number" if type(node) is not str else "text")
             literals += 1
             return value

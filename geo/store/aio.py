@@ -229,29 +229,24 @@ async def fetch_with_revisions(
     params: Any,
     columns: int,
     prepare: bool | None = True,
-    then: Statement | None = None,
 ) -> list[list[tuple[Any, ...]]] | None:
     """(the store's revisions as ``REVISIONS_SQL`` selects them, the rows of ``sql``) read
     on the event loop as **one** statement — the two unioned, the revisions' rows padded
     to ``sql``'s ``columns`` — which costs psycopg less than a pipeline of two (~0.3 ms of
     Python a request). Only for statements whose rows' order does not matter (one row, a
-    count); ``then``, a statement sent after it in the same round trip (psycopg's
-    pipeline), its rows last. None when this path is not available."""
+    count). None when this path is not available."""
     from geo.store import REVISIONS_SQL
 
     if engine.dialect.name == "sqlite":  # no round trips to save: the two, one after the other
-        return await fetch(
-            engine, [(REVISIONS_SQL, None), (sql, params), *([then] if then else [])]
-        )
+        return await fetch(engine, [(REVISIONS_SQL, None), (sql, params)])
     revisions = REVISIONS_SQL.replace("SELECT key, value, updated_at", "", 1).replace("%", "%%")
     pad = ", NULL" * columns
     union = (
         f"SELECT key, value, updated_at{pad}{revisions} "
         f"UNION ALL SELECT NULL, NULL, NULL, s.* FROM ({sql}) AS s"
     )
-    got = await fetch(engine, [(union, params, prepare), *([then] if then else [])])
+    got = await fetch(engine, [(union, params, prepare)])
     if got is None:
         return None
     rows = got[0]
-    both = [[r[:3] for r in rows if r[0] is not None], [r[3:] for r in rows if r[0] is None]]
-    return both + got[1:]
+    return [[r[:3] for r in rows if r[0] is not None], [r[3:] for r in rows if r[0] is None]]
