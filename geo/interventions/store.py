@@ -259,6 +259,8 @@ _ready_lock = threading.Lock()
 def get_store(engine: Engine | None = None) -> Engine:
     """The migrated engine, with the documented interventions seeded once."""
     engine = engine or get_engine()
+    if id(engine) in _ready:  # read several times a request: no lock once seeded
+        return engine
     with _ready_lock:
         if id(engine) not in _ready:
             seed(engine)

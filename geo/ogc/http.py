@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 from geo.crs import CRS84
 from geo.ogc.registry import FeatureQuery
@@ -96,20 +96,48 @@ class OgcRequest:
     query: list[tuple[str, str]] = field(default_factory=list)
     fmt: str = "json"
     lang: str = "it"
+    _pairs: tuple[list[tuple[str, str]], dict[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def url(self, path: str | None = None, **changes: Any) -> str:
         """Absolute URL of ``path`` (default: this one) with the query changed."""
         target = self.base_url + (path if path is not None else self.path)
         if path is not None and not changes:
             return target
-        params = dict(self.query) if path is None else {}
+        params = dict(self._encoded()) if path is None else {}
         for k, v in changes.items():
             key = k.replace("_", "-") if k in ("bbox_crs", "filter_lang", "filter_crs") else k
             if v is None:
                 params.pop(key, None)
             else:
-                params[key] = str(v)
-        return target + ("?" + urlencode(params) if params else "")
+                params[key] = _pair(key, str(v))
+        return target + ("?" + "&".join(params.values()) if params else "")
+
+    def _encoded(self) -> dict[str, str]:
+        """The query as ``urlencode`` writes it, one ``key=value`` per key (the last value
+        of a repeated key in its first place), encoded once: a page's links (self,
+        alternate, next, collection, one per feature) each rebuilt it, ~25 ``quote_plus``
+        calls a page."""
+        if self._pairs is None or self._pairs[0] is not self.query:
+            pairs: dict[str, str] = {}
+            for k, v in self.query:
+                pairs[k] = v
+            self._pairs = (self.query, {k: _pair(k, v) for k, v in pairs.items()})
+        return self._pairs[1]
+
+
+def _pair(key: str, value: str) -> str:
+    """``key=value`` as ``urlencode`` writes one parameter (short ones remembered: the
+    ``f``, ``limit`` and ``offset`` of the links; a filter is encoded once a request)."""
+    if len(value) > 64 or len(key) > 64:
+        return quote_plus(key) + "=" + quote_plus(value)
+    return _short_pair(key, value)
+
+
+@lru_cache(maxsize=2048)
+def _short_pair(key: str, value: str) -> str:
+    return quote_plus(key) + "=" + quote_plus(value)
 
 
 @dataclass

@@ -488,6 +488,9 @@ def get_engine(url: str | None = None, *, schema: str | None = None) -> Engine:
     """
     url = url or get_settings().effective_database_url
     key = (url, schema)
+    engine = _engines.get(key)  # read several times a request: no lock once migrated
+    if engine is not None and key in _migrated:
+        return engine
     with _lock:
         engine = _engines.get(key)
         if engine is not None and key in _migrated:

@@ -529,3 +529,58 @@ def test_a_filter_is_parsed_once_per_request(backend, monkeypatch):
             del parsed[:]
             assert c.get(url).status_code == 200
             assert len(parsed) == (2 if postgis else 1), url
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CMM_GEO_TEST_DATABASE_URL"), reason="the loop's pipeline is PostgreSQL's"
+)
+def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(monkeypatch):
+    """The loop's connections are driven through libpq's pipeline (``aio._Pipe``): each
+    statement answers with its own rows, typed as a cursor types them; one prepared at once
+    (``prepare`` True), after a few runs (None) or never (False); a value of a wider type
+    gets a statement of its own; and at most ``PREPARED_MAX`` stay prepared per connection,
+    the least recently used deallocated first."""
+    import asyncio
+    from datetime import datetime
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ["CMM_GEO_TEST_DATABASE_URL"])
+    engine = get_engine(url.render_as_string(hide_password=False))
+    monkeypatch.setattr(aio, "PREPARED_MAX", 3)
+    mine = "SELECT name FROM pg_prepared_statements WHERE name LIKE 'cmm%' ORDER BY name"
+
+    async def read() -> list[object]:
+        reader = aio.AsyncReader(engine, 1, 10.0)
+        try:
+            out: list[object] = []
+            typed = await reader.fetch(
+                [("SELECT 1::int, now(), 'a'::text", None), ("SELECT %(x)s + 1", {"x": 41})]
+            )
+            out.append(typed)
+            for n in range(4):  # four shapes prepared at once: the first one deallocated
+                sql = f"SELECT %(x)s * {n + 2}"
+                out.append(await reader.fetch([(sql, {"x": 10}), (mine, None, False)]))
+            for _ in range(aio.PREPARE_THRESHOLD):  # prepared on its fifth run only
+                out.append(
+                    await reader.fetch([("SELECT %(x)s - 1", {"x": 3}, None), (mine, None, False)])
+                )
+            wide = await reader.fetch([("SELECT %(x)s + 1", {"x": 2**40})])
+            out.append(wide)
+            return out
+        finally:
+            await reader.close()
+
+    got = asyncio.run(read())
+    ((one, now, text),) = got[0][0]
+    assert (one, text, got[0][1]) == (1, "a", [(42,)])
+    assert isinstance(now, datetime) and now.tzinfo is not None
+    products = [g[0] for g in got[1:5]]
+    assert products == [[(20,)], [(30,)], [(40,)], [(50,)]]
+    listed = [[r[0] for r in g[1]] for g in got[1:-1]]
+    assert all(len(names) <= 3 for names in listed), listed
+    assert len(listed[3]) == 3 and listed[3] != listed[2]  # the oldest one gone
+    thresholds = [len(set(names) - set(listed[3])) for names in listed[4:9]]
+    assert thresholds == [0, 0, 0, 0, 1], listed  # the fifth run is prepared
+    assert [g[0] for g in got[5:10]] == [[(2,)]] * 5
+    assert got[-1] == [[(2**40 + 1,)]]
