@@ -538,14 +538,16 @@ class OgcService:
 
     def _encoded_features(
         self, req: OgcRequest, p: CollectionProvider, features: list[tuple[str, str]]
-    ) -> list[orjson.Fragment]:
-        """Features the store encoded, each given its ``self`` link (as :meth:`_features`)."""
-        prefix = req.url(f"/collections/{p.id}/items/")
-        head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":'
-        return [
-            orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
-            for fid, text in features
-        ]
+    ) -> orjson.Fragment:
+        """The features the store encoded, each given its ``self`` link (as
+        :meth:`_features`), as the JSON array orjson would write of them: one string built
+        at once, not a fragment per feature (JSON escapes character by character, so the
+        link's prefix is escaped once)."""
+        prefix = orjson.dumps(req.url(f"/collections/{p.id}/items/")).decode()[:-1]
+        head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":' + prefix
+        dumps = orjson.dumps
+        texts = [text[:-1] + head + dumps(fid).decode()[1:] + "}]}" for fid, text in features]
+        return orjson.Fragment("[" + ",".join(texts) + "]")
 
     def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:
         """``/collections/{id}/items``: one page of features with paging links."""
@@ -569,10 +571,12 @@ class OgcService:
             encoded = p.query_geojson(q)
         if encoded is not None:
             result = QueryResult([], encoded.number_matched)
-            feats: list[Any] = self._encoded_features(req, p, encoded.features)
+            returned = len(encoded.features)
+            feats: Any = self._encoded_features(req, p, encoded.features)
         else:
             result = p.query(q)
             feats = self._features(req, p, result.features, ir.crs, ir.simplify)
+            returned = len(feats)
         links = self._alternates(req, GEOJSON, "Items")
         links.append(
             {
@@ -586,7 +590,7 @@ class OgcService:
         matched = result.number_matched
         # Not counted beyond count_limit: there are more than that many, so a full page
         # has a next one (which may turn out empty, as OGC allows).
-        if (q.offset + len(feats) < matched) if matched is not None else len(feats) >= q.limit:
+        if (q.offset + returned < matched) if matched is not None else returned >= q.limit:
             nxt = req.url(offset=q.offset + q.limit, limit=q.limit, f=fmt)
             links.append({"rel": "next", "type": GEOJSON if fmt == "json" else HTML, "href": nxt})
         if q.offset > 0:
@@ -596,7 +600,7 @@ class OgcService:
             "type": "FeatureCollection",
             "features": feats,
             "numberMatched": matched,
-            "numberReturned": len(feats),
+            "numberReturned": returned,
             # When the data last changed, not the wall clock: the same data gives the same
             # bytes, hence the same ETag, in every worker and replica (and after restarts).
             "timeStamp": p.last_modified()
@@ -639,7 +643,7 @@ class OgcService:
                     "count_limit": f"{q.count_limit or 0:,}".replace(
                         ",", "." if req.lang == "it" else ","
                     ),
-                    "number_returned": len(feats),
+                    "number_returned": returned,
                     "next": nxt,
                     "prev": prv,
                     "map": {"url": None, "inline": _inline_json(map_fc)},

@@ -71,3 +71,34 @@ def test_another_path_keeps_only_the_changes() -> None:
     req = OgcRequest("http://h", "/p", [("f", "json"), ("filter", "x > 1")])
     assert req.url("/collections") == "http://h/collections"
     assert req.url("/collections", f="html") == "http://h/collections?f=html"
+
+
+def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
+    """``OgcService._encoded_features``: the array of features the store encoded, each
+    with its ``self`` link, byte for byte what orjson writes of one fragment per feature
+    (ids and base URLs that JSON must escape included)."""
+    import orjson
+
+    from geo.ogc.service import GEOJSON, OgcService
+
+    class Provider:
+        id = "x/y"
+
+    feats = [
+        ('a"b', '{"type":"Feature","id":"a\\"b","geometry":null,"properties":{}}'),
+        ("c\\d\n", '{"type":"Feature","id":"c\\\\d\\n","geometry":null,"properties":{"k":"é"}}'),
+        ("e", '{"type":"Feature","id":"e","geometry":null,"properties":{}}'),
+    ]
+    req = OgcRequest('http://h/città"', "/collections/x/items", [("f", "json")])
+    service = OgcService.__new__(OgcService)
+    prefix = req.url("/collections/x/y/items/")
+    head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":'
+    one_by_one = [
+        orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
+        for fid, text in feats
+    ]
+    got = orjson.dumps(service._encoded_features(req, Provider, feats))  # type: ignore[arg-type]
+    assert got == orjson.dumps(one_by_one)
+    links = [f["links"][0]["href"] for f in orjson.loads(got)]
+    assert links == [prefix + fid for fid, _ in feats]
+    assert orjson.dumps(service._encoded_features(req, Provider, [])) == b"[]"  # type: ignore[arg-type]
