@@ -3,8 +3,8 @@
 A feature by id costs the database two short statements (the revisions, the feature the
 store encodes); through the threadpool the hand-offs, the GIL passing between the loop and
 the worker threads and the pool's bookkeeping cost ~1 ms of Python per request, several
-times the statements. psycopg's asynchronous connections run them on the loop instead:
-one round trip, nothing for a thread to do.
+times the statements. psycopg's asynchronous connections run them on the loop instead,
+through libpq's pipeline (:class:`_Pipe`): one round trip, nothing for a thread to do.
 
 The rest of the request still runs the ordinary, synchronous domain code, inside
 :func:`geo.store.on_the_loop` with what was read here: anything that would need one more
@@ -139,7 +139,7 @@ class _Pipe:
             prepare = st[2] if len(st) > 2 else params is not None  # type: ignore[misc]
             q = PostgresQuery(self.tx)
             q.convert(sql, params)
-            name = self._name(sql, q, prepare) if params is not None else None
+            name = self._name(sql, q, prepare)
             if name is None:
                 pg.send_query_params(q.query, q.params, q.types, q.formats)
             else:
@@ -172,7 +172,8 @@ class _Pipe:
 
     def _name(self, sql: str, q: Any, prepare: bool | None) -> bytes | None:
         """The prepared statement to run ``sql`` (converted: ``q``) with, sent to the
-        pipeline first when it is new; None to send it unnamed: planned for its values."""
+        pipeline first when it is new; None to send it unnamed: planned for its values.
+        (A statement without parameters is prepared only when asked: ``prepare`` True.)"""
         if prepare is False:
             return None
         key = (sql, tuple(q.types or ()))

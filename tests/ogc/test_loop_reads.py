@@ -558,6 +558,10 @@ def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(monkeypat
                 [("SELECT 1::int, now(), 'a'::text", None), ("SELECT %(x)s + 1", {"x": 41})]
             )
             out.append(typed)
+            fixed = "SELECT 7 AS seven"  # no parameters: prepared only when asked
+            asked = [(fixed, None, True), (mine, None, False)]
+            unasked = [("SELECT 8 AS eight", None), (mine, None, False)]
+            out.append([await reader.fetch(asked), await reader.fetch(unasked)])
             for n in range(4):  # four shapes prepared at once: the first one deallocated
                 sql = f"SELECT %(x)s * {n + 2}"
                 out.append(await reader.fetch([(sql, {"x": 10}), (mine, None, False)]))
@@ -572,6 +576,9 @@ def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(monkeypat
             await reader.close()
 
     got = asyncio.run(read())
+    asked, unasked = got.pop(1)
+    assert asked[0] == [(7,)] and unasked[0] == [(8,)]
+    assert len(asked[1]) == 2 and unasked[1] == asked[1]  # + the one asked for, kept
     ((one, now, text),) = got[0][0]
     assert (one, text, got[0][1]) == (1, "a", [(42,)])
     assert isinstance(now, datetime) and now.tzinfo is not None
