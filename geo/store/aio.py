@@ -118,8 +118,12 @@ class _Pipe:
     alone, only ever idle between two fetches, so psycopg's own state stays true."""
 
     def __init__(self, conn: Any) -> None:
+        from psycopg import pq
+        from psycopg._queries import PostgresQuery
         from psycopg.adapt import Transformer
 
+        self.query = PostgresQuery  # (psycopg is imported once a PostgreSQL reader connects)
+        self.status = pq.ExecStatus
         self.conn = conn
         self.pg = conn.pgconn
         self.tx = Transformer(conn)
@@ -129,15 +133,12 @@ class _Pipe:
         self.serial = 0
 
     async def fetch(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
-        from psycopg import pq
-        from psycopg._queries import PostgresQuery
-
-        pg = self.pg
+        pg, status_of = self.pg, self.status
         pg.enter_pipeline_mode()
         for st in statements:
             sql, params = st[0], st[1]
             prepare = st[2] if len(st) > 2 else params is not None  # type: ignore[misc]
-            q = PostgresQuery(self.tx)
+            q = self.query(self.tx)
             q.convert(sql, params)
             name = self._name(sql, q, prepare)
             if name is None:
@@ -156,12 +157,12 @@ class _Pipe:
             if res is None:  # the end of one statement's results
                 continue
             status = res.status
-            if status == pq.ExecStatus.PIPELINE_SYNC:
+            if status == status_of.PIPELINE_SYNC:
                 break
-            if status == pq.ExecStatus.TUPLES_OK:
+            if status == status_of.TUPLES_OK:
                 self.tx.set_pgresult(res)
                 out.append(self.tx.load_rows(0, res.ntuples, tuple))
-            elif status != pq.ExecStatus.COMMAND_OK and error is None:  # a prepare, a deallocate
+            elif status != status_of.COMMAND_OK and error is None:  # a prepare, a deallocate
                 error = res
         pg.exit_pipeline_mode()
         if error is not None:

@@ -531,10 +531,7 @@ def test_a_filter_is_parsed_once_per_request(backend, monkeypatch):
             assert len(parsed) == (2 if postgis else 1), url
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CMM_GEO_TEST_DATABASE_URL"), reason="the loop's pipeline is PostgreSQL's"
-)
-def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(monkeypatch):
+def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(postgis_url, monkeypatch):
     """The loop's connections are driven through libpq's pipeline (``aio._Pipe``): each
     statement answers with its own rows, typed as a cursor types them; one prepared at once
     (``prepare`` True), after a few runs (None) or never (False); a value of a wider type
@@ -543,10 +540,7 @@ def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(monkeypat
     import asyncio
     from datetime import datetime
 
-    from sqlalchemy.engine import make_url
-
-    url = make_url(os.environ["CMM_GEO_TEST_DATABASE_URL"])
-    engine = get_engine(url.render_as_string(hide_password=False))
+    engine = get_engine(postgis_url)  # the loop's pipeline is PostgreSQL's
     monkeypatch.setattr(aio, "PREPARED_MAX", 3)
     mine = "SELECT name FROM pg_prepared_statements WHERE name LIKE 'cmm%' ORDER BY name"
 
