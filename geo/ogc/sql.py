@@ -88,7 +88,7 @@ from geo.ogc.sql_shapes import (
     slot_directions,
 )
 from geo.settings import get_settings
-from geo.store import read_connection
+from geo.store import aio, read_connection
 
 #: Property kinds a resolver may declare.
 KINDS = ("text", "number", "date", "timestamp", "list")
@@ -400,11 +400,19 @@ def _sqlite_text(func: Callable[[str], str]) -> Callable[[Any], str | None]:
 
 def register_sqlite_functions(conn: Connection) -> None:
     """Install the user functions the SQLite translation calls (cheap; per connection)."""
-    raw = conn.connection.dbapi_connection
-    raw.create_function("cmm_spatial", 4, _sqlite_spatial, deterministic=True)  # type: ignore[union-attr]
-    raw.create_function("cmm_casefold", 1, _sqlite_text(fold_case), deterministic=True)  # type: ignore[union-attr]
-    raw.create_function("cmm_accentfold", 1, _sqlite_text(fold_accents), deterministic=True)  # type: ignore[union-attr]
-    raw.create_function("cmm_lower", 1, _sqlite_text(str.lower), deterministic=True)  # type: ignore[union-attr]
+    install_sqlite_functions(conn.connection.dbapi_connection)
+
+
+def install_sqlite_functions(raw: Any) -> None:
+    """:func:`register_sqlite_functions` on a driver connection (also the event loop's
+    reader's, ``geo.store.aio.SQLITE_FUNCTIONS``)."""
+    raw.create_function("cmm_spatial", 4, _sqlite_spatial, deterministic=True)
+    raw.create_function("cmm_casefold", 1, _sqlite_text(fold_case), deterministic=True)
+    raw.create_function("cmm_accentfold", 1, _sqlite_text(fold_accents), deterministic=True)
+    raw.create_function("cmm_lower", 1, _sqlite_text(str.lower), deterministic=True)
+
+
+aio.SQLITE_FUNCTIONS.append(install_sqlite_functions)
 
 
 def unicode_lower(expr: Any, dialect: str) -> ColumnElement[str]:
@@ -2335,10 +2343,62 @@ class SqlCollection(CollectionProvider):
         return stmt
 
     def pages_on_the_loop(self) -> bool:
-        """Whether :meth:`prefetch_page` can read pages on the event loop (PostgreSQL's
-        asynchronous driver); SQLite pages are read in a thread, so a request skips
-        parsing its query for the loop at all."""
-        return self.engine().dialect.name == "postgresql"
+        """Whether :meth:`prefetch_page` can read pages on the event loop: PostgreSQL's
+        asynchronous driver, or a SQLite file (``aio.SqliteReader``, within its budget);
+        otherwise (SQLite in memory, another store) a request skips parsing its query for
+        the loop at all."""
+        engine = self.engine()
+        if engine.dialect.name == "sqlite":
+            return engine.url.database not in (None, "", ":memory:")
+        return engine.dialect.name == "postgresql"
+
+    def _loop_sqlite_spec(self, q: FeatureQuery) -> SqliteGeojson | None:
+        """:meth:`sqlite_geojson` as a read on the event loop can have it (None when it
+        would read the store: a thread builds it)."""
+        from geo.store import WouldBlock
+
+        try:
+            return self.sqlite_geojson(q.properties, q.skip_geometry)
+        except WouldBlock:
+            return None
+
+    async def _prefetch_sqlite_box(
+        self, q: FeatureQuery, engine: Engine, box: tuple[float, float, float, float]
+    ) -> bool:
+        """:meth:`prefetch_page` of a box on SQLite: the revisions and
+        :meth:`_box_page_by_rowids`'s one statement (the page and the count up to the
+        cap), read in one snapshot on the loop, the page finished as its thread would.
+        False when this cannot be done here."""
+        from geo.store import REVISIONS_SQL, reading_engine, remember_revisions
+
+        cap = q.count_limit if q.filtered else None
+        spec = self._loop_sqlite_spec(q)
+        if not cap or spec is None:
+            return False
+        reads = id(reading_engine(engine))
+        page = self._cache.get(("box rowids", reads, spec.select))
+        if page is _NO:
+            return False  # built by a first read in a thread
+        values = {
+            **page.fixed,
+            **box_parameters(box),
+            "reach": max(cap + 1, q.offset + q.limit),
+            "page_limit": q.limit,
+            "page_offset": q.offset,
+        }
+        got = await aio.fetch(
+            engine, [(REVISIONS_SQL, None), (page.sql, tuple(values[n] for n in page.order))]
+        )
+        if got is None:
+            return False
+        revisions, rows = got
+        if not rows and q.offset:
+            return False  # past the end: its count is read alone, in a thread
+        remember_revisions(engine, revisions)
+        n = int(rows[0][-1]) if rows else 0
+        matched = None if n > cap else n
+        self._counts.put((reads, self.revision()[0], _query_key(q), cap), matched)
+        return self._keep_loop_page(q, [r[:-1] for r in rows], matched, spec)
 
     async def prefetch_page(self, q: FeatureQuery) -> bool:
         """On the event loop (PostgreSQL): the store's revisions, the count and the page of
@@ -2354,6 +2414,8 @@ class SqlCollection(CollectionProvider):
         if q.limit <= 0:
             return False
         engine = self.engine()
+        if engine.dialect.name == "sqlite":
+            return await self._prefetch_sqlite_box(q, engine, box)
         if engine.dialect.name != "postgresql":
             return False
         stmt = self._loop_select(q.properties, q.skip_geometry)
@@ -2386,24 +2448,30 @@ class SqlCollection(CollectionProvider):
         from geo.store import aio, reading_engine, remember_revisions
 
         engine = self.engine()
-        if q.limit <= 0 or engine.dialect.name != "postgresql":
+        dialect = engine.dialect.name
+        if q.limit <= 0 or dialect not in ("postgresql", "sqlite"):
             return False
-        stmt = self._loop_select(q.properties, q.skip_geometry)
+        spec = self._loop_sqlite_spec(q) if dialect == "sqlite" else None
+        stmt = spec.select if spec is not None else self._loop_select(q.properties, q.skip_geometry)
         if stmt is None:
             return False
         cap = q.count_limit if q.filtered else None
         shaped = self._shape(q)
+        if spec is not None and not shaped:
+            return False  # SQLite takes a filter's shape (its statements compiled once) only
         reads = reading_engine(engine)
         if shaped:
             known = self._over_cap(id(reads), shaped, cap)
             if known is not None:
-                done = await self._prefetch_past_cap(q, engine, stmt, shaped, known)
+                done = await self._prefetch_past_cap(q, engine, stmt, shaped, known, spec)
                 if done is not None:
                     return done
         counting = shaped and self._template(engine, "count", q, stmt, shaped[0])
         built: tuple[list[Any], Any] | None = None  # the query's own statements, if needed
         if shaped and counting:
             count_sql = (counting.sql, counting.parameters(shaped[1], shaped[2]))
+        elif spec is not None:
+            return False
         else:
             built = self.where(q, "postgresql")
             if built[1] is not None:
@@ -2437,6 +2505,8 @@ class SqlCollection(CollectionProvider):
                     paging.sql,
                     paging.parameters(shaped[1], shaped[2]),
                 )
+            elif spec is not None:
+                return False
             else:
                 conds, residual = built or self.where(q, "postgresql")
                 if residual is not None:
@@ -2454,7 +2524,7 @@ class SqlCollection(CollectionProvider):
             if got is None:
                 return False
             rows = got[0]
-        return self._keep_loop_page(q, rows, matched)
+        return self._keep_loop_page(q, rows, matched, spec)
 
     async def _prefetch_past_cap(
         self,
@@ -2463,6 +2533,7 @@ class SqlCollection(CollectionProvider):
         stmt: Any,
         shaped: tuple[str, tuple[Any, ...], dict[str, Any]],
         rev: int,
+        spec: SqliteGeojson | None = None,
     ) -> bool | None:
         """:meth:`_prefetch_query` of a filter known to match more than the cap at ``rev``
         (:meth:`_over_cap`): the revisions and the page that walks the table, in one
@@ -2482,12 +2553,21 @@ class SqlCollection(CollectionProvider):
             return None
         cap = q.count_limit if q.filtered else None
         self._counts.put((id(reading_engine(engine)), rev, _query_key(q), cap), None)
-        return self._keep_loop_page(q, got[1], None)
+        return self._keep_loop_page(q, got[1], None, spec)
 
-    def _keep_loop_page(self, q: FeatureQuery, rows: Sequence[Any], matched: int | None) -> bool:
+    def _keep_loop_page(
+        self,
+        q: FeatureQuery,
+        rows: Sequence[Any],
+        matched: int | None,
+        spec: SqliteGeojson | None = None,
+    ) -> bool:
         """Keep the (id, Feature text) ``rows`` read on the loop as ``q``'s page for the
-        rest of the request; False (nothing kept) when their text is too big: a page of
-        big shapes is assembled and hashed in a thread."""
+        rest of the request (on SQLite, ``spec`` finishes them first); False (nothing kept)
+        when their text is too big: a page of big shapes is assembled and hashed in a
+        thread."""
+        if spec is not None:
+            rows = spec.render(rows)
         features = [(str(r[0]), str(r[1])) for r in rows]
         if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
             return False

@@ -19,8 +19,9 @@ statement that stays silent past the engine's deadline, or any database error, c
 connection and keeps this path off for a few seconds: the threadpool path then answers
 (503 while the database is down).
 
-On the embedded SQLite store only a feature by id is read here (:class:`SqliteReader`):
-its two reads cost less than the thread hop.
+On the embedded SQLite store a feature by id, a map's box and a short filter's page are
+read here (:class:`SqliteReader`), each within a small budget: their reads cost less than
+the thread hop.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -235,34 +237,107 @@ _readers: weakref.WeakKeyDictionary[
 ] = weakref.WeakKeyDictionary()
 
 
+#: The most CPU time a read on the event loop may keep SQLite working before it is
+#: interrupted and the request goes to a thread (where it is read again, without a limit):
+#: a page of a map's box or of a short filter takes 0.1–1 ms; one that takes longer is not
+#: the loop's. CPU time, not the clock's: a busy machine's preemption is not the query's.
+SQLITE_LOOP_BUDGET_S = 0.002
+#: How many of SQLite's VM instructions run between two looks at the clock (~20–50 µs).
+SQLITE_PROGRESS_STEPS = 2000
+#: After a read (its statements' SQL) overran the budget, its next this-many go straight to a
+#: thread (a kind of page that is always too long, a big layer's box, costs the loop one
+#: try in this many, not one in each request); then it is tried on the loop again.
+SQLITE_OVERRUN_SKIP = 32
+#: Reads remembered as overrunning, at most (the least recent forgotten).
+SQLITE_OVERRUN_KEPT = 64
+
+#: Called with each new connection of a :class:`SqliteReader`: the user functions the
+#: statements of the domain call (``geo.ogc.sql`` registers its own here).
+SQLITE_FUNCTIONS: list[Callable[[sqlite3.Connection], None]] = []
+
+
+class Interrupted(Exception):
+    """A read on the event loop outlasted :data:`SQLITE_LOOP_BUDGET_S` and was stopped:
+    nothing is wrong with the store, the request is read in a thread instead."""
+
+
 class SqliteReader:
     """One connection to the embedded store's file, for one event loop, that only reads.
 
     A feature by id on SQLite is two indexed reads (the revisions, the row by primary key)
     of a few pages the OS keeps cached: ~30 µs, less than the hop to a thread and back
-    (~0.3 ms of Python and GIL hand-offs), so they run on the loop itself. The file is in
+    (~0.3 ms of Python and GIL hand-offs), so they run on the loop itself; so do the pages
+    of a map's box and of a short CQL2 filter (0.1–1 ms), each under a budget: SQLite's
+    progress handler stops a statement past :data:`SQLITE_LOOP_BUDGET_S` and a thread reads
+    it instead, so the loop never waits longer for one. The statements of one fetch read
+    one snapshot (one read transaction: the revisions agree with the rows). The file is in
     WAL mode, where readers take no lock a writer holds; should one still have to wait
     (a checkpoint truncating the log, a recovery), ``busy_timeout`` 0 makes it fail at
-    once and a thread answers instead. Only statements of one row each come here."""
+    once and a thread answers instead."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.conn: sqlite3.Connection | None = None
         self.down_until = 0.0
+        self._deadline = 0.0
+        #: The SQL of a read's statements → how many more to send to a thread
+        #: (SQLITE_OVERRUN_SKIP).
+        self._overran: OrderedDict[tuple[str, ...], int] = OrderedDict()
+
+    def _over_budget(self) -> bool:
+        return time.thread_time() > self._deadline
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA query_only=ON")
+        for install in SQLITE_FUNCTIONS:
+            install(conn)
+        conn.set_progress_handler(self._over_budget, SQLITE_PROGRESS_STEPS)
+        return conn
 
     async def fetch(self, statements: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
         """The rows of each statement (parameters by position, as SQLite's driver takes
-        them), read at once."""
+        them), read at once; :class:`Interrupted` past the budget."""
+        kind = tuple(st[0] for st in statements)
+        left = self._overran.get(kind)
+        if left is not None:
+            if left > 1:
+                self._overran[kind] = left - 1
+                raise Interrupted("this read overran the loop's budget lately")
+            del self._overran[kind]  # tried on the loop again
         try:
             if self.conn is None:
-                self.conn = sqlite3.connect(self.path, isolation_level=None)
-                self.conn.execute("PRAGMA busy_timeout=0")
-                self.conn.execute("PRAGMA query_only=ON")
-            return [self.conn.execute(st[0], st[1] or ()).fetchall() for st in statements]
-        except sqlite3.Error as exc:
-            if not _locked(exc):  # the file's trouble (gone, corrupt, unreadable): rest
+                self.conn = self._connect()
+            conn = self.conn
+            self._deadline = time.thread_time() + SQLITE_LOOP_BUDGET_S
+            if len(statements) == 1:
+                return [conn.execute(statements[0][0], statements[0][1] or ()).fetchall()]
+            conn.execute("BEGIN")
+            try:
+                rows = [conn.execute(st[0], st[1] or ()).fetchall() for st in statements]
+            except BaseException:
+                self._deadline = math.inf  # the ROLLBACK itself is not to be interrupted
+                if conn.in_transaction:  # (an interrupt may have rolled it back already)
+                    conn.execute("ROLLBACK")
+                raise
+            self._deadline = math.inf  # nor the COMMIT (a read: nothing to keep)
+            conn.execute("COMMIT")
+            return rows
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                self._overran[kind] = SQLITE_OVERRUN_SKIP
+                self._overran.move_to_end(kind)
+                while len(self._overran) > SQLITE_OVERRUN_KEPT:
+                    self._overran.popitem(last=False)
+                raise Interrupted(str(exc)) from None
+            if not _locked(exc):
                 self.down_until = time.monotonic() + COOLDOWN_S
                 await self.close()
+            raise
+        except sqlite3.Error:  # the file's trouble (gone, corrupt, unreadable): rest
+            self.down_until = time.monotonic() + COOLDOWN_S
+            await self.close()
             raise
 
     async def close(self) -> None:
@@ -324,6 +399,8 @@ async def fetch(
         return None
     try:
         return await r.fetch(statements)
+    except Interrupted:
+        return None  # too long for the loop: a thread reads it
     except Exception as exc:
         log.info("event-loop read failed, the threadpool answers: %s", str(exc)[:200])
         return None

@@ -1,5 +1,6 @@
 """Features by id, the map's pages, filtered pages and tiles read on the event loop
-(``geo.store.aio``: PostgreSQL, and on SQLite a feature by id).
+(``geo.store.aio``: PostgreSQL, and on SQLite features by id, boxes and filters of a shape,
+each within a budget of CPU time).
 
 The same answer as from the threadpool — body, ETag, every header — on both stores; a
 write, an upload and a delete are seen by the next read at once (the registry refresh they
@@ -116,13 +117,14 @@ BOXES = [
 
 
 def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, threads_only):
-    """The web map's request (a box, a page, nothing else): count and page on the loop."""
-    postgis = get_engine().dialect.name == "postgresql"
+    """The web map's request (a box, a page, nothing else): count and page on the loop,
+    on both stores (on SQLite the revisions and the one statement of page and count, in
+    one snapshot)."""
     with TestClient(create_app()) as c:
         c.get("/collections/interventions/items?bbox=9.0,45.0,9.9,45.9&limit=2")  # built
         before = len(loop_reads)
         loop = [c.get(u) for u in BOXES]
-    assert len(loop_reads) - before == (len(BOXES) if postgis else 0)
+    assert len(loop_reads) - before == len(BOXES)
     _answered_alike_from_threads(BOXES, loop, threads_only)
     pages = [r.json() for r in loop]
     assert [len(p["features"]) for p in pages[:3]] == [7, 7, 0]
@@ -158,8 +160,11 @@ def test_a_filtered_page_is_the_same_read_on_the_loop(backend, loop_reads, threa
         before = len(loop_reads)
         loop = [c.get(u) for u in FILTERS + REFUSED]
     on_the_loop = len(loop_reads) - before
-    # count and page (2), or the count alone when the page lies past the end (1)
-    assert on_the_loop == (2 * len(FILTERS) - 2 if postgis else 0)
+    # count and page (2), or the count alone when nothing matches or the page lies past the
+    # end (1); on SQLite only the filters of a shape, their statements compiled once (the
+    # seven on amount_eur), the others in a thread
+    shaped = len(FILTERS) if postgis else 7
+    assert on_the_loop == 2 * shaped - 2
     _answered_alike_from_threads(FILTERS + REFUSED, loop, threads_only)
     pages = [r.json() for r in loop[: len(FILTERS)]]
     assert [r.status_code for r in loop] == [200] * len(FILTERS) + [400] * len(REFUSED)
@@ -193,11 +198,8 @@ def test_a_filter_wider_than_one_past_the_cap_is_read_without_a_count(
         before = len(sent)
         loop = [c.get(u) for u in urls[1:]]
     wider = sent[before:]
-    if get_engine().dialect.name == "postgresql":
-        assert len(wider) == 2, wider
-        assert all(len(st) == 2 and not any("count(" in x for x in st) for st in wider)
-    else:
-        assert wider == []  # SQLite's pages are read in a thread
+    assert len(wider) == 2, wider  # on both stores
+    assert all(len(st) == 2 and not any("count(" in x for x in st) for st in wider)
     assert [r.status_code for r in (counted, *loop)] == [200] * 3
     assert all("numberMatched" not in r.json() for r in (counted, *loop))
     assert all(len(r.json()["features"]) == 3 for r in loop)
@@ -396,17 +398,10 @@ def test_a_locked_sqlite_file_is_not_waited_for_on_the_loop(tmp_path):
     import sqlite3
     import time
 
-    import sqlalchemy as sa
-
     from geo.store import REVISIONS_SQL
 
-    path = tmp_path / "store.sqlite"  # a file of its own: no other connection holds it
-    with sqlite3.connect(path, isolation_level=None) as setup:
-        setup.execute("PRAGMA journal_mode=WAL")
-        setup.execute("CREATE TABLE store_meta (key TEXT, value TEXT, updated_at TEXT)")
-        setup.execute("INSERT INTO store_meta VALUES ('revision:interventions', '7', NULL)")
-    setup.close()
-    engine = sa.create_engine(f"sqlite:///{path}")
+    path = tmp_path / "store.sqlite"
+    engine = _sqlite_store(path)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("PRAGMA locking_mode=EXCLUSIVE")
     other.execute("BEGIN EXCLUSIVE")
@@ -426,6 +421,81 @@ def test_a_locked_sqlite_file_is_not_waited_for_on_the_loop(tmp_path):
     locked, waited, resting, fine = asyncio.run(read())
     assert locked is None and waited < 1.0 and not resting
     assert fine == [[("revision:interventions", "7", None)]]
+
+
+def _sqlite_store(path) -> object:  # type: ignore[no-untyped-def]
+    """A SQLite file of its own with the revisions' table (no other connection holds it)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    with sqlite3.connect(path, isolation_level=None) as setup:
+        setup.execute("PRAGMA journal_mode=WAL")
+        setup.execute("CREATE TABLE store_meta (key TEXT, value TEXT, updated_at TEXT)")
+        setup.execute("INSERT INTO store_meta VALUES ('revision:interventions', '7', NULL)")
+    setup.close()
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+#: Two million steps of SQLite's VM loop: far more CPU than a read on the loop may take.
+LONG = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+    "SELECT count(*) FROM c"
+)
+
+
+def test_a_long_sqlite_read_is_stopped_on_the_loop_and_left_to_threads_a_while(
+    tmp_path, monkeypatch
+):
+    """SQLite: a read on the loop that outlasts its budget (``SQLITE_LOOP_BUDGET_S`` of
+    CPU) is interrupted, the caller told to read in a thread (None), and the same read is
+    then sent straight to a thread ``SQLITE_OVERRUN_SKIP - 1`` times before it is tried on
+    the loop again. Nothing rests: other reads go on on the loop, the connection is out of
+    any transaction (one interrupted inside the revisions' snapshot included)."""
+    import asyncio
+
+    from geo.store import REVISIONS_SQL
+
+    engine = _sqlite_store(tmp_path / "store.sqlite")
+    monkeypatch.setattr(aio, "SQLITE_OVERRUN_SKIP", 3)
+    revisions = [[("revision:interventions", "7", None)]]
+
+    async def reads() -> list[object]:
+        try:
+            got = [await aio.fetch(engine, [(LONG, None)])]  # interrupted
+            got.append(await aio.fetch(engine, [(REVISIONS_SQL, None), (LONG, None)]))
+            got.append(await aio.fetch(engine, [(REVISIONS_SQL, None)]))  # another read: on
+            got.append(aio.reader(engine).conn.in_transaction)  # type: ignore[union-attr]
+            monkeypatch.setattr(aio, "SQLITE_LOOP_BUDGET_S", 60.0)  # it would now finish…
+            got += [await aio.fetch(engine, [(LONG, None)]) for _ in range(3)]  # …skipped twice
+            got.append(aio.reader(engine) is None)
+            return got
+        finally:
+            await aio.close_loop_readers()
+
+    got = asyncio.run(reads())
+    assert got[:4] == [None, None, revisions, False]
+    assert got[4:7] == [None, None, [[(2000000,)]]]  # tried again on the third
+    assert got[7] is False  # the loop's reads never rested
+
+
+def test_pages_stopped_on_the_loop_are_the_threads_pages(loop_reads, threads_only, monkeypatch):
+    """SQLite (the default store): with every read on the loop over its budget at once
+    (progress checked at each step, a budget already spent), the map's boxes and the
+    filtered pages are all answered from threads, as when the loop's reads are off."""
+    monkeypatch.setattr(aio, "SQLITE_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(aio, "SQLITE_LOOP_BUDGET_S", -1.0)
+    urls = BOXES + FILTERS[:5]
+    with TestClient(create_app()) as c:
+        assert get_engine().dialect.name == "sqlite"
+        c.get(f"{ITEMS}?filter=amount_eur%20%3E%201&limit=1")  # the statements built
+        c.get(f"{ITEMS}?bbox=9.0,45.0,9.9,45.9&limit=2")
+        c.get(f"{ITEMS}/{c.get(f'{ITEMS}?limit=1').json()['features'][0]['id']}")
+        before = len(loop_reads)
+        loop = [c.get(u) for u in urls]
+    assert len(loop_reads) == before == 0  # not one answered on the loop
+    assert [r.status_code for r in loop] == [200] * len(urls)
+    _answered_alike_from_threads(urls, loop, threads_only)
 
 
 @pytest.fixture
@@ -509,9 +579,9 @@ def test_a_request_refreshes_the_registry_once(backend, threads_only):
 
 
 def test_a_filter_is_parsed_once_per_request(backend, monkeypatch):
-    """A filtered page's parameters are read for the event loop only where the loop can
-    read its page (PostgreSQL: then once more by the page's code, from the parsed filters
-    kept); on SQLite the thread's reading is the only one."""
+    """A filtered page's parameters are read for the event loop where the loop can read its
+    page (then once more by the page's code, from the parsed filters kept); where it cannot
+    (SQLite in memory) the thread's reading is the only one."""
     import api.ogc_lane as lane
 
     parsed: list[str] = []
@@ -522,13 +592,12 @@ def test_a_filter_is_parsed_once_per_request(backend, monkeypatch):
         return real(provider, text, *args)
 
     monkeypatch.setattr(lane, "cql_filter", spy)
-    postgis = get_engine().dialect.name == "postgresql"
     with TestClient(create_app()) as c:
         c.get(f"{ITEMS}?filter=amount_eur%20%3E%201&limit=1")  # the table counted, in a thread
         for url in FILTERS[:3]:
             del parsed[:]
             assert c.get(url).status_code == 200
-            assert len(parsed) == (2 if postgis else 1), url
+            assert len(parsed) == 2, url
 
 
 def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(postgis_url, monkeypatch):
