@@ -509,9 +509,10 @@ class FrontDoor:
         return (_CACHE, headers, self.cache._variant(scope, headers))
 
     async def _on_the_loop(self, scope: Scope, send: Send, headers: dict[bytes, bytes]) -> bool:
-        """A request the short lane reads on the event loop (a feature by id; a map's box
-        or a tile on PostgreSQL), answered here when that gives a 200 (fresh or cached): the
-        layers of the stack were ~14 % of the loop's time on a feature by id. Anything else
+        """A request the short lane reads on the event loop (a feature by id, a map's box, a
+        short filter's page; a tile on PostgreSQL), answered here when that gives a 200
+        (fresh or cached): the layers of the stack were ~14 % of the loop's time on a
+        feature by id. Anything else
         goes through the stack without a second try on the loop: an answer read here for
         the lane to send (an empty tile), or the threadpool's work (a 404, a read the loop
         cannot do)."""

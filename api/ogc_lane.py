@@ -164,7 +164,8 @@ def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) ->
         run = functools.partial(_item, service, req, cid, fid, params)
         return Plan(run, abandonable=False, prefetch=ahead)
     # A page may run a long filter: given up if the client disconnects meanwhile. A map's
-    # box and a short CQL2 filter can be read on the event loop (PostgreSQL):
+    # box and a short CQL2 filter can be read on the event loop (PostgreSQL; SQLite
+    # within its budget):
     # prefetch_page (parsing and building the statements of a filter of LOOP_FILTER_CHARS
     # costs ~0.1 ms; longer ones are parsed in a thread).
     boxed = ("bbox" in params or "filter" in params) and params.keys() <= _ON_THE_LOOP

@@ -165,7 +165,9 @@ def sortby(
         Query(alias="sortby", description="`+prop` or `-prop`, comma-separated."),
     ] = None,
 ) -> list[tuple[str, bool]]:
-    """``sortby`` as [(property, ascending)]."""
+    """``sortby`` as [(property, ascending)] (the queryables listed only when asked)."""
+    if not value:
+        return []
     return P.parse_sortby(value, [q.name for q in provider.queryables()])
 
 
@@ -176,7 +178,9 @@ def properties(
         Query(alias="properties", description="Properties to return, comma-separated."),
     ] = None,
 ) -> list[str] | None:
-    """``properties`` to include."""
+    """``properties`` to include (the queryables listed only when asked)."""
+    if value is None:
+        return None
     return P.parse_properties(value, [q.name for q in provider.queryables()])
 
 

@@ -2401,8 +2401,9 @@ class SqlCollection(CollectionProvider):
         return self._keep_loop_page(q, [r[:-1] for r in rows], matched, spec)
 
     async def prefetch_page(self, q: FeatureQuery) -> bool:
-        """On the event loop (PostgreSQL): the store's revisions, the count and the page of
-        a :func:`plain_box` query (the map's request) in one round trip, kept for the rest
+        """On the event loop: the store's revisions, the count and the page of a
+        :func:`plain_box` query (the map's request) in one round trip on PostgreSQL, in
+        one read transaction on SQLite (:meth:`_prefetch_sqlite_box`), kept for the rest
         of the request as :meth:`query_geojson`'s answer (see :meth:`prefetch_by_id`).
         ``q`` is the query as the service runs it (its ``count_limit`` set). False when
         this cannot be done here."""
