@@ -1272,10 +1272,13 @@ class Prepared:
         order = tuple(compiled.positiontup) if compiled.positional else None
         return cls(str(compiled), order, dict(compiled.construct_params()))
 
-    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+    def arguments(self, values: Mapping[str, Any]) -> Any:
+        """The driver's parameters for ``values`` (and the fixed ones): by position or name."""
         params = {**self.fixed, **values}
-        args = tuple(params[n] for n in self.order) if self.order is not None else params
-        return conn.exec_driver_sql(self.sql, args)
+        return tuple(params[n] for n in self.order) if self.order is not None else params
+
+    def run(self, conn: Connection, values: Mapping[str, Any]) -> Any:
+        return conn.exec_driver_sql(self.sql, self.arguments(values))
 
 
 #: Statements :func:`driver_sql` compiled, by SQLAlchemy's cache key (its structure, not
@@ -1918,14 +1921,11 @@ class SqlCollection(CollectionProvider):
         pages): the worker's CPU per request 12.7–12.9 → 10.2–11.0 ms; short pages still
         cost one statement.
         None when the page is empty past the start (its count is then read alone)."""
-        reach = max(cap + 1, q.offset + q.limit)
         page = self._box_rowids_statement(conn.engine, stmt)
-        params = {**values, "reach": reach, "page_limit": q.limit, "page_offset": q.offset}
-        rows = page.run(conn, params).fetchall()
+        rows = page.run(conn, _rowids_values(q, cap, values)).fetchall()
         if not rows and q.offset:
             return None
-        n = int(rows[0][-1]) if rows else 0
-        matched = None if n > cap else n
+        matched = _listed_matched(rows, cap)
         self._counts.put(key, matched)
         return matched, [r[:-1] for r in rows]
 
@@ -2312,8 +2312,7 @@ class SqlCollection(CollectionProvider):
         prepared = self._cache.get(("by-id", id(engine), stmt)) if stmt is not None else _NO
         if prepared is _NO:
             return False
-        values = {**prepared.fixed, "_fid": key}
-        args = tuple(values[n] for n in prepared.order) if prepared.order is not None else values
+        args = prepared.arguments({"_fid": key})
         got = await aio.fetch_with_revisions(engine, prepared.sql, args, 2)
         if got is None:
             return False
@@ -2349,7 +2348,7 @@ class SqlCollection(CollectionProvider):
         the loop at all."""
         engine = self.engine()
         if engine.dialect.name == "sqlite":
-            return engine.url.database not in (None, "", ":memory:")
+            return aio.sqlite_file(engine)
         return engine.dialect.name == "postgresql"
 
     def _loop_sqlite_spec(self, q: FeatureQuery) -> SqliteGeojson | None:
@@ -2379,24 +2378,15 @@ class SqlCollection(CollectionProvider):
         page = self._cache.get(("box rowids", reads, spec.select))
         if page is _NO:
             return False  # built by a first read in a thread
-        values = {
-            **page.fixed,
-            **box_parameters(box),
-            "reach": max(cap + 1, q.offset + q.limit),
-            "page_limit": q.limit,
-            "page_offset": q.offset,
-        }
-        got = await aio.fetch(
-            engine, [(REVISIONS_SQL, None), (page.sql, tuple(values[n] for n in page.order))]
-        )
+        args = page.arguments(_rowids_values(q, cap, box_parameters(box)))
+        got = await aio.fetch(engine, [(REVISIONS_SQL, None), (page.sql, args)])
         if got is None:
             return False
         revisions, rows = got
         if not rows and q.offset:
             return False  # past the end: its count is read alone, in a thread
         remember_revisions(engine, revisions)
-        n = int(rows[0][-1]) if rows else 0
-        matched = None if n > cap else n
+        matched = _listed_matched(rows, cap)
         self._counts.put((reads, self.revision()[0], _query_key(q), cap), matched)
         return self._keep_loop_page(q, [r[:-1] for r in rows], matched, spec)
 
@@ -2693,6 +2683,20 @@ def _box_matched(rows: Sequence[Any], q: FeatureQuery, cap: int | None) -> int |
     short (NULL) holds the last matches, so offset + its rows; none at all at offset 0, 0."""
     n = q.offset + len(rows) if not rows or rows[0][-1] is None else int(rows[0][-1])
     return None if cap and n > cap else n
+
+
+def _rowids_values(q: FeatureQuery, cap: int, box: dict[str, Any]) -> dict[str, Any]:
+    """The values of :meth:`SqlCollection._box_rowids_statement` for ``q``'s page of a box
+    (``box``: its :func:`box_parameters`): matches listed up to the cap + 1, or the page."""
+    reach = max(cap + 1, q.offset + q.limit)
+    return {**box, "reach": reach, "page_limit": q.limit, "page_offset": q.offset}
+
+
+def _listed_matched(rows: Sequence[Any], cap: int) -> int | None:
+    """``numberMatched`` of a page of :meth:`SqlCollection._box_rowids_statement` (each row
+    ending in how many were listed): None past the cap."""
+    n = int(rows[0][-1]) if rows else 0
+    return None if n > cap else n
 
 
 def _per_values(q: FeatureQuery) -> dict[str, bool]:

@@ -354,6 +354,12 @@ def _locked(exc: Exception) -> bool:
     )
 
 
+def sqlite_file(engine: Engine) -> bool:
+    """Whether the SQLite ``engine`` is a file (a :class:`SqliteReader` can open it), not a
+    database in memory."""
+    return engine.url.database not in (None, "", ":memory:")
+
+
 def reader(engine: Engine) -> AsyncReader | SqliteReader | None:
     """The running loop's reader of ``engine`` (its read replica's when configured); None
     when the engine is neither PostgreSQL through psycopg nor a SQLite file, the path is
@@ -365,7 +371,7 @@ def reader(engine: Engine) -> AsyncReader | SqliteReader | None:
         return None
     engine = read_engine(engine)
     sqlite = engine.dialect.name == "sqlite"
-    if sqlite and engine.url.database in (None, "", ":memory:"):
+    if sqlite and not sqlite_file(engine):
         return None
     if not sqlite and engine.dialect.driver != "psycopg":
         return None
