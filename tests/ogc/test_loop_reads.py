@@ -654,3 +654,59 @@ def test_the_loops_pipeline_keeps_a_bounded_set_of_prepared_statements(postgis_u
     assert thresholds == [0, 0, 0, 0, 1], listed  # the fifth run is prepared
     assert [g[0] for g in got[5:10]] == [[(2,)]] * 5
     assert got[-1] == [[(2**40 + 1,)]]
+
+
+def test_a_pipes_socket_is_watched_once_and_let_go_when_it_closes(postgis_url):
+    """A loop connection's socket stays registered with the loop between fetches (one reader
+    for its life, not one per wait). When the server ends the connection while it is idle,
+    the loop is not woken again and again: the reader is dropped, the next fetch fails (the
+    threadpool would answer) and the one after gets a new connection; closing the reader
+    leaves no reader on the loop."""
+    import asyncio
+
+    engine = get_engine(postgis_url)
+
+    async def run() -> dict[str, object]:
+        loop = asyncio.get_running_loop()
+        reader = aio.AsyncReader(engine, 1, 10.0)
+        out: dict[str, object] = {}
+        pid = (await reader.fetch([("SELECT pg_backend_pid()", None)]))[0][0][0]
+        pipe = reader._idle[0]
+        fd = pipe.pg.socket
+        for _ in range(3):
+            await reader.fetch([("SELECT 1", None)])
+        out["same_pipe"] = reader._idle == [pipe]
+        out["watched"] = pipe._loop is loop
+        calls = 0
+        ready = pipe._ready
+
+        def counted() -> None:
+            nonlocal calls
+            calls += 1
+            ready()
+
+        loop.remove_reader(fd)
+        loop.add_reader(fd, counted)
+        with engine.connect() as conn:  # the server ends the idle connection
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await asyncio.sleep(0.3)
+        out["wakeups"] = calls
+        out["dropped"] = pipe._loop is None and not loop.remove_reader(fd)
+        try:
+            await reader.fetch([("SELECT 1", None)])
+            out["failed"] = False
+        except Exception:
+            out["failed"] = True
+        out["again"] = await reader.fetch([("SELECT 2", None)])
+        fresh = reader._idle[0]
+        fresh_fd = fresh.pg.socket
+        out["fresh"] = fresh is not pipe and fresh._loop is loop
+        await reader.close()
+        out["closed"] = fresh._loop is None and not loop.remove_reader(fresh_fd)
+        return out
+
+    got = asyncio.run(run())
+    assert got["same_pipe"] and got["watched"], got
+    assert 1 <= got["wakeups"] <= 3, got  # not a busy loop on a dead socket
+    assert got["dropped"] and got["failed"], got
+    assert got["again"] == [[(2,)]] and got["fresh"] and got["closed"], got
