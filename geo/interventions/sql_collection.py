@@ -53,6 +53,7 @@ from geo.interventions.collection import (
 from geo.interventions.model import EXTRA_COLUMNS, TOPIC
 from geo.interventions.store import (
     _properties,
+    get_store,
     interventions_table,
     linked_lists,
     links_table,
@@ -521,8 +522,6 @@ class InterventionsSqlProvider(SqlCollection):
 
     def engine(self) -> Engine:
         """The store, with the documented interventions seeded once."""
-        from geo.interventions.store import get_store
-
         return get_store(self._engine)
 
     def sql_properties(self, dialect: str) -> dict[str, SqlProperty]:

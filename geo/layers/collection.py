@@ -111,8 +111,6 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
     Cheap when nothing changed (one read of the store's ``layers`` revision). Returns the
     layer ids served.
     """
-    from geo.layers.sql_collection import LayerSqlProvider  # it imports this module
-
     engine = engine or get_engine()
     reg = reg if reg is not None else registry
     rev, _ = revision(engine, TOPIC)
@@ -121,6 +119,8 @@ def sync_registry(engine: Engine | None = None, reg: Registry | None = None) -> 
         current = _registered.setdefault(id(reg), set())
         if _synced.get(key) == rev:
             return sorted(current)
+    from geo.layers.sql_collection import LayerSqlProvider  # it imports this module
+
     with read_connection(engine) as conn:
         ids = set(conn.execute(sa.select(layers_table.c.id)).scalars())
     with _reg_lock:

@@ -3,12 +3,15 @@ negotiation, the request and response types handlers exchange with the API layer
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote_plus
+
+import orjson
 
 from geo.crs import CRS84
 from geo.ogc.registry import FeatureQuery
@@ -183,10 +186,6 @@ def text_etag(text: str, variant: str = "") -> str:
     or the store's own encoding of it): a hash of what is served — properties and the
     geometry at the output precision — with the members' order left out (a store may keep
     a feature's properties in its own order)."""
-    import hashlib
-
-    import orjson
-
     feature = orjson.loads(text)
     geometry = feature.get("geometry")
     if isinstance(geometry, dict):

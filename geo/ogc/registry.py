@@ -30,6 +30,7 @@ from shapely.geometry.base import BaseGeometry
 from geo.crs import CRS84
 from geo.errors import NotFound, ServiceUnavailable
 from geo.ogc.geometry import area_of, promote_to_multi
+from geo.store import request_memo, store_errors, unavailable
 
 log = logging.getLogger("cmm_geo.ogc")
 
@@ -199,7 +200,6 @@ class SnapshotProvider(CollectionProvider):
         """The in-memory provider of ``source``."""
 
     def _current(self) -> MemoryProvider:
-        from geo.store import store_errors
 
         with store_errors():  # database down → ServiceUnavailable, whatever the backend
             stamp, source = self._source()
@@ -296,7 +296,6 @@ class Registry:
         (``geo.store.request_revisions``) they run once: they depend on the store's
         revisions alone, which a request reads once, and a request looks collections up
         several times."""
-        from geo.store import request_memo, unavailable
 
         memo = request_memo()
         done = ("registry refreshed", id(self))
@@ -339,8 +338,6 @@ class Registry:
             return None
         provider = self._built.get(collection_id)
         if provider is None:
-            from geo.store import store_errors
-
             with store_errors():
                 provider = factory()
             self._built[collection_id] = provider

@@ -88,7 +88,18 @@ from geo.ogc.sql_shapes import (
     slot_directions,
 )
 from geo.settings import get_settings
-from geo.store import aio, read_connection
+from geo.store import (
+    PLAN_PER_VALUES,
+    REVISIONS_SQL,
+    WouldBlock,
+    aio,
+    get_engine,
+    read_connection,
+    reading_engine,
+    remember_revisions,
+    revision,
+    store_errors,
+)
 
 #: Property kinds a resolver may declare.
 KINDS = ("text", "number", "date", "timestamp", "list")
@@ -1446,7 +1457,6 @@ class SqlCollection(CollectionProvider):
             return ahead[key]  # type: ignore[no-any-return]
         prepared = self._tile_prepared(engine, z, extent, buffer, limit)
         assert prepared is not None
-        from geo.store import store_errors
 
         with store_errors(), read_connection(engine) as conn:
             body = prepared.run(conn, {"tz": z, "tx": col, "ty": row}).scalar()
@@ -1461,7 +1471,6 @@ class SqlCollection(CollectionProvider):
         the thread hop and the second round trip were a third of a cheap tile's time).
         False when this cannot be done here (SQLite, the statement not yet compiled by a
         first tile, the database in trouble)."""
-        from geo.store import aio, remember_revisions
 
         engine = self.engine()
         if engine.dialect.name != "postgresql":
@@ -1555,7 +1564,6 @@ class SqlCollection(CollectionProvider):
 
     def engine(self) -> Engine:
         """The engine to read (default: the store's)."""
-        from geo.store import get_engine
 
         return self._engine or get_engine()
 
@@ -1635,20 +1643,17 @@ class SqlCollection(CollectionProvider):
 
     def revision(self) -> tuple[int, datetime | None]:
         """The store's change counter of ``topic`` (read once per request)."""
-        from geo.store import revision
 
         return revision(self.engine(), self.topic)
 
     def version(self) -> str:
         """Changes with every write (the store's revision of ``topic``)."""
-        from geo.store import store_errors
 
         with store_errors():
             return f"r{self.revision()[0]}"
 
     def last_modified(self) -> datetime:
         """When ``topic`` last changed (a fixed date before the first write)."""
-        from geo.store import store_errors
 
         with store_errors():
             ts = self.revision()[1]
@@ -1738,7 +1743,6 @@ class SqlCollection(CollectionProvider):
 
     def query(self, q: FeatureQuery) -> QueryResult:
         """One page of matching features and the number matched, all from the store."""
-        from geo.store import store_errors
 
         with store_errors(), _filter_errors():
             engine = self.engine()
@@ -2016,7 +2020,6 @@ class SqlCollection(CollectionProvider):
         becoming Python objects, or on SQLite by ``json_object`` plus vectorised geometries
         (``sqlite_geojson``). None without them, or when part of the filter is evaluated in
         Python."""
-        from geo.store import store_errors
 
         ahead = _PREFETCHED.get()
         if ahead is not None:
@@ -2263,7 +2266,6 @@ class SqlCollection(CollectionProvider):
         """One feature by primary key, encoded by the store as a page's features are
         (``geojson_select`` on PostgreSQL, ``sqlite_geojson`` on SQLite): one prepared
         statement, no SQLAlchemy expression per request, no Python objects on PostgreSQL."""
-        from geo.store import store_errors
 
         key = self.feature_key(feature_id)
         if key is None:
@@ -2297,7 +2299,6 @@ class SqlCollection(CollectionProvider):
         (``geo.store.on_the_loop``). False when this cannot be done here (the statement not
         yet built by a first read, a feature too big to hash on the loop, the database in
         trouble or, on SQLite, busy)."""
-        from geo.store import aio, remember_revisions
 
         key = self.feature_key(feature_id)
         if key is None:
@@ -2331,7 +2332,6 @@ class SqlCollection(CollectionProvider):
         when building it would read the store (a layer's geometry type comes from its
         record). Should that have changed since, the registry's check after the prefetch
         reads the store, and the request goes to a thread, which builds it anew."""
-        from geo.store import WouldBlock
 
         key = (None if properties is None else tuple(properties), skip_geometry)
         try:
@@ -2354,7 +2354,6 @@ class SqlCollection(CollectionProvider):
     def _loop_sqlite_spec(self, q: FeatureQuery) -> SqliteGeojson | None:
         """:meth:`sqlite_geojson` as a read on the event loop can have it (None when it
         would read the store: a thread builds it)."""
-        from geo.store import WouldBlock
 
         try:
             return self.sqlite_geojson(q.properties, q.skip_geometry)
@@ -2368,7 +2367,6 @@ class SqlCollection(CollectionProvider):
         :meth:`_box_page_by_rowids`'s one statement (the page and the count up to the
         cap), read in one snapshot on the loop, the page finished as its thread would.
         False when this cannot be done here."""
-        from geo.store import REVISIONS_SQL, reading_engine, remember_revisions
 
         cap = q.count_limit if q.filtered else None
         spec = self._loop_sqlite_spec(q)
@@ -2397,7 +2395,6 @@ class SqlCollection(CollectionProvider):
         of the request as :meth:`query_geojson`'s answer (see :meth:`prefetch_by_id`).
         ``q`` is the query as the service runs it (its ``count_limit`` set). False when
         this cannot be done here."""
-        from geo.store import REVISIONS_SQL, aio, reading_engine, remember_revisions
 
         box = plain_box(q)
         if box is None:
@@ -2436,7 +2433,6 @@ class SqlCollection(CollectionProvider):
         count, then the page the count chose. False when this cannot be done here: part
         of the filter left to Python, the table's count of this revision not yet known
         (:meth:`_matches_first`), a statement the driver cannot take as compiled."""
-        from geo.store import aio, reading_engine, remember_revisions
 
         engine = self.engine()
         dialect = engine.dialect.name
@@ -2530,7 +2526,6 @@ class SqlCollection(CollectionProvider):
         (:meth:`_over_cap`): the revisions and the page that walks the table, in one
         round trip, no count. None when the data changed since (it is counted as usual),
         False when the page cannot be read here."""
-        from geo.store import REVISIONS_SQL, aio, reading_engine, remember_revisions
 
         paging = self._template(engine, "walk", q, stmt, shaped[0])
         if paging is None:
@@ -2579,7 +2574,6 @@ class SqlCollection(CollectionProvider):
 
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by primary key."""
-        from geo.store import store_errors
 
         key = self.feature_key(feature_id)
         if key is None:
@@ -2599,7 +2593,6 @@ class SqlCollection(CollectionProvider):
 
     def extent(self) -> tuple[float, float, float, float]:
         """min/max of the bbox columns, computed once per data revision."""
-        from geo.store import store_errors
 
         with store_errors():
             rev = self.revision()[0]
@@ -2631,7 +2624,6 @@ class SqlCollection(CollectionProvider):
         feature beyond the sample lacks the value (so "nullable" stays right); not every
         value of a big table.
         """
-        from geo.store import store_errors
 
         with store_errors():
             rev = self.revision()[0]
@@ -2704,7 +2696,6 @@ def _per_values(q: FeatureQuery) -> dict[str, bool]:
     time (see ``geo.store._plan_per_values``); the unfiltered count and the map's boxes
     keep their prepared plans. (Pages need not: :meth:`SqlCollection._matches_first`
     gives a page of few matches a shape whose generic plan PostgreSQL does not keep.)"""
-    from geo.store import PLAN_PER_VALUES
 
     return {PLAN_PER_VALUES: True} if q.filtered else {}
 

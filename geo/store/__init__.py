@@ -430,16 +430,30 @@ def _is_dbapi_down(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Turn "the database is unavailable" errors raised inside into :class:`ServiceUnavailable`."""
-    try:
-        yield
-    except Exception as exc:
+class _StoreErrors:
+    """:func:`store_errors`: a plain context manager, not a generator's (entered several
+    times a request, by every data version and date asked for)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if not isinstance(exc, Exception):
+            return False  # none, or not an error (a cancel, an exit): as it is
         err = unavailable(exc)
         if err is None or err is exc:
-            raise
+            return False
         raise err from exc
+
+
+_STORE_ERRORS = _StoreErrors()
+
+
+def store_errors() -> _StoreErrors:
+    """Turn "the database is unavailable" errors raised inside into :class:`ServiceUnavailable`."""
+    return _STORE_ERRORS
 
 
 def alembic_config(connection: Connection):

@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from geo.settings import get_settings
+from geo.store import REVISIONS_SQL, read_engine
 
 log = logging.getLogger(__name__)
 
@@ -410,8 +411,6 @@ def reader(engine: Engine) -> AsyncReader | SqliteReader | None:
     """The running loop's reader of ``engine`` (its read replica's when configured); None
     when the engine is neither PostgreSQL through psycopg nor a SQLite file, the path is
     turned off (``CMM_GEO_ASYNC_READS=false``) or resting after a failure."""
-    from geo.store import read_engine
-
     settings = get_settings()
     if not settings.async_reads:
         return None
@@ -471,8 +470,6 @@ async def fetch_with_revisions(
     to ``sql``'s ``columns`` — which costs psycopg less than a pipeline of two (~0.3 ms of
     Python a request). Only for statements whose rows' order does not matter (one row, a
     count). None when this path is not available."""
-    from geo.store import REVISIONS_SQL
-
     if engine.dialect.name == "sqlite":  # no round trips to save: the two, one after the other
         return await fetch(engine, [(REVISIONS_SQL, None), (sql, params)])
     revisions = REVISIONS_SQL.replace("SELECT key, value, updated_at", "", 1).replace("%", "%%")
