@@ -65,7 +65,7 @@ from geo.ogc.sql import (
     pg_rendered,
     sqlite_spec,
 )
-from geo.store import read_connection
+from geo.store import read_connection, store_errors
 
 #: SQL kind of each field type of an upload (geo.layers.attributes).
 FIELD_KINDS = {
@@ -202,8 +202,6 @@ class LayerSqlProvider(SqlCollection):
 
     def record(self) -> dict[str, Any]:
         """The layer's record (geo.layers.store.get_layer), re-read when ``layers`` changes."""
-        from geo.store import store_errors
-
         with store_errors():
             engine = self.engine()
             rev = self.revision()[0]
@@ -250,8 +248,6 @@ class LayerSqlProvider(SqlCollection):
         """The one geometry type, from the WKB headers of the layer's rows: read once per
         version of the layer (a scan of it) and shared by every instance of the provider, so
         a write to another layer (which renews every provider) does not read it again."""
-        from geo.store import store_errors
-
         with store_errors():
             key = (self.id, *self._stamp())
             with _TYPE_LOCK:
@@ -458,8 +454,6 @@ class LayerSqlProvider(SqlCollection):
     def property_values(self, name: str) -> np.ndarray:
         """A bounded sample of a property's values (the first features by fid), plus a
         ``None`` when some feature beyond the sample lacks it (so "nullable" stays right)."""
-        from geo.store import store_errors
-
         with store_errors():
             sample, nulls = self._memoised(("sample", *self._stamp()), self._read_sample)
         values = [p.get(name) for p in sample]

@@ -13,7 +13,6 @@ relations that tie them together.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any
 
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from xxhash import xxh3_128_hexdigest
 
 from geo.crs import CRS84, SUPPORTED_URIS, short_name
 from geo.errors import InvalidParameter, NotFound, ServiceUnavailable, quoted
@@ -145,7 +145,7 @@ class OgcService:
         etag = (extra_headers or {}).get("ETag")
         headers = {
             **_link_header(payload),
-            "ETag": etag or '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+            "ETag": etag or '"' + xxh3_128_hexdigest(body) + '"',
             "Last-Modified": http_date(last_modified),
             "Cache-Control": CACHE_CONTROL,
             "Vary": "Accept, Accept-Encoding, Accept-Language",
