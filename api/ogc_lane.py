@@ -27,7 +27,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -46,6 +45,7 @@ from api.ogc_params import (
     properties,
     sortby,
 )
+from api.query import query_pairs
 from api.routes.ogc import ogc_response
 from api.routes.tiles import tile_response
 from geo.crs import CRS84
@@ -142,7 +142,7 @@ def held(fn: Callable[[], Response]) -> Response:
 
 
 def _plan_items(scope: Scope, service: OgcService, cid: str, fid: str | None) -> Plan | None:
-    pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    pairs = list(query_pairs(scope["query_string"]))
     params = dict(pairs)
     if len(params) != len(pairs) or not params.keys() <= (_ITEM if fid else _ITEMS):
         return None

@@ -15,12 +15,11 @@ A pure ASGI middleware put outside the response cache (``api.main``).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
-
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.query import query_pairs
 from geo.ogc import negotiate
 from geo.webapp.i18n import lang_of
 from geo.webapp.i18n import negotiate as negotiate_lang
@@ -56,7 +55,7 @@ class PageLanguageMiddleware:
             if b"html" not in accept.lower():  # no language chosen, not a page: as it is
                 await self.app(scope, receive, send)
                 return
-        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+        query = query_pairs(raw_query)
         first = {}
         for k, v in query:
             first.setdefault(k, v)

@@ -28,12 +28,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.query import query_pairs
 from api.responses import json_response
 from geo.errors import InvalidParameter, TooManyRequests, UriTooLong
 from geo.ogc.cql import check_budget
@@ -202,9 +203,9 @@ def over_budget(scope: Scope) -> InvalidParameter | None:
     query: bytes = scope["query_string"]
     if b"filter=" not in query or not scope["path"].startswith(FILTERED_PATHS):
         return None
-    params = parse_qs(query.decode("latin-1"), keep_blank_values=True, errors="replace")
-    raw = (params.get("filter") or [""])[-1].strip()
-    lang = (params.get("filter-lang") or [None])[-1]
+    last = dict(query_pairs(query))  # the last value of each key
+    raw = last.get("filter", "").strip()
+    lang = last.get("filter-lang")
     if not raw:
         return None
     if lang not in ("cql2-text", "cql2-json"):
