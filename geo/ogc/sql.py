@@ -2553,9 +2553,10 @@ class SqlCollection(CollectionProvider):
         when their text is too big: a page of big shapes is assembled and hashed in a
         thread."""
         if spec is not None:
-            rows = spec.render(rows)
-        features = [(str(r[0]), str(r[1])) for r in rows]
-        if sum(len(text) for _, text in features) > LOOP_TEXT_LIMIT * 32:
+            features = spec.render(rows)  # (id text, Feature text) already
+        else:  # the Feature's text as PostgreSQL wrote it (a box's count may follow)
+            features = [(str(r[0]), r[1]) for r in rows]
+        if sum(map(len, [text for _, text in features])) > LOOP_TEXT_LIMIT * 32:
             return False
         _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
         return True
