@@ -22,6 +22,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.offload import replaying, run_abandonable, run_sync
+from api.query import query_pairs
+from api.security import FILTER_COUNTED, has_filter, over_budget
 from geo.errors import GeoError
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
@@ -429,9 +431,10 @@ class FrontDoor:
     lookup, and reached half the rate of a bare ASGI app serving the same bytes. Here it
     is looked up first and sent with the same headers: the security ones as
     :class:`api.security.SecurityMiddleware` adds them, the rest as :meth:`_answer`
-    always did. Whatever those layers would change goes the usual way: an over-long URL,
-    a filter (budget and rate limit), ``lang=`` and HTML (the page language), a miss, any
-    answer but a 200 from the lane.
+    always did; a filter is checked against its budget and counted against its client's
+    rate here, as that layer does. Whatever those layers would change goes the usual way:
+    an over-long URL, a filter over its budget or its client's rate (their 400 and 429),
+    ``lang=`` and HTML (the page language), a miss, any answer but a 200 from the lane.
     """
 
     #: Doors remembered (:meth:`_door`), at most this many (then forgotten all at once).
@@ -477,6 +480,11 @@ class FrontDoor:
             return False
         headers = door[1]
         if door[0] is _LOOP:
+            limit = self.security.filter_limit if door[2] else None
+            if limit is not None:  # the filter counts against the client's rate, once
+                if limit.retry_after((scope.get("client") or ("unknown", 0))[0]) is not None:
+                    return False  # none left: the security layer answers the 429
+                scope[FILTER_COUNTED] = True
             return await self._on_the_loop(scope, send, headers)
         version = self.cache.version_of(path)
         if version is None:
@@ -496,16 +504,28 @@ class FrontDoor:
         URL (~5 µs of its ~14 µs here)."""
         path: str = scope["path"]
         query: bytes = scope["query_string"]
-        if b"lang" in query.lower() or b"filter" in query:
-            return (_STACK,)
+        lowered = query.lower()
         target = len(scope.get("raw_path") or path.encode()) + len(query) + (1 if query else 0)
-        if target > self.security.max_url_length or b"html" in query.lower() or b"%" in query:
+        if target > self.security.max_url_length:
             return (_STACK,)
         headers = dict(scope["headers"])
         if b"html" in headers.get(b"accept", b""):
             return (_STACK,)
-        if not self.cache.static(path):
-            return (_LOOP, headers)
+        static = self.cache.static(path)
+        filtered = False
+        if b"lang" in lowered or b"html" in lowered or b"%" in query or b"filter" in query:
+            if static:
+                return (_STACK,)
+            # What the page language and the security layer read, decoded: a language
+            # (``lang=``, ``l%61ng=``) or HTML asked for goes the usual way, and so does a
+            # filter over its budget (the security layer answers its 400).
+            if any(k == "lang" or "html" in v.lower() for k, v in query_pairs(query)):
+                return (_STACK,)
+            filtered = has_filter(scope)
+            if filtered and over_budget(scope) is not None:
+                return (_STACK,)
+        if not static:
+            return (_LOOP, headers, filtered)
         return (_CACHE, headers, self.cache._variant(scope, headers))
 
     async def _on_the_loop(self, scope: Scope, send: Send, headers: dict[bytes, bytes]) -> bool:

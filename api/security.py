@@ -246,7 +246,14 @@ class RateLimit:
         return None if allowed else (1.0 - tokens) / self.rate
 
 
-def _has_filter(scope: Scope) -> bool:
+#: Set in a request's scope once its filter has been counted against the client's rate
+#: (by the front door, ``api.ogc_cache.FrontDoor``): the security layer does not count it
+#: again when the request goes on through the stack.
+FILTER_COUNTED = "cmm_geo.filter_counted"
+
+
+def has_filter(scope: Scope) -> bool:
+    """Whether the request is a filtered one of the paths that take a ``filter``."""
     query: bytes = scope["query_string"]
     return scope["path"].startswith(FILTERED_PATHS) and (
         query.startswith(b"filter=") or b"&filter=" in query
@@ -287,7 +294,7 @@ class SecurityMiddleware:
                 scope, receive, send
             )
             return
-        if self.filter_limit is not None and _has_filter(scope):
+        if self.filter_limit is not None and has_filter(scope) and not scope.get(FILTER_COUNTED):
             client = (scope.get("client") or ("unknown", 0))[0]
             wait = self.filter_limit.retry_after(client)
             if wait is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 
 import pytest
@@ -545,6 +546,47 @@ def test_a_200_read_on_the_loop_is_sent_at_the_front_door(backend, at_the_door, 
     del at_the_door[:]
     _answered_alike_from_threads(urls, loop, threads_only)  # status, bytes, every header
     assert at_the_door == []
+
+
+def test_a_filtered_page_is_sent_at_the_front_door_within_its_budget_and_rate(
+    backend, at_the_door, monkeypatch
+):
+    """A short filter's page read on the loop is sent at the front door too; the budget and
+    the client's rate hold there as in the security layer: a filter over its budget is that
+    layer's 400, each filtered request counts once against its client's rate (1 a second:
+    a burst of 2, then 429s; a request the door passes on to the stack is not counted
+    twice), and a language asked for through escapes (``l%61ng=en``) goes through the page
+    language layer."""
+    monkeypatch.setenv("CMM_GEO_FILTER_RATE_PER_CLIENT", "1")
+    get_settings.cache_clear()
+    try:
+        app = create_app()
+    finally:
+        monkeypatch.delenv("CMM_GEO_FILTER_RATE_PER_CLIENT")
+        get_settings.cache_clear()
+    gt = f"{ITEMS}?limit=2&filter=amount_eur%20%3E%20"
+    with TestClient(app) as c:
+        c.get(f"{ITEMS}?limit=1")  # no filter: not counted
+        # the first two pages read on the loop; with sortby, read in a thread (the door
+        # counts it and passes it on to the stack, which does not count it again)
+        first = [c.get(f"{gt}{v}") for v in (1, 2)] + [c.get(f"{gt}3&sortby=title")]
+        time.sleep(2.1)
+        passed = [c.get(f"{gt}{v}&sortby=title") for v in (1, 2, 3)]
+        door = list(at_the_door)
+        time.sleep(2.1)  # the bucket full again
+        deep = "(" * 40 + "amount_eur > 1" + ")" * 40
+        over = c.get(f"{ITEMS}", params={"filter": deep})
+        english = c.get(f"{gt}5&l%61ng=en")
+        time.sleep(2.1)
+        after = [c.get(f"{gt}{v}") for v in (6, 7, 8)]
+    assert [r.status_code for r in first] == [200, 200, 429]
+    assert [r.status_code for r in passed] == [200, 200, 429]
+    assert door == [f"{gt}1", f"{gt}2"]
+    assert over.status_code == 400 and "levels" in over.json()["description"]
+    assert english.status_code == 200 and english.headers["content-language"] == "en"
+    assert f"{gt}5&l%61ng=en" not in at_the_door
+    assert [r.status_code for r in after] == [200, 200, 429]
+    assert [u for u in at_the_door if u.endswith(("6", "7", "8"))] == [f"{gt}6", f"{gt}7"]
 
 
 def test_a_request_refreshes_the_registry_once(backend, threads_only):
