@@ -2552,10 +2552,9 @@ class SqlCollection(CollectionProvider):
         rest of the request (on SQLite, ``spec`` finishes them first); False (nothing kept)
         when their text is too big: a page of big shapes is assembled and hashed in a
         thread."""
-        if spec is not None:
-            features = spec.render(rows)  # (id text, Feature text) already
-        else:  # the Feature's text as PostgreSQL wrote it (a box's count may follow)
-            features = [(str(r[0]), r[1]) for r in rows]
+        # SQLite's rows rendered as (id text, Feature text); PostgreSQL's hold the Feature's
+        # text as it wrote it (a box's count may follow)
+        features = spec.render(rows) if spec is not None else [(str(r[0]), r[1]) for r in rows]
         if sum(map(len, [text for _, text in features])) > LOOP_TEXT_LIMIT * 32:
             return False
         _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
