@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.offload import replaying, run_abandonable, run_sync
 from api.query import query_pairs
-from api.security import FILTER_COUNTED, has_filter, over_budget
+from api.security import has_filter, over_budget
 from geo.errors import GeoError
 from geo.ogc import negotiate
 from geo.ogc.http import negotiate_language
@@ -480,11 +480,8 @@ class FrontDoor:
             return False
         headers = door[1]
         if door[0] is _LOOP:
-            limit = self.security.filter_limit if door[2] else None
-            if limit is not None:  # the filter counts against the client's rate, once
-                if limit.retry_after((scope.get("client") or ("unknown", 0))[0]) is not None:
-                    return False  # none left: the security layer answers the 429
-                scope[FILTER_COUNTED] = True
+            if door[2] and self.security.filter_wait(scope) is not None:
+                return False  # none of its client's rate left: the security layer's 429
             return await self._on_the_loop(scope, send, headers)
         version = self.cache.version_of(path)
         if version is None:

@@ -294,9 +294,8 @@ class SecurityMiddleware:
                 scope, receive, send
             )
             return
-        if self.filter_limit is not None and has_filter(scope) and not scope.get(FILTER_COUNTED):
-            client = (scope.get("client") or ("unknown", 0))[0]
-            wait = self.filter_limit.retry_after(client)
+        if self.filter_limit is not None:
+            wait = self.filter_wait(scope)
             if wait is not None:
                 exc = TooManyRequests(
                     f"more than {self.filter_limit.rate:g} filtered requests per second from "
@@ -310,6 +309,17 @@ class SecurityMiddleware:
             await self._docs(scope, receive, send)
             return
         await self.app(scope, receive, self._with_headers(send, self.policy))
+
+    def filter_wait(self, scope: Scope) -> float | None:
+        """Seconds a filtered request's client must wait (its 429), else None: the request
+        goes on, counted once against its client's rate however many layers ask
+        (:data:`FILTER_COUNTED`). None too without a rate or a filter."""
+        if self.filter_limit is None or scope.get(FILTER_COUNTED) or not has_filter(scope):
+            return None
+        wait = self.filter_limit.retry_after((scope.get("client") or ("unknown", 0))[0])
+        if wait is None:
+            scope[FILTER_COUNTED] = True
+        return wait
 
     def completed(
         self, headers: list[tuple[bytes, bytes]], policy: bytes | None = None
