@@ -30,6 +30,7 @@ from geo.layers.collection import LayerProvider
 from geo.layers.reading import read_upload
 from geo.layers.sql_collection import LayerSqlProvider
 from geo.layers.store import features_table
+from geo.ogc import sql as gsql
 from geo.ogc.cql import parse_filter
 from geo.ogc.registry import FeatureQuery, Registry
 from tests.sql_differential import answer, check, fresh_engine
@@ -721,17 +722,37 @@ def test_box_pages_under_a_small_count_cap_are_the_reference_pages(providers, ca
         assert page.number_matched == (None if n > cap else n), (offset, cap)
 
 
+def _props(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else orjson.loads(value)
+
+
 def test_a_rectangle_takes_a_box_inside_it_and_tests_the_others(store):
     """A rectangle's rows whose stored box lies inside it need no exact test (both
     stores); every other row still gets one. Geometries chosen to tell them apart: inside,
     crossing the edge, around the rectangle, beside it within its box (an L and a ring),
     a multipoint straddling it with no point inside, a point on its edge, and far away.
+    A line or polygon whose box crosses one edge only, within the rectangle's width or
+    height, intersects it (it is connected) and needs no exact test either (SQLite: the
+    shapes shapely tested are those across a corner); a multi-part shape does (two parts,
+    one on each side, miss it).
     The page, the count and the filtered page are the in-memory layer's."""
     engine, _, _ = store
     x0, y0, x1, y1 = 9.10, 45.40, 9.20, 45.50
     polygons = {
         "inside": shapely.box(9.12, 45.42, 9.14, 45.44),
         "crossing": shapely.box(9.19, 45.45, 9.25, 45.47),
+        "hooked": shapely.Polygon(  # a U across the west edge, its box within the height
+            [
+                (9.05, 45.42),
+                (9.15, 45.42),
+                (9.15, 45.44),
+                (9.07, 45.44),
+                (9.07, 45.46),
+                (9.15, 45.46),
+                (9.15, 45.48),
+                (9.05, 45.48),
+            ]
+        ),
         "around": shapely.box(9.0, 45.3, 9.3, 45.6),
         "ring": shapely.box(9.0, 45.3, 9.3, 45.6).difference(shapely.box(9.05, 45.35, 9.25, 45.55)),
         "ell": shapely.Polygon(
@@ -745,11 +766,25 @@ def test_a_rectangle_takes_a_box_inside_it_and_tests_the_others(store):
         "both inside": shapely.MultiPoint([(9.11, 45.41), (9.19, 45.49)]),
         "one inside": shapely.MultiPoint([(9.15, 45.45), (9.35, 45.45)]),
     }
+    parts = {
+        "two parts": shapely.MultiPolygon(
+            [shapely.box(9.05, 45.44, 9.08, 45.46), shapely.box(9.22, 45.44, 9.25, 45.46)]
+        ),
+        "one part across": shapely.MultiPolygon([shapely.box(9.15, 45.45, 9.25, 45.46)]),
+    }
+    lines = {
+        "two lines": shapely.MultiLineString(
+            [[(9.0, 45.41), (9.09, 45.49)], [(9.21, 45.45), (9.3, 45.45)]]
+        ),
+        "across": shapely.LineString([(9.15, 45.45), (9.3, 45.46)]),
+    }
     box = (x0, y0, x1, y1)
     reg = Registry()
     for name, shapes, expected in [
-        ("Rettangolo aree", polygons, {"inside", "crossing", "around"}),
+        ("Rettangolo aree", polygons, {"inside", "crossing", "hooked", "around"}),
         ("Rettangolo punti", points, {"on the edge", "both inside", "one inside"}),
+        ("Rettangolo parti", parts, {"one part across"}),
+        ("Rettangolo linee", lines, {"across"}),
     ]:
         features = [
             {"type": "Feature", "geometry": shapely.geometry.mapping(g), "properties": {"nome": n}}
@@ -759,8 +794,28 @@ def test_a_rectangle_takes_a_box_inside_it_and_tests_the_others(store):
         layer = lay.add_layer(read_upload(body, "rettangolo.geojson"), name,
                               engine=engine, reg=reg)  # fmt: skip
         pair = (LayerProvider(layer["id"], engine), LayerSqlProvider(layer["id"], engine))
+        gsql._TESTED.memo = None  # cmm_spatial's memo: which shapes shapely tests (SQLite)
         got = check(pair, bbox=box)
         assert {p["nome"] for p in got[2]} == expected, name
+        if engine.dialect.name == "sqlite":
+            memo = getattr(gsql._TESTED, "memo", None)
+            tested = set(memo[1]) if memo else set()
+            with engine.connect() as conn:
+                stored = conn.execute(
+                    sa.select(features_table.c.properties, features_table.c.geometry_wkb).where(
+                        features_table.c.layer_id == layer["id"]
+                    )
+                ).all()
+            names = {_props(p)["nome"] for p, wkb in stored if wkb in tested}
+            assert (
+                names
+                == {
+                    "Rettangolo aree": {"around", "ring", "ell"},  # their boxes hold a corner
+                    "Rettangolo punti": {"straddling", "one inside"},  # two points each
+                    "Rettangolo parti": set(parts),
+                    "Rettangolo linee": {"two lines"},
+                }[name]
+            ), name
         check(pair, bbox=box, limit=2, offset=1)
         check(pair, bbox=box, cql="nome <> 'inside'")
         check(pair, bbox=box, sortby=[("nome", False)])
