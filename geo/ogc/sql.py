@@ -2060,7 +2060,7 @@ class SqlCollection(CollectionProvider):
         PostgreSQL); (None, None) when this collection cannot."""
         if engine.dialect.name == "postgresql":
             return self._loop_select(properties, skip_geometry), None
-        spec = self.sqlite_geojson(properties, skip_geometry)
+        spec = self._kept_sqlite_spec(properties, skip_geometry)
         return (spec.select if spec is not None else None), spec
 
     def query_geojson(self, q: FeatureQuery) -> GeojsonPage | None:
@@ -2399,14 +2399,29 @@ class SqlCollection(CollectionProvider):
             return aio.sqlite_file(engine)
         return engine.dialect.name == "postgresql"
 
+    def _kept_sqlite_spec(
+        self, properties: list[str] | None, skip_geometry: bool
+    ) -> SqliteGeojson | None:
+        """:meth:`sqlite_geojson`, kept for :meth:`_loop_sqlite_spec` (as
+        :meth:`_loop_select` keeps PostgreSQL's)."""
+        spec = self.sqlite_geojson(properties, skip_geometry)
+        key = (None if properties is None else tuple(properties), skip_geometry)
+        self.__dict__.setdefault("_loop_specs", {})[key] = spec
+        return spec
+
     def _loop_sqlite_spec(self, q: FeatureQuery) -> SqliteGeojson | None:
-        """:meth:`sqlite_geojson` as a read on the event loop can have it (None when it
-        would read the store: a thread builds it)."""
+        """:meth:`sqlite_geojson` as a read on the event loop can have it: the last one built
+        when building it would read the store (a layer's geometry type comes from its
+        record and rows), as :meth:`_loop_select`; None when none was built yet (a thread
+        builds it). A layer's write renews every layer's provider (``sync_registry``), so
+        a page read on the loop with a spec older than the data is kept under a provider
+        the request no longer uses, and a thread reads it anew."""
 
         try:
-            return self.sqlite_geojson(q.properties, q.skip_geometry)
+            return self._kept_sqlite_spec(q.properties, q.skip_geometry)
         except WouldBlock:
-            return None
+            key = (None if q.properties is None else tuple(q.properties), q.skip_geometry)
+            return self.__dict__.get("_loop_specs", {}).get(key)  # type: ignore[no-any-return]
 
     async def _prefetch_sqlite_box(
         self, q: FeatureQuery, engine: Engine, box: tuple[float, float, float, float]
@@ -2602,11 +2617,22 @@ class SqlCollection(CollectionProvider):
         thread."""
         # SQLite's rows rendered as (id text, Feature text); PostgreSQL's hold the Feature's
         # text as it wrote it (a box's count may follow)
+        if spec is not None and not self._spec_is_current(q, spec):
+            return False
         features = spec.render(rows) if spec is not None else [(str(r[0]), r[1]) for r in rows]
         if sum(map(len, [text for _, text in features])) > LOOP_TEXT_LIMIT * 32:
             return False
         _read_ahead((id(self), _page_key(q)), GeojsonPage(features, matched))
         return True
+
+    def _spec_is_current(self, q: FeatureQuery, spec: SqliteGeojson) -> bool:
+        """Whether ``spec`` (perhaps the last one built, :meth:`_loop_sqlite_spec`) is the
+        one the revisions just read make: False when they changed what it depends on (a
+        layer's geometry type), or when that cannot be known without reading the store."""
+        try:
+            return self.sqlite_geojson(q.properties, q.skip_geometry) is spec
+        except WouldBlock:
+            return False
 
     def _loop_matches_first(
         self, reads: Engine, rev: int, q: FeatureQuery, matched: int | None

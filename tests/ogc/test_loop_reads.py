@@ -132,6 +132,62 @@ def test_a_map_box_is_the_same_page_read_on_the_loop(backend, loop_reads, thread
     assert pages[4]["numberMatched"] == 0 and pages[0]["numberMatched"] > 7
 
 
+def test_a_layers_box_is_the_same_page_read_on_the_loop(backend, loop_reads, threads_only):
+    """An uploaded polygon layer's map boxes: on the loop too, on both stores, with the
+    statements (and on SQLite the page's encoding) the first page built in a thread, as
+    the threads answer them. The encoding kept for the loop is used only while the store's
+    revisions, read with the page, still make it (on SQLite: a provider that has not read
+    the layer's record at those revisions cannot tell, and the request goes to a thread)."""
+    from geo.layers.sql_collection import LayerSqlProvider
+    from geo.ogc.registry import FeatureQuery
+
+    squares = [
+        {
+            "type": "Feature",
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[x, 45.4], [x + 0.02, 45.4], [x + 0.02, 45.42], [x, 45.42], [x, 45.4]]
+                ],
+            },
+            "properties": {"nome": f"Area {i}"},
+        }
+        for i, x in enumerate([9.05, 9.09, 9.13, 9.19, 9.3])
+    ]
+    fc = {"type": "FeatureCollection", "features": squares}
+    with TestClient(create_app()) as c:
+        files = {"file": ("aree.geojson", json.dumps(fc).encode())}
+        r = c.post("/layers", files=files, data={"name": "Aree loop"}, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        layer = r.json()["id"]
+        items = f"/collections/{layer}/items"
+        urls = [  # across an edge, inside, a corner, past the end, nothing there
+            f"{items}?bbox=9.1,45.39,9.2,45.43&limit=2",
+            f"{items}?bbox=9.0,45.3,9.4,45.6",
+            f"{items}?bbox=9.1,45.41,9.2,45.5&limit=1&offset=1",
+            f"{items}?bbox=9.0,45.3,9.4,45.6&limit=2&offset=10",
+            f"{items}?bbox=7.0,44.0,7.1,44.1",
+        ]
+        c.get(f"{items}?bbox=9.0,45.0,9.9,45.9&limit=1")  # the statements built
+        before = len(loop_reads)
+        loop = [c.get(u) for u in urls]
+        read_on_the_loop = len(loop_reads) - before
+    assert read_on_the_loop >= len(urls) - 1  # the page past the end: its count, in a thread
+    assert [len(r.json()["features"]) for r in loop] == [2, 5, 1, 0, 0]
+    assert loop[0].json()["numberMatched"] == 3
+    _answered_alike_from_threads(urls, loop, threads_only)
+    if get_engine().dialect.name == "sqlite":
+        q = FeatureQuery(bbox=(9.0, 45.3, 9.4, 45.6), limit=2)
+        built = LayerSqlProvider(layer, get_engine())
+        spec = built._kept_sqlite_spec(None, False)
+        assert spec is not None and built._spec_is_current(q, spec)
+        fresh = LayerSqlProvider(layer, get_engine())
+        with on_the_loop():
+            assert fresh._loop_sqlite_spec(q) is None  # none built: building would read
+            assert not fresh._spec_is_current(q, spec)  # the record unread at these revisions
+            assert built._loop_sqlite_spec(q) is spec
+
+
 ITEMS = "/collections/interventions/items"
 FILTERS = [
     f"{ITEMS}?filter=amount_eur%20%3E%20100000&limit=5",
