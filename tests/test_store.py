@@ -616,3 +616,22 @@ def test_keep_texts_builds_the_missing_properties_texts_on_both_stores(backend):
         for fid, text in conn.execute(sa.select(c.id, c.properties_json).limit(5)):
             assert text == _built_properties(conn, fid)
     assert sc.keep_all_properties(backend) == 0
+
+
+def test_a_new_sqlite_store_seeds_interventions_that_keep_their_texts(tmp_path):
+    """The documented interventions seeded into a new embedded store keep their properties'
+    text from the start (the layout is checked before the seed writes them), so their
+    pages send it as it is: none is left for ``cmm-geo db keep-texts``."""
+    import geo.interventions.sql_collection as sc
+    from geo.interventions.store import get_store
+    from geo.interventions.store import interventions_table as it
+    from geo.store import get_engine
+
+    engine = get_store(get_engine(f"sqlite:///{(tmp_path / 'new.sqlite').as_posix()}"))
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(it)).scalar_one()
+        rows = conn.execute(sa.select(it.c.id, it.c.properties_json).limit(7)).all()
+        assert total >= 100
+        assert all(text == _built_properties(conn, fid) for fid, text in rows)
+    assert sc.keep_all_properties(engine) == 0
+    engine.dispose()

@@ -272,6 +272,10 @@ def seed(engine: Engine) -> ImportReport | None:
     """Load the 104 documented interventions on first start (once per store)."""
     from geo.interventions.reading import read_file
 
+    if engine.dialect.name == "sqlite":  # its rows keep their texts (keep_sqlite_properties)
+        from geo.interventions.sql_collection import ensure_properties_layout
+
+        ensure_properties_layout(engine)
     with transaction(engine) as conn:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(764022)")

@@ -230,6 +230,42 @@ def test_a_filtered_page_is_the_same_read_on_the_loop(backend, loop_reads, threa
     assert all(f["properties"]["amount_eur"] > 10_000_000 for f in pages[2]["features"])
 
 
+def test_a_filtered_page_reads_only_kept_texts_on_the_loop(backend, threads_only, at_the_door):
+    """On SQLite the loop's filtered page selects each row's kept properties text and not
+    the columns it is made of. A row whose text another program cleared (the trigger of
+    ``ensure_properties_layout``: any other update of the row) cannot be sent from it: that
+    page is read again at once with the columns (and so are the collection's next
+    ``SLIM_REST`` pages). Both pages are the threads' pages, both sent from the loop."""
+    from geo.interventions.sql_collection import keep_all_properties
+    from geo.ogc.registry import registry
+
+    engine = get_engine()
+    sqlite = engine.dialect.name == "sqlite"
+    keep_all_properties(engine)
+    kept = f"{ITEMS}?filter=amount_eur%20%3E%201&limit=5"
+    cleared = f"{ITEMS}?filter=amount_eur%20%3E%201&limit=6"
+    with TestClient(create_app()) as c:
+        c.get(f"{ITEMS}?filter=amount_eur%20%3E%202&limit=1")  # the table counted, in a thread
+        registry.peek("interventions").__dict__.pop("_slim_rest", None)  # type: ignore[union-attr]
+        first = c.get(kept)
+        fid = first.json()["features"][0]["id"]
+        with transaction(engine) as conn:  # another program's edit: the text is cleared
+            conn.exec_driver_sql("UPDATE interventions SET remark = remark WHERE id = ?"
+                                 if sqlite else
+                                 "UPDATE interventions SET remark = remark WHERE id = %(id)s",
+                                 (fid,) if sqlite else {"id": fid})  # fmt: skip
+            texts = conn.exec_driver_sql(
+                "SELECT count(*) FROM interventions WHERE properties_json IS NULL"
+            ).scalar_one()
+        assert texts == (1 if sqlite else 0)  # (PostgreSQL's trigger writes it anew)
+        second = c.get(cleared)
+        rest = registry.peek("interventions").__dict__.get("_slim_rest", 0)  # type: ignore[union-attr]
+    assert kept in at_the_door and cleared in at_the_door
+    assert rest == (type(registry.peek("interventions")).SLIM_REST if sqlite else 0)
+    assert second.json()["features"][0] == {**first.json()["features"][0]}
+    _answered_alike_from_threads([kept, cleared], [first, second], threads_only)
+
+
 def test_a_filter_wider_than_one_past_the_cap_is_read_without_a_count(
     backend, monkeypatch, threads_only
 ):
