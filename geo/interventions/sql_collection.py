@@ -509,6 +509,11 @@ class InterventionsSqlProvider(SqlCollection):
     topic = TOPIC
     rtree = "rtree_interventions_geom"
     extra_parameters = InterventionsProvider.extra_parameters
+    #: Their columns' indexes carry the id (migration 0014).
+    indexed_properties = frozenset(
+        {"programme", "cup", "source", "component", "submeasure", "status", "amount_eur",
+         "pnrr_amount_eur", "as_of", "created", "updated"}
+    )  # fmt: skip
 
     #: What vector tiles carry (styling and identify; the API has the rest).
     tile_geometries = ((99, "geom_3857"),)  # points: nothing to simplify

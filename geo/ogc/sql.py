@@ -1819,13 +1819,33 @@ class SqlCollection(CollectionProvider):
             page = _paged(stmt.where(*conds).order_by(*order), q, walk=True)
         return matched, conn.execute(page).fetchall()
 
-    #: How much more a match costs found through its filter's index and sorted than a row
-    #: visited in primary-key order, per store. The filter indexes carry the id (migration
-    #: 0014), so the matches are sorted from the index alone (:meth:`_sorted_page`).
-    #: Measured with 100 k interventions, ``amount_eur > X``: the two plans took as long
-    #: at ~4,000 matches of a page of 100 on PostGIS (~0.2 µs a match, ~0.4 µs a row
-    #: walked) and at ~6,500 on SQLite (~0.06 against ~0.3 µs).
-    match_cost: ClassVar[Mapping[str, float]] = {"postgresql": 0.6, "sqlite": 0.25}
+    #: How much more a match costs found through its filter and sorted than a row visited
+    #: in primary-key order, per store, for a filter not all of whose properties are in
+    #: :attr:`indexed_properties` (measured with 100 k interventions before migration 0014:
+    #: on PostGIS ~1.6 against ~0.4 µs a row; on SQLite the two took as long at ~500
+    #: matches of a page of 100). Without an index the matches cost a scan of the table,
+    #: so only a few are worth sorting.
+    match_cost: ClassVar[Mapping[str, float]] = {"postgresql": 4.0, "sqlite": 40.0}
+    #: The same for a CQL2 filter of :attr:`indexed_properties` alone, whose indexes carry
+    #: the id (migration 0014): the matches are sorted from the index (:meth:`_sorted_page`).
+    #: ``amount_eur > X`` at 100 k: the two plans took as long at ~4,000 matches on PostGIS
+    #: (~0.2 µs a match, ~0.4 µs a row walked) and at ~6,500 on SQLite (~0.06 against ~0.3).
+    indexed_match_cost: ClassVar[Mapping[str, float]] = {"postgresql": 0.6, "sqlite": 0.25}
+    #: Queryables whose column has an index on ``(column, id)``.
+    indexed_properties: ClassVar[frozenset[str]] = frozenset()
+
+    def _match_cost(self, dialect: str, q: FeatureQuery) -> float | None:
+        """:attr:`indexed_match_cost` for a CQL2 filter alone whose properties are all
+        indexed with the id, else :attr:`match_cost` (None: the store has none)."""
+        used = getattr(q.filter, "properties", None)
+        indexed = (
+            bool(used)
+            and used <= self.indexed_properties
+            and q.bbox is None
+            and not q.properties_eq
+            and q.datetime_range is None
+        )
+        return (self.indexed_match_cost if indexed else self.match_cost).get(dialect)
 
     def _matches_first(
         self, conn: Connection, rev: int, q: FeatureQuery, matched: int | None
@@ -1841,7 +1861,7 @@ class SqlCollection(CollectionProvider):
         visits about (offset + limit) · total / matched rows, finding the matches first
         visits ``matched``; the cheaper wins. ``matched`` None (more than the count's
         cap): the walk."""
-        cost = self.match_cost.get(conn.dialect.name)
+        cost = self._match_cost(conn.dialect.name, q)
         if matched is None or cost is None or not q.filtered:
             return False
         total = self._count(conn, rev, FeatureQuery(), list(self.scope()))
@@ -2689,7 +2709,8 @@ class SqlCollection(CollectionProvider):
         total = self._counts.get((id(reads), rev, _query_key(FeatureQuery()), None))
         if total is _NO:
             return None
-        return _sorting_is_cheaper(self.match_cost[reads.dialect.name], q, matched, total)
+        cost = self._match_cost(reads.dialect.name, q)
+        return cost is not None and _sorting_is_cheaper(cost, q, matched, total)
 
     def get(self, feature_id: str) -> dict[str, Any] | None:
         """One feature by primary key."""

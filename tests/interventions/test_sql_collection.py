@@ -754,6 +754,33 @@ def test_twenty_thousand_rows_without_loading_them(big_store):
         assert answer(sql, q) == answer(mem, q)
 
 
+def test_many_matches_are_sorted_first_only_through_an_index_carrying_the_id(big_store):
+    """The queryables said to be indexed with the id (whose filters may sort thousands of
+    matches first) each have an index on ``(column, id)`` in the store; a filter naming any
+    other property, or beside a bbox, keeps the cost of a filter without such an index
+    (its matches may cost a scan: only a few are worth sorting)."""
+    import dataclasses
+
+    sql = InterventionsSqlProvider(big_store)
+    dialect = big_store.dialect.name
+    props = sql.sql_properties(dialect)
+    inspector = sa.inspect(big_store)
+    indexes = {tuple(ix["column_names"]) for ix in inspector.get_indexes("interventions")}
+    for name in sql.indexed_properties:
+        column = props[name].expr.name
+        assert (column, "id") in indexes, name
+    names = [q.name for q in sql.queryables()] + ["geometry"]
+
+    def cost(text: str, **kw: Any) -> float | None:
+        q = FeatureQuery(filter=parse_filter(text, queryables=names))
+        return sql._match_cost(dialect, dataclasses.replace(q, **kw))
+
+    assert cost("amount_eur > 5 AND status = 'x'") == sql.indexed_match_cost[dialect]
+    assert cost("amount_eur > 5 AND title = 'x'") == sql.match_cost[dialect]
+    assert cost("amount_eur > 5", bbox=(9.0, 45.0, 9.1, 45.1)) == sql.match_cost[dialect]
+    assert sql.indexed_match_cost[dialect] < sql.match_cost[dialect]
+
+
 def test_a_few_matches_are_found_first_and_many_by_walking_the_key(big_store):
     """A filtered page whose matches are few (the count, done first, says how many) is read
     from its filter's index and sorted, not by walking the primary key and skipping rows
