@@ -2423,7 +2423,7 @@ class SqlCollection(CollectionProvider):
         record). Should that have changed since, the registry's check after the prefetch
         reads the store, and the request goes to a thread, which builds it anew."""
 
-        key = (None if properties is None else tuple(properties), skip_geometry)
+        key = _select_key(properties, skip_geometry)
         try:
             stmt = self.geojson_select(properties, skip_geometry)
         except WouldBlock:
@@ -2447,7 +2447,7 @@ class SqlCollection(CollectionProvider):
         """:meth:`sqlite_geojson`, kept for :meth:`_loop_sqlite_spec` (as
         :meth:`_loop_select` keeps PostgreSQL's)."""
         spec = self.sqlite_geojson(properties, skip_geometry)
-        key = (None if properties is None else tuple(properties), skip_geometry)
+        key = _select_key(properties, skip_geometry)
         self.__dict__.setdefault("_loop_specs", {})[key] = spec
         return spec
 
@@ -2462,7 +2462,7 @@ class SqlCollection(CollectionProvider):
         try:
             return self._kept_sqlite_spec(q.properties, q.skip_geometry)
         except WouldBlock:
-            key = (None if q.properties is None else tuple(q.properties), q.skip_geometry)
+            key = _select_key(q.properties, q.skip_geometry)
             return self.__dict__.get("_loop_specs", {}).get(key)  # type: ignore[no-any-return]
 
     async def _prefetch_sqlite_box(
@@ -2853,6 +2853,11 @@ def _paged(page: sa.Select[Any], q: FeatureQuery, walk: bool) -> sa.Select[Any]:
             sa.literal(q.offset, literal_execute=True)
         )
     return page.limit(q.limit).offset(q.offset)
+
+
+def _select_key(properties: list[str] | None, skip_geometry: bool) -> tuple[Any, bool]:
+    """The key of a page's select (or SQLite spec) kept for the event loop."""
+    return (None if properties is None else tuple(properties), skip_geometry)
 
 
 class _TextsMissing(Exception):
