@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from geo.errors import InvalidParameter
 from geo.ogc.cql import parse_filter
 from geo.ogc.encode import encode_geometries
-from geo.ogc.registry import FeatureQuery
+from geo.ogc.registry import FeatureQuery, GeojsonPage
 from geo.store import get_engine
 
 
@@ -79,6 +79,10 @@ def check_encoded(sql, q: FeatureQuery) -> None:
         return
     r = sql.query(q)
     assert page.number_matched == r.number_matched
+    # the response's array (on SQLite written from the rows in one pass) is the array of
+    # the features' texts, each with its link
+    head = ',"links":[{"rel":"self","type":"application/geo+json","href":"http://t/items/'
+    assert page.json_array(head) == GeojsonPage(list(page.features), None).json_array(head)
     assert [fid for fid, _ in page.features] == [str(f["id"]) for f in r.features]
     geoms = encode_geometries([f["geometry"] for f in r.features])
     exact = sql.engine().dialect.name == "sqlite"

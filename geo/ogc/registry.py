@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
@@ -83,6 +84,32 @@ class GeojsonPage:
 
     features: list[tuple[str, str]]
     number_matched: int | None
+
+    @property
+    def returned(self) -> int:
+        """How many features the page holds."""
+        return len(self.features)
+
+    def json_array(self, head: str) -> str:
+        """The features as the JSON array of a FeatureCollection, each closed by its
+        ``self`` link: ``head`` (``,"links":[{…,"href":"`` and the items' URL, escaped
+        for JSON, without its closing quote) then its id. One string built at once, not a
+        fragment per feature (JSON escapes character by character: the link's prefix is
+        escaped once)."""
+        features = self.features
+        ids = "".join([fid for fid, _ in features])
+        if plain_ids(ids):  # nothing JSON escapes: each Feature in one join, ~40 % less
+            texts = [f'{text[:-1]}{head}{fid}"}}]}}' for fid, text in features]
+        else:
+            dumps = orjson.dumps
+            texts = [text[:-1] + head + dumps(fid).decode()[1:] + "}]}" for fid, text in features]
+        return "[" + ",".join(texts) + "]"
+
+
+def plain_ids(ids: str) -> bool:
+    """Whether feature ids (joined) hold nothing JSON would escape: then ``"`` + id + ``"``
+    is their JSON text, as orjson writes it."""
+    return ids.isascii() and ids.isprintable() and '"' not in ids and "\\" not in ids
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,13 @@ from geo.ogc.http import (
 )
 from geo.ogc.metadata import JSONLD, dcat_record
 from geo.ogc.params import check_property_filters
-from geo.ogc.registry import CollectionProvider, QueryResult, Registry, registry_version
+from geo.ogc.registry import (
+    CollectionProvider,
+    GeojsonPage,
+    QueryResult,
+    Registry,
+    registry_version,
+)
 from geo.ogc.tiles import REL_TILESETS_VECTOR, REL_TILING_SCHEMES
 from geo.settings import get_settings
 
@@ -537,22 +543,14 @@ class OgcService:
         ]
 
     def _encoded_features(
-        self, req: OgcRequest, p: CollectionProvider, features: list[tuple[str, str]]
+        self, req: OgcRequest, p: CollectionProvider, page: GeojsonPage
     ) -> orjson.Fragment:
         """The features the store encoded, each given its ``self`` link (as
-        :meth:`_features`), as the JSON array orjson would write of them: one string built
-        at once, not a fragment per feature (JSON escapes character by character, so the
-        link's prefix is escaped once)."""
+        :meth:`_features`), as the JSON array orjson would write of them
+        (:meth:`GeojsonPage.json_array`)."""
         prefix = orjson.dumps(req.url(f"/collections/{p.id}/items/")).decode()[:-1]
         head = ',"links":[{"rel":"self","type":"' + GEOJSON + '","href":' + prefix
-        ids = "".join([fid for fid, _ in features])
-        if ids.isascii() and ids.isprintable() and '"' not in ids and "\\" not in ids:
-            # Nothing in the ids that JSON escapes: each Feature in one join, ~40 % less.
-            texts = [f'{text[:-1]}{head}{fid}"}}]}}' for fid, text in features]
-        else:
-            dumps = orjson.dumps
-            texts = [text[:-1] + head + dumps(fid).decode()[1:] + "}]}" for fid, text in features]
-        return orjson.Fragment("[" + ",".join(texts) + "]")
+        return orjson.Fragment(page.json_array(head))
 
     def items(self, req: OgcRequest, collection_id: str, ir: ItemsRequest) -> OgcResponse:
         """``/collections/{id}/items``: one page of features with paging links."""
@@ -576,8 +574,8 @@ class OgcService:
             encoded = p.query_geojson(q)
         if encoded is not None:
             result = QueryResult([], encoded.number_matched)
-            returned = len(encoded.features)
-            feats: Any = self._encoded_features(req, p, encoded.features)
+            returned = encoded.returned
+            feats: Any = self._encoded_features(req, p, encoded)
         else:
             result = p.query(q)
             feats = self._features(req, p, result.features, ir.crs, ir.simplify)

@@ -79,6 +79,7 @@ def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
     (ids and base URLs that JSON must escape included)."""
     import orjson
 
+    from geo.ogc.registry import GeojsonPage
     from geo.ogc.service import GEOJSON, OgcService
 
     class Provider:
@@ -97,11 +98,11 @@ def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
         orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
         for fid, text in feats
     ]
-    got = orjson.dumps(service._encoded_features(req, Provider, feats))  # type: ignore[arg-type]
+    got = orjson.dumps(service._encoded_features(req, Provider, GeojsonPage(feats, None)))  # type: ignore[arg-type]
     assert got == orjson.dumps(one_by_one)
     links = [f["links"][0]["href"] for f in orjson.loads(got)]
     assert links == [prefix + fid for fid, _ in feats]
-    assert orjson.dumps(service._encoded_features(req, Provider, [])) == b"[]"  # type: ignore[arg-type]
+    assert orjson.dumps(service._encoded_features(req, Provider, GeojsonPage([], None))) == b"[]"  # type: ignore[arg-type]
     # Ids JSON writes as they are (the usual ones) take the short way: the same bytes.
     plain = [(fid, text) for fid, text in feats if fid == "e"] + [
         ("b-0000001", '{"type":"Feature","id":"b-0000001","geometry":null,"properties":{}}'),
@@ -111,7 +112,7 @@ def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
         orjson.Fragment(f"{text[:-1]}{head}{orjson.dumps(prefix + fid).decode()}}}]}}")
         for fid, text in plain
     ]
-    got = orjson.dumps(service._encoded_features(req, Provider, plain))  # type: ignore[arg-type]
+    got = orjson.dumps(service._encoded_features(req, Provider, GeojsonPage(plain, None)))  # type: ignore[arg-type]
     assert got == orjson.dumps(expected)
     # One id with a control character, a quote or a backslash sends the page the long way.
     for odd in ("x\x7fy\x01", 'q"', "s\\"):
@@ -120,7 +121,7 @@ def test_the_store_encoded_features_get_their_links_in_one_string() -> None:
             f["links"][0]["href"]
             for f in orjson.loads(
                 orjson.dumps(
-                    service._encoded_features(req, Provider, mixed)  # type: ignore[arg-type]
+                    service._encoded_features(req, Provider, GeojsonPage(mixed, None))  # type: ignore[arg-type]
                 )
             )
         ]
