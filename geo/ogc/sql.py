@@ -52,6 +52,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any, ClassVar
 
 import numpy as np
@@ -1143,7 +1144,7 @@ class SqliteGeojson:
 
     def renders(self, rows: Sequence[Any]) -> bool:
         """Whether this spec can render ``rows``: a slim one, only rows that keep texts."""
-        return self.full is None or all(r[1] is not None for r in rows)
+        return self.full is None or None not in map(_SECOND, rows)
 
     def render(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
         """(id, Feature text) per row, the bytes the Python path writes."""
@@ -1201,7 +1202,7 @@ class SqliteGeojson:
             return 0
         first = 2 if self.kept else 1
         big = ([1] if self.kept else []) + list(range(first + len(self.members), len(rows[0])))
-        return sum([sum(map(len, filter(None, [r[k] for r in rows]))) for k in big])
+        return sum([sum(map(len, filter(None, map(itemgetter(k), rows)))) for k in big])
 
     def properties_texts(self, rows: Sequence[Any]) -> list[tuple[str, str]]:
         """(id, the properties' JSON text) per row of a select without ``kept``: what a
@@ -1241,6 +1242,9 @@ class SqliteGeojson:
             for k, text in zip(todo, geometry_texts(decoded), strict=True):
                 out[k] = text
         return out
+
+
+_SECOND = itemgetter(1)
 
 
 class RowsPage(GeojsonPage):
