@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -514,6 +514,10 @@ class InterventionsSqlProvider(SqlCollection):
         {"programme", "cup", "source", "component", "submeasure", "status", "amount_eur",
          "pnrr_amount_eur", "as_of", "created", "updated"}
     )  # fmt: skip
+    #: … and on ``(id, column)`` too, on SQLite (migration 0015).
+    walked_properties: ClassVar[Mapping[str, frozenset[str]]] = {
+        "sqlite": frozenset({"amount_eur", "pnrr_amount_eur"})
+    }
 
     #: What vector tiles carry (styling and identify; the API has the rest).
     tile_geometries = ((99, "geom_3857"),)  # points: nothing to simplify

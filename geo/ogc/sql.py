@@ -1896,6 +1896,13 @@ class SqlCollection(CollectionProvider):
     indexed_match_cost: ClassVar[Mapping[str, float]] = {"postgresql": 0.6, "sqlite": 0.25}
     #: Queryables whose column has an index on ``(column, id)``.
     indexed_properties: ClassVar[frozenset[str]] = frozenset()
+    #: Per store, :attr:`indexed_properties` whose column also has an index on ``(id,
+    #: column)`` (migration 0015): a walk in id order tests the filter in that index and
+    #: visits only the page's rows, so sorting the matches first pays off for fewer.
+    walked_properties: ClassVar[Mapping[str, frozenset[str]]] = {}
+    #: :attr:`indexed_match_cost` for a filter of :attr:`walked_properties` alone:
+    #: ``amount_eur > X`` at 100 k on SQLite, the two plans took as long at ~2,200 matches.
+    walked_match_cost: ClassVar[Mapping[str, float]] = {"sqlite": 2.0}
 
     def _match_cost(self, dialect: str, q: FeatureQuery) -> float | None:
         """:attr:`indexed_match_cost` for a CQL2 filter alone whose properties are all
@@ -1908,6 +1915,8 @@ class SqlCollection(CollectionProvider):
             and not q.properties_eq
             and q.datetime_range is None
         )
+        if indexed and used <= self.walked_properties.get(dialect, frozenset()):
+            return self.walked_match_cost.get(dialect)
         return (self.indexed_match_cost if indexed else self.match_cost).get(dialect)
 
     def _matches_first(

@@ -779,6 +779,15 @@ def test_many_matches_are_sorted_first_only_through_an_index_carrying_the_id(big
     assert cost("amount_eur > 5 AND title = 'x'") == sql.match_cost[dialect]
     assert cost("amount_eur > 5", bbox=(9.0, 45.0, 9.1, 45.1)) == sql.match_cost[dialect]
     assert sql.indexed_match_cost[dialect] < sql.match_cost[dialect]
+    # The amounts walked in id order through an index on (id, column) (migration 0015, on
+    # SQLite): sorting first pays off for fewer matches there.
+    walked = sql.walked_properties.get(dialect, frozenset())
+    assert walked == ({"amount_eur", "pnrr_amount_eur"} if dialect == "sqlite" else set())
+    for name in walked:
+        assert ("id", props[name].expr.name) in indexes, name
+    expected = sql.walked_match_cost[dialect] if walked else sql.indexed_match_cost[dialect]
+    assert cost("amount_eur > 5 AND pnrr_amount_eur < 9") == expected
+    assert cost("amount_eur > 5 AND status = 'x'") == sql.indexed_match_cost[dialect]
 
 
 def test_a_few_matches_are_found_first_and_many_by_walking_the_key(big_store):
@@ -844,6 +853,15 @@ def test_a_few_matches_are_found_first_and_many_by_walking_the_key(big_store):
             else:  # the index carries the id (migration 0014): the rows are not visited
                 assert "USING COVERING INDEX ix_interventions_amount_eur" in plan, plan
                 assert "TEMP B-TREE" in plan, plan
+        for statement, parameters in [] if few or postgis else pages:
+            # many: the walk in id order tests the amounts in the index that holds them
+            # beside the id (migration 0015), visiting only the page's rows
+            with big_store.connect() as conn:
+                plan = "\n".join(
+                    str(r[-1])
+                    for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+                )
+            assert "USING INDEX ix_interventions_id_amount_eur" in plan, plan
     # Sorted by properties too: the few matches' keys are sorted with the page's terms
     # (descending, text, numbers, nulls last), the page the in-memory one.
     flt = parse_filter(f"amount_eur > {amounts[-31]!r}", queryables=names)
